@@ -353,6 +353,24 @@ def run(
     raise typer.Exit(code)
 
 
+bench_app = typer.Typer(
+    help="Measure a deployment: serving benchmark (serve), agent and swarm benchmark (agents).",
+    no_args_is_help=True,
+)
+verify_app = typer.Typer(help="Check a deployment's correctness (tools: tool calls).",
+                         no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(verify_app, name="verify")
+
+
+def _register_measure() -> None:
+    """The measuring commands of :mod:`kimi_modes.bench` (their modules import lightly; the
+    heavy imports happen when a command runs)."""
+
+
+_register_measure()
+
+
 def _register_simulate() -> None:
     from kimi_modes.engines.simulated.cli import simulate
 
