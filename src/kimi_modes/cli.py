@@ -366,6 +366,10 @@ app.add_typer(verify_app, name="verify")
 def _register_measure() -> None:
     """The measuring commands of :mod:`kimi_modes.bench` (their modules import lightly; the
     heavy imports happen when a command runs)."""
+    # bench serve: registered here
+    # verify tools: registered here
+    # eval: registered here
+    # bench agents: registered here
 
 
 _register_measure()
