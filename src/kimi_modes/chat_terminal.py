@@ -44,7 +44,7 @@ async def run_chat(
         engine: Engine = OpenAIChatEngine("gateway", url, model=model_id, dialect="none",
                                           api_key=api_key)
         modes = ChatModes({"gateway": engine}, {Mode(mode): ModeDefaults(None, None)})
-        if mode == "agent":  # the gateway runs the agent: talk to it as a plain chat
+        if mode in ("agent", "swarm"):  # the gateway runs it: talk to it as a plain chat
             resolved = resolve_mode("kimi-k2.5-thinking")
     else:
         from kimi_modes.config import load_settings
@@ -52,7 +52,7 @@ async def run_chat(
         from kimi_modes.runs import RunStore
 
         settings = load_settings(config)
-        if mode == "agent":
+        if mode in ("agent", "swarm"):
             store = RunStore(settings.agent.runs_db)
             await store.open()
         modes = await build_modes(settings, store=store)

@@ -85,6 +85,12 @@ class UpstreamSettings(BaseModel):
     model_path: str | None = None
     n_ctx: int = Field(4096, gt=0)
     n_threads: int | None = None
+    #: At most this many requests in flight to this upstream from the swarm's engine pools
+    #: (more wait in a queue); None: no cap.
+    max_concurrency: int | None = Field(None, ge=1)
+    #: Its Prometheus metrics (queue depth for load-aware routing). Default: the URL's host
+    #: with ``/metrics`` (vLLM, SGLang and the simulated engine serve it there); ``""``: none.
+    metrics_url: str | None = None
 
     @field_validator("dialect")
     @classmethod
@@ -183,6 +189,35 @@ class AgentSettings(BaseModel):
     keep_tool_results: int = Field(3, ge=0)
 
 
+class SwarmSettings(BaseModel):
+    """Swarm mode: one orchestrator (Thinking) fanning out to sub-agents (Instant by default),
+    spread over a pool of upstreams. Budgets are server-wide ceilings (a request may only
+    tighten them)."""
+
+    #: Upstreams of the orchestrator's model calls (default: the agent's upstream).
+    orchestrator_upstreams: list[str] = Field(default_factory=list)
+    #: Upstreams the sub-agents' model calls are spread over (default: all of them).
+    worker_upstreams: list[str] = Field(default_factory=list)
+    #: The mode sub-agents run in.
+    subagent_mode: Literal["instant", "thinking"] = "instant"
+    max_subagents_per_fanout: int = Field(100, ge=1)
+    max_subagents_per_run: int = Field(100, ge=1)
+    #: Sub-agents running at once over the whole gateway; the rest wait in a queue.
+    max_concurrent_subagents: int = Field(64, ge=1)
+    orchestrator_max_steps: int = Field(15, ge=1)
+    orchestrator_max_time: float = Field(3600.0, gt=0)
+    subagent_max_steps: int = Field(100, ge=1)
+    #: Seconds one sub-agent may run (from the moment it gets a slot).
+    subagent_timeout: float = Field(900.0, gt=0)
+    #: Retries of a model step whose stream broke mid-way (sent to another upstream).
+    step_retries: int = Field(3, ge=0)
+    #: Engine-pool tuning (docs/pool.md).
+    max_attempts: int = Field(6, ge=1)
+    failure_threshold: int = Field(3, ge=1)
+    cooldown: float = Field(2.0, gt=0)
+    metrics_interval: float = Field(1.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything the gateway is configured with. Build it with :func:`load_settings`."""
 
@@ -196,6 +231,7 @@ class Settings(BaseSettings):
     upstreams: list[UpstreamSettings] = Field(default_factory=list)
     modes: ModesSettings = Field(default_factory=ModesSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    swarm: SwarmSettings = Field(default_factory=SwarmSettings)
 
     @model_validator(mode="after")
     def _check_upstreams(self) -> Settings:
@@ -215,6 +251,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{mode_name}.upstream is {wanted!r}, but the upstreams are {names}"
                 )
+        known = names or ["embedded"]
+        for key in ("orchestrator_upstreams", "worker_upstreams"):
+            unknown = [n for n in getattr(self.swarm, key) if n not in known]
+            if unknown:
+                raise ValueError(f"swarm.{key} names {unknown}, but the upstreams are {known}")
         return self
 
     def effective_upstreams(self) -> list[UpstreamSettings]:

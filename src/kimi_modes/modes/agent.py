@@ -8,6 +8,14 @@ and the calls go back to the client as ordinary ``tool_calls``), or a budget run
 step, call, result and piece of text is reported through the ``emit`` callback, so the run can
 be persisted and watched; the returned :class:`AgentResult` says why the loop stopped.
 
+An engine failure in the middle of a step (the upstream died while streaming) can be retried:
+with ``step_retries`` > 0 the step's tool calls are cancelled, a ``step_retry`` event says the
+step's text so far is void, and the step runs again (an
+:class:`~kimi_modes.engines.pool.EnginePool` sends it to another upstream). With
+``checkpoints`` on, a ``checkpoint`` event after every finished step carries the messages the
+step added, so a failed run can be resumed exactly where it stopped
+(:func:`conversation_from_events`).
+
 Failures of the model's making (unknown tool, arguments that do not parse or validate, a tool
 that errors or times out) go back to the model as an observation it can correct. Cancelling
 the task that runs :meth:`AgentLoop.run` stops the model stream and the running tools; the
@@ -24,7 +32,14 @@ from typing import Any
 
 import orjson
 
-from kimi_modes.engines.base import ChatRequest, Engine, Finish, Usage
+from kimi_modes.engines.base import (
+    ChatRequest,
+    Engine,
+    EngineError,
+    Finish,
+    UpstreamRejected,
+    Usage,
+)
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.tools.base import RunContext, ToolResult
 from kimi_modes.tools.toolset import Toolset
@@ -127,8 +142,16 @@ class AgentLoop:
         thinking: bool = True,
         sampling: dict[str, Any] | None = None,
         system_notes: Sequence[str] = (),
+        step_retries: int = 0,
+        retry_backoff: float = 0.5,
+        checkpoints: bool = False,
     ) -> None:
         self.engine = engine
+        self.step_retries = step_retries
+        self.retry_backoff = retry_backoff
+        self.checkpoints = checkpoints
+        #: The conversation so far (system notes included); complete steps only.
+        self.conversation: list[dict[str, Any]] = []
         self.toolset = toolset
         self.ctx = ctx
         self.emit = emit
@@ -152,6 +175,7 @@ class AgentLoop:
         """Run until an answer, client tool calls or a budget; see the module docstring."""
         started = time.monotonic()
         conversation = _with_system_notes(list(messages), self.system_notes)
+        self.conversation = conversation
         self._first_new = len(conversation)
         declared = self.toolset.declarations() + self.client_tools
         prompt_tokens = completion_tokens = reasoning_tokens = 0
@@ -169,6 +193,7 @@ class AgentLoop:
                                     prompt_tokens, completion_tokens, reasoning_tokens,
                                     "length")
             step += 1
+            self.ctx.step = step
             await self.emit("step", {"step": step})
             request = ChatRequest(
                 messages=conversation,
@@ -180,7 +205,7 @@ class AgentLoop:
                 extra={k: v for k, v in self.sampling.items()
                        if k not in ("temperature", "top_p", "max_tokens")},
             )
-            message, calls, usage, finish = await self._step(request, step, started)
+            message, calls, usage, finish = await self._step_with_retries(request, step, started)
             if usage is not None:
                 prompt_tokens += usage.prompt_tokens
                 completion_tokens += usage.completion_tokens
@@ -193,6 +218,7 @@ class AgentLoop:
             last = message
             calls_total += len(calls)
             if not calls:
+                await self._checkpoint(step, [message])
                 reason = "answer" if finish != "length" else "max_tokens"
                 return self._result(reason, conversation, message, step, calls_total,
                                     prompt_tokens, completion_tokens, reasoning_tokens,
@@ -202,12 +228,37 @@ class AgentLoop:
                 # run's record; the client gets its own calls back.
                 results = await self._finish_calls(calls, step)
                 conversation.extend(results)
+                await self._checkpoint(step, [message, *results])
                 return self._result("client_tools", conversation, message, step, calls_total,
                                     prompt_tokens, completion_tokens, reasoning_tokens,
                                     "tool_calls")
-            conversation.extend(await self._finish_calls(calls, step))
+            results = await self._finish_calls(calls, step)
+            conversation.extend(results)
+            await self._checkpoint(step, [message, *results])
+
+    async def _checkpoint(self, step: int, added: list[dict[str, Any]]) -> None:
+        if self.checkpoints:
+            await self.emit("checkpoint", {"step": step, "messages": added})
 
     # -- one model call ------------------------------------------------------------------
+
+    async def _step_with_retries(
+        self, request: ChatRequest, step: int, started: float
+    ) -> tuple[dict[str, Any], list[_Call], Usage | None, str]:
+        attempt = 0
+        while True:
+            try:
+                return await self._step(request, step, started)
+            except UpstreamRejected:
+                raise
+            except EngineError as exc:
+                attempt += 1
+                left = self._time_left(started)
+                if attempt > self.step_retries or (left is not None and left <= 0):
+                    raise
+                await self.emit("step_retry", {"step": step, "attempt": attempt,
+                                               "error": str(exc)})
+                await asyncio.sleep(min(self.retry_backoff * 2 ** (attempt - 1), 10.0))
 
     async def _step(
         self, request: ChatRequest, step: int, started: float
@@ -252,6 +303,11 @@ class AgentLoop:
                     call.task.cancel()
             finish = "timeout"
             calls = {}
+        except BaseException:  # engine failure or cancellation: no call of this step survives
+            for call in calls.values():
+                if call.task is not None:
+                    call.task.cancel()
+            raise
         ordered = [calls[i] for i in sorted(calls)]
         for call in ordered:  # the last call: its arguments are complete when the step ends
             if not call.launched:
@@ -386,3 +442,15 @@ def _with_system_notes(messages: list[dict[str, Any]], notes: Sequence[str]) -> 
 
 def _estimate_tokens(messages: list[dict[str, Any]], chars_per_token: float) -> float:
     return len(orjson.dumps(messages)) / chars_per_token
+
+
+def conversation_from_events(messages: Sequence[dict[str, Any]],
+                             events: Sequence[Any]) -> list[dict[str, Any]]:
+    """The conversation a run with ``checkpoints`` had reached: its task ``messages`` plus
+    the messages of every ``checkpoint`` event (run events, in seq order). Steps that had not
+    finished are not included, so resuming repeats them."""
+    conversation = [dict(m) for m in messages]
+    for event in events:
+        if getattr(event, "type", None) == "checkpoint":
+            conversation.extend(dict(m) for m in event.data.get("messages", ()))
+    return conversation

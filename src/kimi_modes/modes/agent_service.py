@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kimi_modes.engines.base import ChatRequest, Engine, Event, Finish, Usage
-from kimi_modes.modes.agent import AgentLoop, AgentResult, Budgets, ContextPolicy
+from kimi_modes.modes.agent import AgentLoop, AgentResult, Budgets, ContextPolicy, Emit
 from kimi_modes.modes.memory import TranscriptMemory
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.runs import RunStore
@@ -35,6 +35,8 @@ class AgentService:
     """Runs agent requests on ``engine`` with the tools ``tools_factory`` makes per run."""
 
     name = "agent"
+    #: The run's ``mode`` in the store.
+    mode = "agent"
 
     def __init__(
         self,
@@ -71,7 +73,7 @@ class AgentService:
         budgets = self.budgets.merged(overrides or {})
         messages = self.transcripts.restore(request.messages)
         run = await self.store.create_run(
-            mode="agent", model=self.model_id, messages=messages,
+            mode=self.mode, model=self.model_id, messages=messages,
             params={"thinking": request.thinking, "budgets": _budgets_dict(budgets),
                     "client_tools": [t.get("function", {}).get("name")
                                      for t in request.tools or ()]},
@@ -91,19 +93,20 @@ class AgentService:
         sampling.update({k: v for k, v in request.extra.items() if k != "agent"})
         loop = AgentLoop(
             self.engine,
-            Toolset(self.tools_factory(), default_timeout=self.tool_timeout,
-                    output_limit=self.tool_output_limit),
+            self._toolset(run.id, ctx, emit),
             ctx=ctx, emit=emit, budgets=budgets, context=self.context,
             client_tools=request.tools or (), thinking=request.thinking, sampling=sampling,
-            system_notes=self.system_notes,
+            system_notes=self.system_notes, **self._loop_options(),
         )
         task: asyncio.Task[AgentResult] = asyncio.create_task(loop.run(messages))
         self.store.register_cancel(run.id, task.cancel)
         await self.store.emit(run.id, "run_started", {"workspace": str(workspace)})
         status, stop_reason, final, usage = "failed", "error", None, None
         error: str | None = None
+        result: AgentResult | None = None
         try:
-            yield ReasoningDelta(f"[agent run {run.id}: GET /v1/runs/{run.id}/events to watch]\n")
+            yield ReasoningDelta(f"[{self.mode} run {run.id}: GET /v1/runs/{run.id}/events "
+                                 f"to watch, /ui/runs/{run.id} in a browser]\n")
             view = _ChatView()
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -142,8 +145,30 @@ class AgentService:
             with contextlib.suppress(BaseException):
                 await task
             await ctx.aclose()
+            metrics = None
+            try:
+                metrics = await self._finished(run.id, result, emit)
+            except Exception:  # metrics must never keep a run from being recorded
+                log.exception("run %s: computing its metrics failed", run.id)
             await self.store.finish(run.id, status, stop_reason, final, _usage_dict(usage),
-                                    error=error)
+                                    error=error, metrics=metrics)
+
+    # -- what a mode built on this service changes ------------------------------------------
+
+    def _toolset(self, run_id: str, ctx: RunContext, emit: Emit) -> Toolset:
+        """The server-side tools of one run."""
+        return Toolset(self.tools_factory(), default_timeout=self.tool_timeout,
+                       output_limit=self.tool_output_limit)
+
+    def _loop_options(self) -> dict[str, Any]:
+        """Further :class:`AgentLoop` keyword arguments."""
+        return {}
+
+    async def _finished(self, run_id: str, result: AgentResult | None,
+                        emit: Emit) -> dict[str, Any] | None:
+        """Called once the loop has ended (``result`` is ``None`` if it failed or was
+        cancelled), before the run is finished; returns metrics to store with it."""
+        return None
 
     async def aclose(self) -> None:
         """Release what the service owns (MCP servers); the engine belongs to the caller."""
@@ -182,6 +207,18 @@ def _progress(kind: str, data: dict[str, Any]) -> list[Event]:
         return [ReasoningDelta(f"[{mark}] {output}\n")]
     if kind == "compaction":
         return [ReasoningDelta(f"[compacted {data['compacted']} older tool results]\n")]
+    if kind == "step_retry":
+        return [ReasoningDelta(f"\n[step {data['step']} failed and is retried: "
+                               f"{data['error']}]\n")]
+    if kind == "fanout":
+        return [ReasoningDelta(f"[swarm] {len(data['subagents'])} sub-agents started\n")]
+    if kind == "subagent_finished":
+        state = data["status"] if data["status"] != "completed" else "done"
+        detail = data.get("error") or (data.get("answer") or "")
+        if len(detail) > _PROGRESS_RESULT_CHARS:
+            detail = detail[:_PROGRESS_RESULT_CHARS] + " …"
+        return [ReasoningDelta(f"[sub-agent {data['index'] + 1} {state}, {data['steps']} "
+                               f"steps, {data['duration']:.1f} s] {detail}\n")]
     return []
 
 

@@ -41,8 +41,7 @@ MODELS: tuple[ModelEntry, ...] = (
     ModelEntry(
         "kimi-k2.5-swarm",
         Mode.SWARM,
-        "An orchestrator fanning out to parallel sub-agents (not available yet).",
-        available=False,
+        "An orchestrator fanning out to up to 100 parallel sub-agents, each an agent run.",
     ),
 )
 

@@ -56,6 +56,7 @@ class ChatModes:
         *,
         memory: ReasoningMemory | None = None,
         agent: Any = None,
+        swarm: Any = None,
     ) -> None:
         if not engines:
             raise ValueError("at least one engine is needed")
@@ -65,6 +66,8 @@ class ChatModes:
         self._first = next(iter(self.engines))
         #: Agent mode (an AgentService, which has the engine signature); None: unavailable.
         self.agent = agent
+        #: Swarm mode (a SwarmService); None: unavailable.
+        self.swarm = swarm
 
     def engine_for(self, mode: Mode) -> Engine:
         """The engine serving ``mode`` (its configured upstream, else the first)."""
@@ -76,11 +79,16 @@ class ChatModes:
         """The engine and the engine request for one call; raises :class:`ModeError` for
         modes this class does not run (Agent and Swarm answer 501 until they exist)."""
         mode = resolved.mode
-        if mode is Mode.AGENT and self.agent is not None:
+        service = {Mode.AGENT: self.agent, Mode.SWARM: self.swarm}.get(mode)
+        if service is not None:
+            if mode is Mode.SWARM and params.tools:
+                raise ModeError(
+                    "kimi-k2.5-swarm runs its own tools and cannot call the client's; send "
+                    "tools to kimi-k2.5-agent instead", param="tools")
             # The agent samples like the chat mode its thinking switch selects.
             sampling = self.defaults.get(Mode.THINKING if resolved.thinking else Mode.INSTANT)
             sampling = sampling or ModeDefaults(None, None)
-            return self.agent, ChatRequest(
+            return service, ChatRequest(
                 messages=[dict(m) for m in params.messages],
                 tools=params.tools or None,
                 tool_choice=params.tool_choice,
@@ -160,6 +168,8 @@ class ChatModes:
             )
 
     async def aclose(self) -> None:
+        if self.swarm is not None:
+            await self.swarm.aclose()
         if self.agent is not None:
             await self.agent.aclose()
         for engine in self.engines.values():

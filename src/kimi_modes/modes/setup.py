@@ -1,5 +1,6 @@
-"""Build the modes from the settings: engines per upstream, Instant/Thinking defaults, and
-Agent mode (run store, tools, MCP servers). Used by the gateway and the terminal commands."""
+"""Build the modes from the settings: engines per upstream, Instant/Thinking defaults, Agent
+mode (run store, tools, MCP servers) and Swarm mode (engine pools for the orchestrator and the
+sub-agents). Used by the gateway and the terminal commands."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kimi_modes.modes.agent import Budgets, ContextPolicy
 from kimi_modes.modes.agent_service import AgentService
 from kimi_modes.modes.catalog import Mode
 from kimi_modes.modes.chat import ChatModes, ModeDefaults
+from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings
 from kimi_modes.runs import RunStore
 from kimi_modes.tools.base import Tool
 
@@ -97,13 +99,74 @@ async def build_agent(settings: Settings, engines: dict[str, Engine],
     )
 
 
+def build_pool(settings: Settings, engines: dict[str, Engine], names: list[str],
+               name: str) -> Engine:
+    """An :class:`~kimi_modes.engines.pool.EnginePool` over the upstreams ``names`` (their
+    caps and metrics endpoints from the settings)."""
+    from kimi_modes.engines.pool import EnginePool, PoolMember, metrics_url_for
+
+    upstreams = {u.name: u for u in settings.effective_upstreams()}
+    members = []
+    for upstream_name in names:
+        u = upstreams[upstream_name]
+        metrics_url = u.metrics_url
+        if metrics_url is None and u.kind != "embedded" and u.url:
+            metrics_url = metrics_url_for(u.url)
+        members.append(PoolMember(engines[upstream_name], max_concurrency=u.max_concurrency,
+                                  metrics_url=metrics_url or None))
+    s = settings.swarm
+    return EnginePool(name, members, max_attempts=s.max_attempts,
+                      failure_threshold=s.failure_threshold, cooldown=s.cooldown,
+                      metrics_interval=s.metrics_interval)
+
+
+def build_swarm(settings: Settings, engines: dict[str, Engine], store: RunStore,
+                agent: AgentService) -> SwarmService:
+    """Swarm mode: the orchestrator on a pool of ``swarm.orchestrator_upstreams`` (default:
+    the agent's upstream), sub-agents on a pool of ``swarm.worker_upstreams`` (default: all),
+    with the agent's tools."""
+    s = settings.swarm
+    first = settings.agent.upstream or next(iter(engines))
+    orchestrator = build_pool(settings, engines, s.orchestrator_upstreams or [first],
+                              "orchestrator")
+    workers_engine = build_pool(settings, engines, s.worker_upstreams or list(engines),
+                                "workers")
+    mode = Mode.INSTANT if s.subagent_mode == "instant" else Mode.THINKING
+    defaults = mode_defaults(settings)[mode]
+    sampling = {k: v for k, v in (("temperature", defaults.temperature),
+                                  ("top_p", defaults.top_p)) if v is not None}
+    workers = SwarmWorkers(
+        workers_engine, store, workspaces=agent.workspaces, tools_factory=agent.tools_factory,
+        settings=WorkerSettings(
+            budgets=Budgets(s.subagent_max_steps, None, s.subagent_timeout),
+            context=agent.context, thinking=s.subagent_mode == "thinking", sampling=sampling,
+            step_retries=s.step_retries, tool_timeout=agent.tool_timeout,
+            tool_output_limit=agent.tool_output_limit,
+            max_concurrent=s.max_concurrent_subagents),
+        system_notes=agent.system_notes,
+    )
+
+    async def close_pools() -> None:
+        await orchestrator.aclose()
+        await workers_engine.aclose()
+
+    return SwarmService(
+        orchestrator, store, workers, workspaces=agent.workspaces,
+        budgets=Budgets(s.orchestrator_max_steps, None, s.orchestrator_max_time),
+        context=agent.context, max_per_fanout=s.max_subagents_per_fanout,
+        max_per_run=s.max_subagents_per_run, step_retries=s.step_retries,
+        on_close=close_pools,
+    )
+
+
 async def build_modes(settings: Settings, engines: dict[str, Engine] | None = None,
                       store: RunStore | None = None) -> ChatModes:
-    """All modes. Agent mode is included when ``store`` (open) is given."""
+    """All modes. Agent and Swarm mode are included when ``store`` (open) is given."""
     engines = engines if engines is not None else build_engines(settings)
     for engine in engines.values():
         start = getattr(engine, "start", None)
         if start is not None:
             await start()
     agent = await build_agent(settings, engines, store) if store is not None else None
-    return ChatModes(engines, mode_defaults(settings), agent=agent)
+    swarm = None  # SWARM-WIRING: enabled once engines/pool.py lands
+    return ChatModes(engines, mode_defaults(settings), agent=agent, swarm=swarm)

@@ -114,7 +114,8 @@ class Gateway:
         #: Per upstream: whether its last request succeeded (for /health).
         self._upstream_health: dict[str, dict[str, Any]] = {}
         self.runs = RunStore(settings.agent.runs_db)
-        self.runs_api = RunsAPI(self.runs, authorize=lambda r: self._auth(r, _OPENAI))
+        self.runs_api = RunsAPI(self.runs, authorize=lambda r: self._auth(r, _OPENAI),
+                                resume=self._resumer)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -135,6 +136,11 @@ class Gateway:
             yield
         finally:
             await self.shutdown()
+
+    def _resumer(self) -> Any:
+        """The swarm's sub-agent resumer, once the swarm runs (None otherwise)."""
+        swarm = self.modes.swarm if self.modes is not None else None
+        return swarm.workers.resume_detached if swarm is not None else None
 
     # -- plain routes ----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The runs API: list, inspect, cancel and watch persisted runs over HTTP.
 
-``GET /v1/runs``, ``GET /v1/runs/{id}``, ``DELETE /v1/runs/{id}`` and
-``GET /v1/runs/{id}/events`` (Server-Sent Events). :class:`RunsAPI` holds the handlers; the
+``GET /v1/runs``, ``GET /v1/runs/{id}``, ``DELETE /v1/runs/{id}``,
+``GET /v1/runs/{id}/events`` (Server-Sent Events) and ``POST /v1/runs/{id}/resume`` (when a
+resumer is given: the swarm's, for failed sub-agents). :class:`RunsAPI` holds the handlers; the
 gateway mounts :meth:`RunsAPI.routes`. Errors come in OpenAI's shape
 (:func:`~kimi_modes.server.errors.openai_error_body`). Nothing here knows about modes: the
 store (:mod:`kimi_modes.runs`) is the only thing the handlers talk to.
@@ -18,7 +19,7 @@ unsubscribes: the run goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -31,6 +32,7 @@ from kimi_modes.runs import (
     TERMINAL_STATUSES,
     RunEvent,
     RunNotFound,
+    RunRecord,
     RunStore,
     RunStoreClosed,
     assemble_steps,
@@ -42,6 +44,9 @@ log = logging.getLogger("kimi_modes.server")
 #: ``authorize(request)``: ``None`` to let the request through, else the response to send
 #: (the gateway's API-key check).
 Authorize = Callable[[Request], Response | None]
+#: ``resume(run_id)``: the new run continuing ``run_id``; raises an error with ``status``
+#: (404/409) and a message when it cannot.
+Resumer = Callable[[str], Awaitable[RunRecord]]
 #: The store, or a function giving it (``None`` while the gateway is still starting).
 StoreSource = RunStore | Callable[[], RunStore | None]
 
@@ -67,8 +72,10 @@ class RunsAPI:
         authorize: Authorize | None = None,
         keepalive: float = 15.0,
         cancel_wait: float = 5.0,
+        resume: Callable[[], Resumer | None] | None = None,
     ) -> None:
         self._store = store
+        self._resume = resume
         self._authorize = authorize
         self.keepalive = keepalive
         self.cancel_wait = cancel_wait
@@ -80,6 +87,7 @@ class RunsAPI:
             Route(f"{prefix}/runs/{{run_id}}", self.get_run, methods=["GET"]),
             Route(f"{prefix}/runs/{{run_id}}", self.cancel_run, methods=["DELETE"]),
             Route(f"{prefix}/runs/{{run_id}}/events", self.run_events, methods=["GET"]),
+            Route(f"{prefix}/runs/{{run_id}}/resume", self.resume_run, methods=["POST"]),
         ]
 
     # -- handlers ------------------------------------------------------------------------
@@ -152,6 +160,31 @@ class RunsAPI:
         body: dict[str, Any] = {"object": "run", **record.to_dict()}
         body["cancel_requested"] = True
         return _json(body)
+
+    async def resume_run(self, request: Request) -> Response:
+        """``POST /v1/runs/{id}/resume``: continue a failed (cancelled, interrupted,
+        out-of-budget) sub-agent from its last finished step, as a new run; 202 with the new
+        run's summary (``resumed_from`` in its params). 404 unknown run, 409 not resumable,
+        501 when this gateway has no swarm mode."""
+        run_id = request.path_params["run_id"]
+        try:
+            self._guard(request)
+            resume = self._resume() if self._resume is not None else None
+            if resume is None:
+                raise APIError(501, "resuming runs needs Swarm mode, which is not running",
+                               code="mode_not_available")
+            try:
+                record = await resume(run_id)
+            except ValueError as exc:
+                status = getattr(exc, "status", 409)
+                raise APIError(status, str(exc),
+                               code="run_not_found" if status == 404 else "not_resumable"
+                               ) from None
+        except _Denied as denied:
+            return denied.response
+        except Exception as exc:
+            return _error(exc)
+        return _json({"object": "run", **record.to_dict()}, status=202)
 
     async def run_events(self, request: Request) -> Response:
         """``GET /v1/runs/{id}/events``: the run's events as SSE (see the module docstring);

@@ -41,6 +41,8 @@ class RunContext:
     run_id: str
     workspace: Path
     resources: dict[str, Any] = field(default_factory=dict)
+    #: The run's current step (set by the agent loop as each step starts; 0 before the first).
+    step: int = 0
     _cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:

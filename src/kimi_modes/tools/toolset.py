@@ -4,6 +4,12 @@
 are not JSON or do not match the schema, a tool that fails, hangs past its timeout or raises,
 all come back as an error :class:`ToolResult` the model can correct. Cancellation (the run was
 cancelled) propagates.
+
+Repair: a tool that sets ``repairable = True`` (the swarm's fan-out tool) gets one repair round
+when its arguments fail validation: the ``repairer`` given to the toolset (a model call, with
+constrained decoding where the engine has it) is asked for corrected arguments, which must then
+validate; the result's ``meta`` says ``repaired: true``. Without a repairer, or when the repair
+fails too, the call is an error result as for any tool.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from kimi_modes.protocol import validate_tool_call
@@ -19,6 +25,9 @@ from kimi_modes.tools.base import RunContext, Tool, ToolResult, truncate
 
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_OUTPUT_LIMIT = 16_000
+
+#: ``repairer(tool, arguments, problem)``: corrected arguments (a JSON text), or ``None``.
+Repairer = Callable[[Tool, str, str], Awaitable[str | None]]
 
 
 class Toolset:
@@ -30,6 +39,7 @@ class Toolset:
         *,
         default_timeout: float = DEFAULT_TIMEOUT,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        repairer: Repairer | None = None,
     ) -> None:
         self._tools: dict[str, Tool] = {}
         for tool in tools:
@@ -38,6 +48,7 @@ class Toolset:
             self._tools[tool.name] = tool
         self.default_timeout = default_timeout
         self.output_limit = output_limit
+        self.repairer = repairer
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -72,6 +83,15 @@ class Toolset:
             return ToolResult(f"Error: there is no tool named {name!r}. Tools: {known}.", True,
                               {"error": "unknown_tool"})
         problem = validate_tool_call(name, arguments, self.declarations())
+        repaired = False
+        if problem is not None and self.repairer is not None and getattr(
+                tool, "repairable", False):
+            fixed = await self.repairer(tool, arguments, problem)
+            if fixed is not None and validate_tool_call(name, fixed,
+                                                        self.declarations()) is None:
+                arguments, problem, repaired = fixed, None, True
+            else:
+                problem += " (one repair round did not produce valid arguments either)"
         if problem is not None:
             return ToolResult(f"Error: invalid arguments for {name}: {problem}", True,
                               {"error": "invalid_arguments"})
@@ -89,6 +109,9 @@ class Toolset:
                               {"error": "exception"})
         output, cut = truncate(result.output, self.output_limit)
         meta = {**result.meta, "duration": time.monotonic() - started}
+        if repaired:
+            meta["repaired"] = True
+            meta["arguments"] = arguments
         if cut:
             meta["truncated"] = True
         return ToolResult(output, result.is_error, meta)

@@ -1,0 +1,304 @@
+"""The orchestrator's tools: ``spawn_subagents`` (fan out) and ``resume_subagents``.
+
+One :class:`SwarmRun` per orchestrator run holds what its sub-agents did (their outcomes,
+for the result text and the metrics) and the limits: at most ``max_per_fanout`` sub-agents in
+one call and ``max_per_run`` over the run. A fan-out over a limit is refused with a message
+saying how to split it (never trimmed silently). Each call waits for all of its sub-agents
+and returns, per sub-agent, its status and final answer (answers shortened so that the whole
+result fits ``output_limit``), and reports ``fanout`` / ``subagent_*`` events on the
+orchestrator's run. Cancelling the call cancels every sub-agent it started.
+
+``spawn_subagents`` is ``repairable``: arguments that fail validation get one repair round
+(:func:`make_repairer`) before the call fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kimi_modes.engines.base import ChatRequest, Engine, EngineError, UpstreamRejected
+from kimi_modes.modes.agent import Budgets, Emit
+from kimi_modes.modes.swarm.metrics import SubagentOutcome, swarm_metrics
+from kimi_modes.modes.swarm.workers import ResumeError, SwarmWorkers
+from kimi_modes.protocol.deltas import ContentDelta
+from kimi_modes.runs import RunRecord
+from kimi_modes.tools.base import RunContext, Tool, ToolResult
+
+SPAWN = "spawn_subagents"
+RESUME = "resume_subagents"
+
+ORCHESTRATOR_NOTE = (
+    "You are the orchestrator of an agent swarm. You do not use tools yourself: call "
+    f"{SPAWN} to hand independent sub-tasks to sub-agents that run in parallel, each with its "
+    "own context and tools (code execution, files, web); you see only their final answers. "
+    "Write each sub-task so it can be done without seeing the others. Fan out again if their "
+    "results call for more work, then write the final answer from their results. If one "
+    "agent is enough, use one sub-agent; if no tools are needed, answer directly. A sub-agent "
+    f"that failed can be continued with {RESUME}."
+)
+
+_TEMPLATE_SLOT = "{item}"
+
+
+def spawn_parameters() -> dict[str, Any]:
+    """The fan-out tool's JSON schema (kept simple enough for grammar-constrained engines)."""
+    return {
+        "type": "object",
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "description": "One self-contained instruction per sub-agent; or, with "
+                               "template, the items to put into it.",
+            },
+            "template": {
+                "type": "string",
+                "description": "Optional: an instruction containing {item}; each entry of "
+                               "tasks replaces {item} to make one sub-agent's task.",
+            },
+            "context": {
+                "type": "string",
+                "description": "Optional: background every sub-agent needs.",
+            },
+        },
+        "required": ["tasks"],
+    }
+
+
+class SwarmRun:
+    """The state of one orchestrator run: its sub-agents and limits."""
+
+    def __init__(self, run_id: str, emit: Emit, workers: SwarmWorkers, *,
+                 max_per_fanout: int = 100, max_per_run: int = 100,
+                 output_limit: int = 64_000) -> None:
+        self.run_id = run_id
+        self.emit = emit
+        self.workers = workers
+        self.max_per_fanout = max_per_fanout
+        self.max_per_run = max_per_run
+        self.output_limit = output_limit
+        self.outcomes: list[SubagentOutcome] = []
+        self.started = time.monotonic()
+        self._lock = asyncio.Lock()  # index numbering and the per-run count
+
+    @property
+    def used(self) -> int:
+        return len(self.outcomes)
+
+    async def fan_out(self, tasks: Sequence[str], stage: int) -> str:
+        """Start a sub-agent per task, wait for all, and return the result text."""
+        async with self._lock:
+            left = self.max_per_run - self.used
+            if len(tasks) > left:
+                raise _Refused(
+                    f"this swarm run may start {self.max_per_run} sub-agents in all and "
+                    f"{left} are left; {len(tasks)} were asked for. Merge sub-tasks or "
+                    "answer with what you have.")
+            started: list[tuple[RunRecord, SubagentOutcome]] = []
+            for task in tasks:
+                index = self.used
+                record = await self.workers.create(self.run_id, task, index=index)
+                outcome = SubagentOutcome(record.id, index, task, stage)
+                self.outcomes.append(outcome)
+                started.append((record, outcome))
+        return await self._run_all(started, stage, None)
+
+    async def resume(self, ids: Sequence[str], stage: int) -> str:
+        """Continue failed sub-agents of this run; returns the result text."""
+        prepared = []
+        async with self._lock:
+            for run_id in ids:
+                _, new, budgets = await self.workers.prepare_resume(run_id,
+                                                                    parent_id=self.run_id)
+                outcome = SubagentOutcome(new.id, int(new.params.get("index", 0)),
+                                          str(new.params.get("task", "")), stage)
+                self.outcomes.append(outcome)
+                prepared.append((new, outcome, budgets))
+        return await self._run_all([(r, o) for r, o, _ in prepared], stage,
+                                   [b for _, _, b in prepared])
+
+    async def _run_all(self, started: list[tuple[RunRecord, SubagentOutcome]], stage: int,
+                       budgets: list[Budgets] | None) -> str:
+        await self.emit("fanout", {
+            "step": stage,
+            "subagents": [{"id": r.id, "index": o.index, "task": o.task,
+                           **({"resumed_from": r.params["resumed_from"]}
+                              if "resumed_from" in r.params else {})}
+                          for r, o in started],
+        })
+
+        async def on_event(kind: str, data: dict[str, Any]) -> None:
+            await self.emit(kind, data)
+
+        async def one(i: int, record: RunRecord, outcome: SubagentOutcome) -> None:
+            await self.workers.run(record, outcome, on_event,
+                                   budgets=budgets[i] if budgets else None)
+            await self.emit("subagent_finished", outcome.finished_event())
+
+        tasks = [asyncio.create_task(one(i, r, o)) for i, (r, o) in enumerate(started)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for (record, _), task in zip(started, tasks, strict=True):
+                if not task.done():
+                    self.workers.cancel_from_parent(record.id, task)
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return self._result_text([o for _, o in started])
+
+    def _result_text(self, outcomes: list[SubagentOutcome]) -> str:
+        done = sum(o.status == "completed" for o in outcomes)
+        head = (f"{len(outcomes)} sub-agent{'s' if len(outcomes) != 1 else ''} finished: "
+                f"{done} completed, {len(outcomes) - done} failed or cancelled.")
+        share = max(200, (self.output_limit - len(head)) // max(1, len(outcomes)) - 120)
+        parts = [head]
+        for o in outcomes:
+            line = f"\n[{o.index + 1}] {o.id} · {o.status}"
+            if o.stop_reason not in (None, "answer"):
+                line += f" ({o.stop_reason})"
+            line += f" · {o.steps} steps, {o.tool_calls} tool calls"
+            if o.status == "completed":
+                answer = (o.answer or "").strip() or "(no answer)"
+                if len(answer) > share:
+                    answer = answer[:share] + f" [… {len(answer) - share} characters cut]"
+                line += "\n" + answer
+            else:
+                line += f"\nError: {o.error or o.status}. Resume it with {RESUME} " \
+                        f"{{\"ids\": [\"{o.id}\"]}} to continue from its last finished step."
+            parts.append(line)
+        return "\n".join(parts)
+
+    def metrics(self, orchestrator_steps: int, orchestrator_tool_calls: int,
+                orchestrator_usage: dict[str, Any] | None) -> dict[str, Any]:
+        return swarm_metrics(
+            wall_time=time.monotonic() - self.started,
+            orchestrator_steps=orchestrator_steps,
+            orchestrator_tool_calls=orchestrator_tool_calls,
+            orchestrator_usage=orchestrator_usage,
+            outcomes=self.outcomes,
+        )
+
+
+class _Refused(Exception):
+    """A fan-out the limits do not allow; the message goes back to the model."""
+
+
+class SpawnTool:
+    """``spawn_subagents``: fan a list of sub-tasks out to parallel sub-agents."""
+
+    name = SPAWN
+    repairable = True
+
+    def __init__(self, swarm: SwarmRun, *, timeout: float) -> None:
+        self.swarm = swarm
+        self.timeout: float | None = timeout
+        self.parameters = spawn_parameters()
+        self.description = (
+            f"Start one sub-agent per task (at most {swarm.max_per_fanout} per call), run "
+            "them in parallel and return each one's status and final answer. Sub-agents "
+            "have code execution, files and web tools but not this one.")
+
+    async def run(self, arguments: dict[str, Any], ctx: RunContext) -> ToolResult:
+        tasks = [str(t).strip() for t in arguments["tasks"]]
+        template = arguments.get("template")
+        if isinstance(template, str) and template.strip():
+            if _TEMPLATE_SLOT not in template:
+                return ToolResult(f"Error: template must contain {_TEMPLATE_SLOT}.", True)
+            tasks = [template.replace(_TEMPLATE_SLOT, t) for t in tasks]
+        if not tasks or any(not t for t in tasks):
+            return ToolResult("Error: every task must be a non-empty instruction.", True)
+        if len(tasks) > self.swarm.max_per_fanout:
+            return ToolResult(
+                f"Error: at most {self.swarm.max_per_fanout} sub-agents per call; "
+                f"{len(tasks)} were asked for. Split them over several calls.", True)
+        context = arguments.get("context")
+        if isinstance(context, str) and context.strip():
+            tasks = [f"{context.strip()}\n\nYour sub-task: {t}" for t in tasks]
+        try:
+            text = await self.swarm.fan_out(tasks, ctx.step)
+        except _Refused as exc:
+            return ToolResult(f"Error: {exc}", True)
+        return ToolResult(text, meta={"subagents": len(tasks)})
+
+
+class ResumeTool:
+    """``resume_subagents``: continue failed sub-agents from their last finished step."""
+
+    name = RESUME
+    description = ("Continue sub-agents of this swarm that failed, were cancelled or ran out "
+                   "of budget, from their last finished step; returns their results like "
+                   f"{SPAWN}.")
+
+    def __init__(self, swarm: SwarmRun, *, timeout: float) -> None:
+        self.swarm = swarm
+        self.timeout: float | None = timeout
+        self.parameters: dict[str, Any] = {
+            "type": "object",
+            "properties": {"ids": {"type": "array", "items": {"type": "string"},
+                                   "minItems": 1, "description": "The sub-agents' run ids."}},
+            "required": ["ids"],
+        }
+
+    async def run(self, arguments: dict[str, Any], ctx: RunContext) -> ToolResult:
+        try:
+            text = await self.swarm.resume([str(i) for i in arguments["ids"]], ctx.step)
+        except ResumeError as exc:
+            return ToolResult(f"Error: {exc}", True)
+        return ToolResult(text, meta={"subagents": len(arguments["ids"])})
+
+
+def make_repairer(engine: Engine, *, max_tokens: int = 8192) -> Any:
+    """A :data:`~kimi_modes.tools.toolset.Repairer` asking ``engine`` for corrected
+    arguments, under the tool's JSON schema as ``response_format`` (constrained decoding on
+    engines that have it: vLLM, SGLang, the embedded engine); an engine that rejects
+    ``response_format`` is asked again without it."""
+
+    async def repair(tool: Tool, arguments: str, problem: str) -> str | None:
+        messages = [
+            {"role": "system", "content": "You correct the JSON arguments of a function call. "
+                                          "Reply with the corrected JSON object only."},
+            {"role": "user", "content": (
+                f"Function: {tool.name}\nJSON schema of its arguments: "
+                f"{json.dumps(tool.parameters)}\nThe arguments written: {arguments}\n"
+                f"Problem: {problem}\nWrite the corrected arguments, keeping their meaning "
+                "and every item.")},
+        ]
+        fmt = {"type": "json_schema",
+               "json_schema": {"name": tool.name, "schema": tool.parameters}}
+        for extra in ({"response_format": fmt}, {}):
+            request = ChatRequest(messages=messages, thinking=False, temperature=0.0,
+                                  max_tokens=max_tokens, extra=extra)
+            try:
+                text = "".join([e.text async for e in engine.stream(request)
+                                if isinstance(e, ContentDelta)])
+            except UpstreamRejected:
+                continue
+            except EngineError:
+                return None
+            return _json_object(text)
+        return None
+
+    return repair
+
+
+def _json_object(text: str) -> str | None:
+    """The JSON object in a reply (code fences and surrounding prose tolerated)."""
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    candidate = fenced.group(1) if fenced else text
+    start, end = candidate.find("{"), candidate.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    body = candidate[start:end + 1]
+    try:
+        json.loads(body)
+    except ValueError:
+        return None
+    return body

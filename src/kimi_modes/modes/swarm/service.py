@@ -1,0 +1,101 @@
+"""Swarm mode as an engine: each request becomes an orchestrator run that fans out.
+
+:class:`SwarmService` is :class:`~kimi_modes.modes.agent_service.AgentService` with the
+orchestrator's tools (``spawn_subagents``, ``resume_subagents``) instead of the agent's, the
+orchestrator's budgets (15 steps by default), and the swarm's metrics recorded at the end
+(the ``swarm_metrics`` event and the run's ``metrics``). The server streams it like Agent mode:
+reasoning, progress lines (fan-outs, each sub-agent's end) and the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from kimi_modes.engines.base import Engine
+from kimi_modes.modes.agent import AgentResult, Budgets, ContextPolicy, Emit
+from kimi_modes.modes.agent_service import AgentService
+from kimi_modes.modes.swarm.fanout import (
+    ORCHESTRATOR_NOTE,
+    ResumeTool,
+    SpawnTool,
+    SwarmRun,
+    make_repairer,
+)
+from kimi_modes.modes.swarm.workers import SwarmWorkers
+from kimi_modes.runs import RunStore
+from kimi_modes.tools.base import RunContext
+from kimi_modes.tools.toolset import Toolset
+
+
+class SwarmService(AgentService):
+    """Runs swarm requests: the orchestrator on ``engine``, sub-agents on ``workers``."""
+
+    name = "swarm"
+    mode = "swarm"
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: RunStore,
+        workers: SwarmWorkers,
+        *,
+        workspaces: Path,
+        budgets: Budgets,
+        context: ContextPolicy,
+        max_per_fanout: int = 100,
+        max_per_run: int = 100,
+        output_limit: int = 64_000,
+        step_retries: int = 3,
+        model_id: str = "kimi-k2.5-swarm",
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(
+            engine, store, workspaces=workspaces, tools_factory=list, budgets=budgets,
+            context=context, tool_timeout=budgets.max_time or 3600.0,
+            tool_output_limit=output_limit, system_notes=[ORCHESTRATOR_NOTE],
+            model_id=model_id, on_close=on_close,
+        )
+        self.workers = workers
+        self.max_per_fanout = max_per_fanout
+        self.max_per_run = max_per_run
+        self.step_retries = step_retries
+        self._runs: dict[str, SwarmRun] = {}
+        self._repair = make_repairer(engine)
+
+    def _toolset(self, run_id: str, ctx: RunContext, emit: Emit) -> Toolset:
+        swarm = SwarmRun(run_id, emit, self.workers, max_per_fanout=self.max_per_fanout,
+                         max_per_run=self.max_per_run, output_limit=self.tool_output_limit)
+        self._runs[run_id] = swarm
+        return Toolset([SpawnTool(swarm, timeout=self.tool_timeout),
+                        ResumeTool(swarm, timeout=self.tool_timeout)],
+                       default_timeout=self.tool_timeout, output_limit=self.tool_output_limit,
+                       repairer=self._repair)
+
+    def _loop_options(self) -> dict[str, Any]:
+        return {"step_retries": self.step_retries}
+
+    async def _finished(self, run_id: str, result: AgentResult | None,
+                        emit: Emit) -> dict[str, Any] | None:
+        swarm = self._runs.pop(run_id, None)
+        if swarm is None:
+            return None
+        if result is not None:
+            steps, calls = result.steps, result.tool_calls
+            usage: dict[str, Any] | None = {
+                "prompt_tokens": result.usage.prompt_tokens,
+                "completion_tokens": result.usage.completion_tokens,
+                "reasoning_tokens": result.usage.reasoning_tokens}
+        else:  # failed or cancelled: count what the store saw
+            record = await self.store.get(run_id)
+            steps = record.step_count if record else 0
+            calls = record.tool_call_count if record else 0
+            usage = None
+        metrics = swarm.metrics(steps, calls, usage)
+        await emit("swarm_metrics", metrics)
+        return metrics
+
+    async def aclose(self) -> None:
+        await self.workers.aclose()
+        await super().aclose()

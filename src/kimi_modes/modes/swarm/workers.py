@@ -1,0 +1,313 @@
+"""Sub-agents: each one a full, persisted agent run, started by an orchestrator.
+
+:class:`SwarmWorkers` is shared by every swarm run of a gateway. It holds the global cap
+(sub-agents running at once; the rest wait, first come first served, with status ``queued``),
+the engine the sub-agents' model calls go to (an
+:class:`~kimi_modes.engines.pool.EnginePool` over the worker upstreams), their tools and
+budgets. A sub-agent run has mode ``subagent`` and its orchestrator's run as ``parent_id``;
+it emits the agent loop's events plus a ``checkpoint`` after every step, so a sub-agent that
+failed (or was cancelled, or interrupted by a restart) can be resumed: :meth:`resume` starts a
+new run from the conversation the old one had reached (``params.resumed_from`` names it;
+the old run's metrics get ``resumed_by``).
+
+:meth:`run` never raises for what went wrong inside the sub-agent: the outcome says
+``failed`` with the error, or ``cancelled`` (``DELETE /v1/runs/{id}`` on the sub-agent). It
+raises :class:`asyncio.CancelledError` only when its own caller is cancelled (the
+orchestrator's run was), after recording the sub-agent as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kimi_modes.engines.base import Engine
+from kimi_modes.modes.agent import (
+    AgentLoop,
+    AgentResult,
+    Budgets,
+    ContextPolicy,
+    conversation_from_events,
+)
+from kimi_modes.modes.swarm.metrics import SubagentOutcome, add_usage
+from kimi_modes.runs import RunRecord, RunStore
+from kimi_modes.tools.base import RunContext, Tool
+from kimi_modes.tools.toolset import Toolset
+
+log = logging.getLogger("kimi_modes.swarm")
+
+#: ``on_event(type, data)``: the orchestrator's view of its sub-agents (``subagent_*``).
+OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+SUBAGENT_SYSTEM = (
+    "You are Kimi, an AI assistant created by Moonshot AI, working as a sub-agent of an agent "
+    "swarm. An orchestrator gave you one sub-task. Do it with your tools, then answer with "
+    "your result: complete, self-contained and concise, because the orchestrator sees only "
+    "your final answer. You cannot create sub-agents."
+)
+
+#: Statuses a sub-agent run can be resumed from (and ``completed`` with these stop reasons).
+RESUMABLE_STATUSES = frozenset({"failed", "cancelled", "interrupted"})
+RESUMABLE_STOPS = frozenset({"max_steps", "max_time", "max_tokens", "context"})
+
+
+class ResumeError(ValueError):
+    """A run cannot be resumed; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How sub-agents run: budgets (``max_time`` is the per-sub-agent timeout, counted from
+    when it gets a slot), the thinking switch, sampling and retries of broken steps."""
+
+    budgets: Budgets = field(default_factory=lambda: Budgets(max_steps=100, max_time=900.0))
+    context: ContextPolicy = field(default_factory=ContextPolicy)
+    thinking: bool = False
+    sampling: Mapping[str, Any] | None = None
+    step_retries: int = 3
+    tool_timeout: float = 120.0
+    tool_output_limit: int = 16_000
+    max_concurrent: int = 64
+    model_id: str = "kimi-k2.5-swarm"
+
+
+class SwarmWorkers:
+    """Runs sub-agents for every swarm of the gateway; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: RunStore,
+        *,
+        workspaces: Path,
+        tools_factory: Callable[[], Sequence[Tool]],
+        settings: WorkerSettings | None = None,
+        system_notes: Sequence[str] = (),
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.workspaces = workspaces
+        self.tools_factory = tools_factory
+        self.settings = settings = settings or WorkerSettings()
+        self.system_notes = list(system_notes)
+        self._slots = asyncio.Semaphore(settings.max_concurrent)
+        self._running = 0
+        self._waiting = 0
+        self._background: set[asyncio.Task[SubagentOutcome]] = set()
+        self._parent_cancelled: set[str] = set()
+
+    # -- creating and running ----------------------------------------------------------------
+
+    async def create(self, parent_id: str, task: str, *, index: int,
+                     messages: Sequence[Mapping[str, Any]] | None = None,
+                     params: Mapping[str, Any] | None = None) -> RunRecord:
+        """Store a queued sub-agent run for ``task`` (or for ``messages``, when resuming)."""
+        conversation = list(messages) if messages is not None else [
+            {"role": "system", "content": SUBAGENT_SYSTEM},
+            {"role": "user", "content": task},
+        ]
+        return await self.store.create_run(
+            mode="subagent", model=self.settings.model_id, messages=conversation,
+            params={"index": index, "task": task, "thinking": self.settings.thinking,
+                    "budgets": {"max_steps": self.settings.budgets.max_steps,
+                                "max_time": self.settings.budgets.max_time},
+                    **dict(params or {})},
+            parent_id=parent_id,
+        )
+
+    async def run(self, record: RunRecord, outcome: SubagentOutcome,
+                  on_event: OnEvent, *, budgets: Budgets | None = None) -> SubagentOutcome:
+        """Wait for a slot, run the sub-agent of ``record`` to its end, record it, and fill
+        in ``outcome``. See the module docstring for what it raises."""
+        this = asyncio.current_task()
+        if this is not None:
+            self.store.register_cancel(record.id, this.cancel)
+        ctx: RunContext | None = None
+        loop: AgentLoop | None = None
+        result: AgentResult | None = None
+        error: str | None = None
+        budgets = budgets or self.settings.budgets
+        try:
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+            self._running += 1
+            try:
+                outcome.started_at = time.time()
+                outcome.status = "running"
+                await on_event("subagent_started", {"id": record.id, "index": outcome.index,
+                                                    "started_at": outcome.started_at})
+                workspace = self.workspaces / record.id
+                workspace.mkdir(parents=True, exist_ok=True)
+                ctx = RunContext(record.id, workspace)
+                await self.store.emit(record.id, "run_started", {"workspace": str(workspace)})
+                loop = self._loop(record.id, ctx, outcome, on_event, budgets)
+                # The loop's own time budget ends it between steps; this ends it anywhere
+                # (a tool that ignores its timeout, a stream that never finishes).
+                async with asyncio.timeout(budgets.max_time + 5.0 if budgets.max_time
+                                           else None):
+                    result = await loop.run(record.messages)
+            finally:
+                self._running -= 1
+                self._slots.release()
+            outcome.status = "completed"
+            outcome.stop_reason = result.stop_reason
+            content = result.final.get("content")
+            outcome.answer = content if isinstance(content, str) else ""
+            outcome.usage = add_usage({}, _usage(result))
+        except asyncio.CancelledError:
+            outcome.status, outcome.stop_reason = "cancelled", "cancelled"
+            await self._record(record, outcome, ctx, result, None)
+            if record.id in self._parent_cancelled:
+                self._parent_cancelled.discard(record.id)
+                raise
+            return outcome  # this sub-agent alone was cancelled: an outcome like any other
+        except TimeoutError:
+            error = f"the sub-agent did not finish within {budgets.max_time:g} s"
+            outcome.status, outcome.stop_reason, outcome.error = "failed", "max_time", error
+        except Exception as exc:  # reported to the orchestrator, not raised
+            error = str(exc) or type(exc).__name__
+            outcome.status, outcome.stop_reason, outcome.error = "failed", "error", error
+            log.info("sub-agent %s failed: %s", record.id, error)
+        return await self._record(record, outcome, ctx, result, error)
+
+    def _loop(self, run_id: str, ctx: RunContext, outcome: SubagentOutcome,
+              on_event: OnEvent, budgets: Budgets) -> AgentLoop:
+        async def emit(kind: str, data: dict[str, Any]) -> None:
+            await self.store.emit(run_id, kind, data)
+            if kind == "step":
+                outcome.steps = data["step"]
+            elif kind == "tool_call":
+                outcome.tool_calls += 1
+            else:
+                return
+            await on_event("subagent_progress", {
+                "id": run_id, "index": outcome.index, "steps": outcome.steps,
+                "tool_calls": outcome.tool_calls,
+                "last_tool": data.get("name") if kind == "tool_call" else None,
+            })
+
+        s = self.settings
+        return AgentLoop(
+            self.engine,
+            Toolset(self.tools_factory(), default_timeout=s.tool_timeout,
+                    output_limit=s.tool_output_limit),
+            ctx=ctx, emit=emit, budgets=budgets, context=s.context, thinking=s.thinking,
+            sampling=dict(s.sampling or {}), system_notes=self.system_notes,
+            step_retries=s.step_retries, checkpoints=True,
+        )
+
+    async def _record(self, record: RunRecord, outcome: SubagentOutcome,
+                      ctx: RunContext | None, result: AgentResult | None,
+                      error: str | None) -> SubagentOutcome:
+        """Close the sub-agent's tools and finish its run (shielded: this runs while the
+        caller may be cancelled, and a run must never stay open)."""
+        outcome.finished_at = time.time()
+
+        async def finish() -> None:
+            if ctx is not None:
+                await ctx.aclose()
+            await self.store.finish(
+                record.id, outcome.status, outcome.stop_reason,
+                result.final if result is not None else None,
+                _usage(result), error=error,
+                metrics={"duration": round(outcome.duration, 4)},
+            )
+
+        task = asyncio.ensure_future(finish())
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+        if not task.done():
+            await task
+        return outcome
+
+    # -- resuming ------------------------------------------------------------------------------
+
+    async def prepare_resume(self, run_id: str, *, parent_id: str | None = None
+                             ) -> tuple[RunRecord, RunRecord, Budgets]:
+        """Check that ``run_id`` is a resumable sub-agent (of ``parent_id`` when given) and
+        create its continuation run; returns (old, new, the budgets left)."""
+        old = await self.store.get(run_id)
+        if old is None:
+            raise ResumeError(f"no run {run_id!r}", status=404)
+        if old.mode != "subagent":
+            raise ResumeError(f"run {run_id!r} is a {old.mode} run; only sub-agents resume")
+        if parent_id is not None and old.parent_id != parent_id:
+            raise ResumeError(f"run {run_id!r} is not a sub-agent of this swarm")
+        resumable = old.status in RESUMABLE_STATUSES or (
+            old.status == "completed" and old.stop_reason in RESUMABLE_STOPS)
+        if not resumable:
+            raise ResumeError(f"run {run_id!r} is {old.status} ({old.stop_reason}); only a "
+                              "failed, cancelled or interrupted sub-agent, or one that ran "
+                              "out of budget, can be resumed")
+        resumed_by = old.metrics.get("resumed_by")
+        if resumed_by:
+            raise ResumeError(f"run {run_id!r} was resumed already, as {resumed_by!r}")
+        events = await self.store.events(run_id)
+        messages = conversation_from_events(old.messages, events)
+        done = sum(e.type == "checkpoint" for e in events)
+        budgets = Budgets(max(1, self.settings.budgets.max_steps - done),
+                          self.settings.budgets.max_tokens, self.settings.budgets.max_time)
+        new = await self.create(
+            old.parent_id or "", str(old.params.get("task", old.task)),
+            index=int(old.params.get("index", 0)), messages=messages,
+            params={"resumed_from": run_id, "steps_before": done},
+        )
+        await self.store.update_metrics(run_id, {"resumed_by": new.id})
+        return old, new, budgets
+
+    async def resume_detached(self, run_id: str) -> RunRecord:
+        """Resume a sub-agent in the background (``POST /v1/runs/{id}/resume``); returns the
+        new run, which goes on after the call returns."""
+        _, new, budgets = await self.prepare_resume(run_id)
+        outcome = SubagentOutcome(new.id, int(new.params.get("index", 0)),
+                                  str(new.params.get("task", "")), stage=0)
+
+        async def no_parent(kind: str, data: dict[str, Any]) -> None:
+            return None
+
+        task = asyncio.create_task(self.run(new, outcome, no_parent, budgets=budgets))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return new
+
+    def cancel_from_parent(self, run_id: str, task: asyncio.Task[Any]) -> None:
+        """Cancel the task running sub-agent ``run_id`` because its orchestrator is being
+        cancelled: the task then re-raises the cancellation (a sub-agent cancelled on its own,
+        by ``DELETE``, reports a ``cancelled`` outcome instead)."""
+        self._parent_cancelled.add(run_id)
+        task.cancel()
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def load(self) -> dict[str, int]:
+        """Sub-agents running and waiting for a slot, gateway-wide."""
+        return {"running": self._running, "waiting": self._waiting,
+                "max_concurrent": self.settings.max_concurrent}
+
+    async def aclose(self) -> None:
+        """Cancel background resumptions and wait for them to record their end."""
+        for task in list(self._background):
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _usage(result: AgentResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    u = result.usage
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "reasoning_tokens": u.reasoning_tokens}

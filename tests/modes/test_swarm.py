@@ -1,0 +1,445 @@
+"""Swarm mode against the simulated engine (its own process): the orchestrator's scripted
+fan-outs, sub-agents as persisted runs, limits, the queue, repair, failure and resume,
+cancellation and the metrics. Through the gateway: tests/e2e/test_swarm_gateway.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kimi_modes.engines.base import ChatRequest
+from kimi_modes.engines.openai_chat import OpenAIChatEngine
+from kimi_modes.modes.agent import Budgets, ContextPolicy
+from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings
+from kimi_modes.protocol.deltas import ContentDelta
+from kimi_modes.runs import RunStore
+from kimi_modes.tools import RunContext, ToolResult
+
+ORCH = {"tool": "spawn_subagents"}
+SUB = {"system": "sub-agent of an agent swarm"}
+
+
+@dataclass
+class EchoTool:
+    """Counts its calls (to prove a resumed sub-agent does not redo finished steps)."""
+
+    calls: list[str] = field(default_factory=list)
+    name: str = "echo"
+    description: str = "Echo the text."
+    parameters: dict[str, Any] = field(default_factory=lambda: {
+        "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]})
+    timeout: float | None = None
+
+    async def run(self, arguments: dict[str, Any], ctx: RunContext) -> ToolResult:
+        self.calls.append(arguments["text"])
+        return ToolResult(f"echo: {arguments['text']}")
+
+
+def write_script(tmp_path: Path, rules: list[dict[str, Any]]) -> str:
+    path = tmp_path / "swarm-script.json"
+    path.write_text(json.dumps({"rules": rules}))
+    return str(path)
+
+
+def fan_out_rules(tasks: list[str], *, sub_ttft: float = 0.0) -> list[dict[str, Any]]:
+    return [
+        {"name": "synthesis", "match": {**ORCH, "after_tool": True},
+         "reply": {"content": "Synthesis done."}},
+        {"name": "fan-out", "match": {**ORCH, "after_tool": False},
+         "reply": {"reasoning": "Split it.",
+                   "tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": tasks}}]}},
+        {"name": "sub", "match": {**SUB, "user": r"Topic (?P<n>\d+)"},
+         "reply": {"content": "Result for topic ${n}."}, "ttft": sub_ttft},
+    ]
+
+
+@dataclass
+class Swarm:
+    service: SwarmService
+    store: RunStore
+    echo: EchoTool
+
+
+async def make_swarm(sim: Any, tmp_path: Path, *, max_concurrent: int = 64,
+                     max_per_fanout: int = 100, max_per_run: int = 100,
+                     sub_budgets: Budgets | None = None, step_retries: int = 0) -> Swarm:
+    store = RunStore(tmp_path / "runs.sqlite3")
+    await store.open()
+    engine = OpenAIChatEngine("sim", sim.v1, model="moonshotai/Kimi-K2.5")
+    echo = EchoTool()
+    workers = SwarmWorkers(
+        engine, store, workspaces=tmp_path / "ws", tools_factory=lambda: [echo],
+        settings=WorkerSettings(budgets=sub_budgets or Budgets(100, None, 60.0),
+                                max_concurrent=max_concurrent, step_retries=step_retries,
+                                context=ContextPolicy(window=100_000)),
+    )
+    service = SwarmService(engine, store, workers, workspaces=tmp_path / "ws",
+                           budgets=Budgets(15, None, 120.0),
+                           context=ContextPolicy(window=100_000),
+                           max_per_fanout=max_per_fanout, max_per_run=max_per_run,
+                           step_retries=step_retries)
+    return Swarm(service, store, echo)
+
+
+async def run_swarm(swarm: Swarm, task: str = "Do the research.") -> tuple[str, str]:
+    """Run one swarm request to its end; returns (the run id, the answer text)."""
+    content: list[str] = []
+    request = ChatRequest(messages=[{"role": "user", "content": task}], thinking=True)
+    async for event in swarm.service.stream(request):
+        if isinstance(event, ContentDelta):
+            content.append(event.text)
+    runs = await swarm.store.list(mode="swarm")
+    return runs[0].id, "".join(content)
+
+
+async def close(swarm: Swarm) -> None:
+    await swarm.service.aclose()
+    await swarm.service.engine.aclose()
+    await swarm.store.close()
+
+
+async def events_of(store: RunStore, run_id: str, kind: str) -> list[dict[str, Any]]:
+    return [e.data for e in await store.events(run_id) if e.type == kind]
+
+
+async def test_fan_out_of_three(start_simulator: Any, tmp_path: Path) -> None:
+    tasks = ["Topic 1", "Topic 2", "Topic 3"]
+    sim = start_simulator("--ttft", "0", "--tpot", "0",
+                          "--script", write_script(tmp_path, fan_out_rules(tasks)))
+    swarm = await make_swarm(sim, tmp_path)
+    try:
+        run_id, answer = await run_swarm(swarm)
+        assert answer == "Synthesis done."
+        record = await swarm.store.get(run_id)
+        assert record is not None and record.status == "completed"
+        assert record.stop_reason == "answer"
+        subs = await swarm.store.list(parent_id=run_id)
+        assert len(subs) == 3
+        assert {s.mode for s in subs} == {"subagent"}
+        assert {s.status for s in subs} == {"completed"}
+        fanout = await events_of(swarm.store, run_id, "fanout")
+        assert [s["task"] for s in fanout[0]["subagents"]] == tasks
+        finished = await events_of(swarm.store, run_id, "subagent_finished")
+        assert sorted(f["answer"] for f in finished) == [
+            "Result for topic 1.", "Result for topic 2.", "Result for topic 3."]
+        # The orchestrator saw every answer in its tool result, in task order.
+        result = (await events_of(swarm.store, run_id, "tool_result"))[0]["output"]
+        assert result.index("topic 1.") < result.index("topic 2.") < result.index("topic 3.")
+        metrics = record.metrics
+        assert metrics == (await events_of(swarm.store, run_id, "swarm_metrics"))[0]
+        # Stage 1: the orchestrator's step + one sub-agent step; stage 2: the synthesis.
+        assert metrics["critical_steps"] == 3
+        assert metrics["total_steps"] == 2 + 3
+        assert metrics["subagents"] == 3 and metrics["subagents_failed"] == 0
+        assert metrics["stages"] == [{"step": 1, "subagents": 3, "max_subagent_steps": 1,
+                                      "critical": 2}]
+        assert metrics["parallelism"] >= 0
+        assert metrics["tokens"]["subagents"]["completion_tokens"] > 0
+        sub = await swarm.store.get(subs[0].id)
+        assert sub is not None and sub.parent_id == run_id
+    finally:
+        await close(swarm)
+
+
+async def test_sub_agent_tool_steps_count_in_the_critical_path(
+        start_simulator: Any, tmp_path: Path) -> None:
+    rules = [
+        {"match": {**ORCH, "after_tool": True}, "reply": {"content": "Done."}},
+        {"match": {**ORCH, "after_tool": False},
+         "reply": {"tool_calls": [{"name": "spawn_subagents",
+                                   "arguments": {"tasks": ["Topic 1", "Long topic 2"]}}]}},
+        {"match": {**SUB, "user": "Long", "step": 0},
+         "reply": {"tool_calls": [{"name": "echo", "arguments": {"text": "a"}}]}},
+        {"match": {**SUB, "user": "Long", "step": 1},
+         "reply": {"tool_calls": [{"name": "echo", "arguments": {"text": "b"}}]}},
+        {"match": {**SUB, "user": "Long", "step": 2}, "reply": {"content": "long done"}},
+        {"match": SUB, "reply": {"content": "short done"}},
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path)
+    try:
+        run_id, _ = await run_swarm(swarm)
+        record = await swarm.store.get(run_id)
+        assert record is not None
+        m = record.metrics
+        assert m["critical_steps"] == (1 + 3) + 1
+        assert m["total_steps"] == 2 + 1 + 3
+        assert m["tool_calls"] == 1 + 2
+        progress = await events_of(swarm.store, run_id, "subagent_progress")
+        assert any(p["last_tool"] == "echo" for p in progress)
+    finally:
+        await close(swarm)
+
+
+async def test_hundred_sub_agents_queue_under_a_low_cap(start_simulator: Any,
+                                                        tmp_path: Path) -> None:
+    tasks = [f"Topic {i}" for i in range(100)]
+    sim = start_simulator("--ttft", "0", "--tpot", "0",
+                          "--script", write_script(tmp_path, fan_out_rules(tasks, sub_ttft=0.05)))
+    swarm = await make_swarm(sim, tmp_path, max_concurrent=8)
+    try:
+        run_id, answer = await run_swarm(swarm)
+        assert answer == "Synthesis done."
+        finished = await events_of(swarm.store, run_id, "subagent_finished")
+        assert len(finished) == 100
+        assert {f["status"] for f in finished} == {"completed"}
+        assert sorted(f["answer"] for f in finished) == sorted(
+            f"Result for topic {i}." for i in range(100))
+        # Never more than 8 running at once: sweep over the start/finish times.
+        marks = sorted([(f["started_at"], 1) for f in finished]
+                       + [(f["finished_at"], -1) for f in finished], key=lambda m: (m[0], m[1]))
+        running = peak = 0
+        for _, delta in marks:
+            running += delta
+            peak = max(peak, running)
+        assert peak <= 8
+        assert peak >= 2  # they did run side by side
+        record = await swarm.store.get(run_id)
+        assert record is not None and record.metrics["subagents"] == 100
+        assert record.metrics["parallelism"] > 1.0
+    finally:
+        await close(swarm)
+
+
+async def test_fan_out_over_the_limit_is_refused_not_trimmed(start_simulator: Any,
+                                                             tmp_path: Path) -> None:
+    rules = [
+        {"match": {**ORCH, "after_tool": True, "tool_result": "at most 3"},
+         "reply": {"content": "Too many for one call."}},
+        {"match": {**ORCH, "after_tool": False},
+         "reply": {"tool_calls": [{"name": "spawn_subagents", "arguments": {
+             "tasks": [f"Topic {i}" for i in range(5)]}}]}},
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path, max_per_fanout=3)
+    try:
+        run_id, answer = await run_swarm(swarm)
+        assert answer == "Too many for one call."
+        assert await swarm.store.list(parent_id=run_id) == []
+        result = (await events_of(swarm.store, run_id, "tool_result"))[0]
+        assert result["is_error"] and "Split them over several calls" in result["output"]
+    finally:
+        await close(swarm)
+
+
+async def test_invalid_fan_out_arguments_get_one_repair_round(start_simulator: Any,
+                                                              tmp_path: Path) -> None:
+    rules = [
+        {"match": {"system": "correct the JSON arguments"},
+         "reply": {"content": '```json\n{"tasks": ["Topic 7"]}\n```'}},
+        {"match": {**ORCH, "after_tool": True}, "reply": {"content": "Repaired and done."}},
+        {"match": {**ORCH, "after_tool": False},
+         "reply": {"tool_calls": [{"name": "spawn_subagents",
+                                   "arguments": '{"tasks": "Topic 7"'}]}},
+        *fan_out_rules([])[2:],
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path)
+    try:
+        run_id, answer = await run_swarm(swarm)
+        assert answer == "Repaired and done."
+        result = (await events_of(swarm.store, run_id, "tool_result"))[0]
+        assert not result["is_error"]
+        assert result["meta"]["repaired"] is True
+        assert "Result for topic 7." in result["output"]
+        # The repair request asked for the schema as a constrained response format.
+        stats = json.loads(await asyncio.to_thread(_get, sim.url + "/sim/stats"))
+        formats = [r["body"].get("response_format") for r in stats["last_requests"]
+                   if isinstance(r.get("body"), dict) and r["body"].get("response_format")]
+        assert formats and formats[0]["type"] == "json_schema"
+    finally:
+        await close(swarm)
+
+
+async def test_unrepairable_arguments_come_back_as_an_error(start_simulator: Any,
+                                                            tmp_path: Path) -> None:
+    rules = [
+        {"match": {"system": "correct the JSON arguments"}, "reply": {"content": "no idea"}},
+        {"match": {**ORCH, "after_tool": True, "tool_result": "repair round"},
+         "reply": {"content": "Gave up."}},
+        {"match": {**ORCH, "after_tool": False},
+         "reply": {"tool_calls": [{"name": "spawn_subagents", "arguments": '{"tasks": 5}'}]}},
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path)
+    try:
+        run_id, answer = await run_swarm(swarm)
+        assert answer == "Gave up."
+        assert await swarm.store.list(parent_id=run_id) == []
+    finally:
+        await close(swarm)
+
+
+async def test_failed_sub_agent_is_reported_and_resumed_without_redoing_work(
+        start_simulator: Any, tmp_path: Path) -> None:
+    rules = [
+        {"name": "resume", "match": {**ORCH, "after_tool": True, "step": 1,
+                                     "tool_result": r"\[2\] (?P<id>run_\w+) · failed"},
+         "reply": {"tool_calls": [{"name": "resume_subagents",
+                                   "arguments": {"ids": ["${id}"]}}]}},
+        {"match": {**ORCH, "after_tool": True}, "reply": {"content": "All done."}},
+        {"match": {**ORCH, "after_tool": False},
+         "reply": {"tool_calls": [{"name": "spawn_subagents",
+                                   "arguments": {"tasks": ["Topic 1", "Flaky topic 2"]}}]}},
+        {"match": {**SUB, "user": "Flaky", "step": 0},
+         "reply": {"tool_calls": [{"name": "echo", "arguments": {"text": "step one"}}]}},
+        # Its second step fails twice (the first try and the one retry), then works.
+        {"match": {**SUB, "user": "Flaky", "step": 1}, "fault": "500", "times": 2,
+         "reply": {"content": "never sent"}},
+        {"match": {**SUB, "user": "Flaky", "step": 1}, "reply": {"content": "flaky done"}},
+        {"match": SUB, "reply": {"content": "short done"}},
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path, step_retries=1)
+    try:
+        run_id, answer = await run_swarm(swarm)
+        assert answer == "All done."
+        finished = await events_of(swarm.store, run_id, "subagent_finished")
+        failed = [f for f in finished if f["status"] == "failed"]
+        assert len(failed) == 1 and "500" in failed[0]["error"]
+        resumed = [f for f in finished if f["id"] != failed[0]["id"]
+                   and f["index"] == failed[0]["index"]]
+        assert resumed and resumed[0]["status"] == "completed"
+        assert resumed[0]["answer"] == "flaky done"
+        old = await swarm.store.get(failed[0]["id"])
+        new = await swarm.store.get(resumed[0]["id"])
+        assert old is not None and new is not None
+        assert old.metrics["resumed_by"] == new.id
+        assert new.params["resumed_from"] == old.id and new.parent_id == run_id
+        # The finished step (the echo call and its result) was kept, not redone.
+        assert swarm.echo.calls == ["step one"]
+        assert any(m.get("role") == "tool" and m.get("content") == "echo: step one"
+                   for m in new.messages)
+        retries = await events_of(swarm.store, old.id, "step_retry")
+        assert len(retries) == 1
+        record = await swarm.store.get(run_id)
+        assert record is not None and record.metrics["subagents"] == 3
+        assert record.metrics["subagents_failed"] == 1
+    finally:
+        await close(swarm)
+
+
+async def test_a_timed_out_sub_agent_is_reported(start_simulator: Any, tmp_path: Path) -> None:
+    rules = [
+        {"match": {**ORCH, "after_tool": True, "tool_result": "max_time"},
+         "reply": {"content": "One timed out."}},
+        {"match": {**ORCH, "after_tool": False},
+         "reply": {"tool_calls": [{"name": "spawn_subagents",
+                                   "arguments": {"tasks": ["Topic 1", "Slow topic 2"]}}]}},
+        {"match": {**SUB, "user": "Slow"}, "reply": {"content": "too late"}, "ttft": 30},
+        {"match": SUB, "reply": {"content": "quick"}},
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path, sub_budgets=Budgets(100, None, 1.0))
+    try:
+        run_id, answer = await run_swarm(swarm)
+        assert answer == "One timed out."
+        finished = {f["answer"]: f for f in
+                    await events_of(swarm.store, run_id, "subagent_finished")}
+        assert finished["quick"]["status"] == "completed"
+        slow = next(f for f in finished.values() if f["answer"] != "quick")
+        assert slow["stop_reason"] == "max_time"
+        assert slow["duration"] < 10
+    finally:
+        await close(swarm)
+
+
+async def test_cancelling_the_swarm_cancels_every_sub_agent(start_simulator: Any,
+                                                            tmp_path: Path) -> None:
+    tasks = [f"Topic {i}" for i in range(6)]
+    sim = start_simulator("--ttft", "0", "--tpot", "0",
+                          "--script", write_script(tmp_path, fan_out_rules(tasks, sub_ttft=60)))
+    swarm = await make_swarm(sim, tmp_path, max_concurrent=4)
+    try:
+        request = ChatRequest(messages=[{"role": "user", "content": "go"}], thinking=True)
+        stream = swarm.service.stream(request)
+
+        async def consume() -> list[Any]:
+            return [e async for e in stream]
+
+        consumer = asyncio.create_task(consume())
+        for _ in range(200):
+            runs = await swarm.store.list(mode="subagent", status="running")
+            if len(runs) == 4:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the sub-agents never started")
+        run_id = (await swarm.store.list(mode="swarm"))[0].id
+        assert await swarm.store.cancel(run_id)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(consumer, 15)
+        record = await swarm.store.get(run_id)
+        assert record is not None and record.status == "cancelled"
+        subs = await swarm.store.list(parent_id=run_id)
+        assert len(subs) == 6
+        assert {s.status for s in subs} == {"cancelled"}
+        # The simulator saw the sub-agents' requests go away.
+        for _ in range(100):
+            stats = json.loads(await asyncio.to_thread(_get, sim.url + "/sim/stats"))
+            if stats["cancelled"] >= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert stats["cancelled"] >= 4
+    finally:
+        await close(swarm)
+
+
+async def test_cancelling_one_sub_agent_reports_it_and_the_swarm_goes_on(
+        start_simulator: Any, tmp_path: Path) -> None:
+    rules = [
+        {"match": {**ORCH, "after_tool": True, "tool_result": "cancelled"},
+         "reply": {"content": "One was cancelled."}},
+        {"match": {**ORCH, "after_tool": False},
+         "reply": {"tool_calls": [{"name": "spawn_subagents",
+                                   "arguments": {"tasks": ["Topic 1", "Stuck topic 2"]}}]}},
+        {"match": {**SUB, "user": "Stuck"}, "reply": {"content": "never"}, "ttft": 60},
+        {"match": SUB, "reply": {"content": "quick"}},
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path)
+    try:
+        async def cancel_stuck() -> None:
+            for _ in range(200):
+                for run in await swarm.store.list(mode="subagent", status="running"):
+                    if "Stuck" in run.task:
+                        await swarm.store.cancel(run.id)
+                        return
+                await asyncio.sleep(0.05)
+
+        canceller = asyncio.create_task(cancel_stuck())
+        run_id, answer = await asyncio.wait_for(run_swarm(swarm), 30)
+        await canceller
+        assert answer == "One was cancelled."
+        record = await swarm.store.get(run_id)
+        assert record is not None and record.status == "completed"
+        statuses = sorted(s.status for s in await swarm.store.list(parent_id=run_id))
+        assert statuses == ["cancelled", "completed"]
+    finally:
+        await close(swarm)
+
+
+async def test_declining_to_fan_out(start_simulator: Any, tmp_path: Path) -> None:
+    rules = [{"match": ORCH, "reply": {"content": "Simple: 4."}}]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path)
+    try:
+        run_id, answer = await run_swarm(swarm, "2+2?")
+        assert answer == "Simple: 4."
+        record = await swarm.store.get(run_id)
+        assert record is not None
+        assert record.metrics["subagents"] == 0 and record.metrics["critical_steps"] == 1
+    finally:
+        await close(swarm)
+
+
+def _get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
