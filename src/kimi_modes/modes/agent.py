@@ -145,11 +145,13 @@ class AgentLoop:
         step_retries: int = 0,
         retry_backoff: float = 0.5,
         checkpoints: bool = False,
+        first_tool_choice: Any = None,
     ) -> None:
         self.engine = engine
         self.step_retries = step_retries
         self.retry_backoff = retry_backoff
         self.checkpoints = checkpoints
+        self.first_tool_choice = first_tool_choice
         #: The conversation so far (system notes included); complete steps only.
         self.conversation: list[dict[str, Any]] = []
         self.toolset = toolset
@@ -198,6 +200,7 @@ class AgentLoop:
             request = ChatRequest(
                 messages=conversation,
                 tools=declared or None,
+                tool_choice=self.first_tool_choice if step == 1 else None,
                 thinking=self.thinking,
                 temperature=self.sampling.get("temperature"),
                 top_p=self.sampling.get("top_p"),

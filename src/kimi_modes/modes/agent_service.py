@@ -90,13 +90,13 @@ class AgentService:
         sampling = {k: v for k, v in (("temperature", request.temperature),
                                       ("top_p", request.top_p),
                                       ("max_tokens", request.max_tokens)) if v is not None}
-        sampling.update({k: v for k, v in request.extra.items() if k != "agent"})
+        sampling.update({k: v for k, v in request.extra.items() if k not in ("agent", "swarm")})
         loop = AgentLoop(
             self.engine,
-            self._toolset(run.id, ctx, emit),
+            self._toolset(run.id, ctx, emit, request),
             ctx=ctx, emit=emit, budgets=budgets, context=self.context,
             client_tools=request.tools or (), thinking=request.thinking, sampling=sampling,
-            system_notes=self.system_notes, **self._loop_options(),
+            system_notes=self.system_notes, **self._loop_options(request),
         )
         task: asyncio.Task[AgentResult] = asyncio.create_task(loop.run(messages))
         self.store.register_cancel(run.id, task.cancel)
@@ -155,13 +155,14 @@ class AgentService:
 
     # -- what a mode built on this service changes ------------------------------------------
 
-    def _toolset(self, run_id: str, ctx: RunContext, emit: Emit) -> Toolset:
-        """The server-side tools of one run."""
+    def _toolset(self, run_id: str, ctx: RunContext, emit: Emit,
+                 request: ChatRequest) -> Toolset:
+        """The server-side tools of the run ``request`` started."""
         return Toolset(self.tools_factory(), default_timeout=self.tool_timeout,
                        output_limit=self.tool_output_limit)
 
-    def _loop_options(self) -> dict[str, Any]:
-        """Further :class:`AgentLoop` keyword arguments."""
+    def _loop_options(self, request: ChatRequest) -> dict[str, Any]:
+        """Further :class:`AgentLoop` keyword arguments for ``request``."""
         return {}
 
     async def _finished(self, run_id: str, result: AgentResult | None,

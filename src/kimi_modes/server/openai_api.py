@@ -27,8 +27,29 @@ PASSTHROUGH = (
     "ignore_eos",
     "min_tokens",
     "parallel_tool_calls",
-    "agent",  # Agent mode's per-request budgets: {"max_steps", "max_tokens", "max_time"}
+    "agent",  # Agent/Swarm budgets: {"max_steps", "max_tokens", "max_time"}
+    "swarm",  # Swarm options: {"fan_out", "subagent_max_steps", "subagent_max_time"}
 )
+
+
+class _AgentOptions(BaseModel):
+    """``agent``: per-request budgets of an Agent or Swarm run (may only tighten the
+    server's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_steps: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_time: float | None = Field(None, gt=0)
+
+
+class _SwarmOptions(BaseModel):
+    """``swarm``: ``fan_out: "required"`` makes the orchestrator's first step fan out;
+    sub-agent budgets (may only tighten the server's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fan_out: Literal["auto", "required"] | None = None
+    subagent_max_steps: int | None = Field(None, ge=1)
+    subagent_max_time: float | None = Field(None, gt=0)
 
 
 class _Function(BaseModel):
@@ -95,6 +116,8 @@ class ChatCompletionBody(BaseModel):
     chat_template_kwargs: dict[str, Any] | None = None
     thinking: dict[str, Any] | None = None
     reasoning_effort: str | None = None
+    agent: _AgentOptions | None = None
+    swarm: _SwarmOptions | None = None
 
     @field_validator("messages")
     @classmethod
@@ -120,6 +143,8 @@ class ChatCompletionBody(BaseModel):
         extra = {}
         for key in PASSTHROUGH:
             value = fields.get(key, others.get(key))
+            if isinstance(value, BaseModel):
+                value = value.model_dump(exclude_none=True)
             if value is not None:
                 extra[key] = value
         return ChatParams(

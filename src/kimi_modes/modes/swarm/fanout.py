@@ -77,13 +77,17 @@ class SwarmRun:
 
     def __init__(self, run_id: str, emit: Emit, workers: SwarmWorkers, *,
                  max_per_fanout: int = 100, max_per_run: int = 100,
-                 output_limit: int = 64_000) -> None:
+                 output_limit: int = 64_000, budgets: Budgets | None = None,
+                 max_tokens: int | None = None) -> None:
         self.run_id = run_id
         self.emit = emit
         self.workers = workers
         self.max_per_fanout = max_per_fanout
         self.max_per_run = max_per_run
         self.output_limit = output_limit
+        #: The sub-agents' budgets (None: the workers' settings) and per-call token limit.
+        self.budgets = budgets
+        self.max_tokens = max_tokens
         self.outcomes: list[SubagentOutcome] = []
         self.started = time.monotonic()
         self._lock = asyncio.Lock()  # index numbering and the per-run count
@@ -108,7 +112,7 @@ class SwarmRun:
                 outcome = SubagentOutcome(record.id, index, task, stage)
                 self.outcomes.append(outcome)
                 started.append((record, outcome))
-        return await self._run_all(started, stage, None)
+        return await self._run_all(started, stage, [self.budgets] * len(started))
 
     async def resume(self, ids: Sequence[str], stage: int) -> str:
         """Continue failed sub-agents of this run; returns the result text."""
@@ -120,12 +124,15 @@ class SwarmRun:
                 outcome = SubagentOutcome(new.id, int(new.params.get("index", 0)),
                                           str(new.params.get("task", "")), stage)
                 self.outcomes.append(outcome)
+                if self.budgets is not None:
+                    budgets = Budgets(min(budgets.max_steps, self.budgets.max_steps),
+                                      budgets.max_tokens, self.budgets.max_time)
                 prepared.append((new, outcome, budgets))
         return await self._run_all([(r, o) for r, o, _ in prepared], stage,
                                    [b for _, _, b in prepared])
 
     async def _run_all(self, started: list[tuple[RunRecord, SubagentOutcome]], stage: int,
-                       budgets: list[Budgets] | None) -> str:
+                       budgets: Sequence[Budgets | None]) -> str:
         await self.emit("fanout", {
             "step": stage,
             "subagents": [{"id": r.id, "index": o.index, "task": o.task,
@@ -138,8 +145,8 @@ class SwarmRun:
             await self.emit(kind, data)
 
         async def one(i: int, record: RunRecord, outcome: SubagentOutcome) -> None:
-            await self.workers.run(record, outcome, on_event,
-                                   budgets=budgets[i] if budgets else None)
+            await self.workers.run(record, outcome, on_event, budgets=budgets[i],
+                                   max_tokens=self.max_tokens)
             await self.emit("subagent_finished", outcome.finished_event())
 
         tasks = [asyncio.create_task(one(i, r, o)) for i, (r, o) in enumerate(started)]

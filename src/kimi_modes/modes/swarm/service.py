@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from kimi_modes.engines.base import Engine
+from kimi_modes.engines.base import ChatRequest, Engine
 from kimi_modes.modes.agent import AgentResult, Budgets, ContextPolicy, Emit
 from kimi_modes.modes.agent_service import AgentService
 from kimi_modes.modes.swarm.fanout import (
     ORCHESTRATOR_NOTE,
+    SPAWN,
     ResumeTool,
     SpawnTool,
     SwarmRun,
@@ -64,17 +65,30 @@ class SwarmService(AgentService):
         self._runs: dict[str, SwarmRun] = {}
         self._repair = make_repairer(engine)
 
-    def _toolset(self, run_id: str, ctx: RunContext, emit: Emit) -> Toolset:
+    def _toolset(self, run_id: str, ctx: RunContext, emit: Emit,
+                 request: ChatRequest) -> Toolset:
+        wanted = request.extra.get("swarm")
+        wanted = wanted if isinstance(wanted, dict) else {}
+        budgets = self.workers.settings.budgets.merged({
+            "max_steps": wanted.get("subagent_max_steps"),
+            "max_time": wanted.get("subagent_max_time")})
         swarm = SwarmRun(run_id, emit, self.workers, max_per_fanout=self.max_per_fanout,
-                         max_per_run=self.max_per_run, output_limit=self.tool_output_limit)
+                         max_per_run=self.max_per_run, output_limit=self.tool_output_limit,
+                         budgets=budgets, max_tokens=request.max_tokens)
         self._runs[run_id] = swarm
         return Toolset([SpawnTool(swarm, timeout=self.tool_timeout),
                         ResumeTool(swarm, timeout=self.tool_timeout)],
                        default_timeout=self.tool_timeout, output_limit=self.tool_output_limit,
                        repairer=self._repair)
 
-    def _loop_options(self) -> dict[str, Any]:
-        return {"step_retries": self.step_retries}
+    def _loop_options(self, request: ChatRequest) -> dict[str, Any]:
+        options: dict[str, Any] = {"step_retries": self.step_retries}
+        wanted = request.extra.get("swarm")
+        if isinstance(wanted, dict) and wanted.get("fan_out") == "required":
+            # The first step must fan out (grammar-constrained where the engine can).
+            options["first_tool_choice"] = {"type": "function",
+                                            "function": {"name": SPAWN}}
+        return options
 
     async def _finished(self, run_id: str, result: AgentResult | None,
                         emit: Emit) -> dict[str, Any] | None:

@@ -126,9 +126,12 @@ class SwarmWorkers:
         )
 
     async def run(self, record: RunRecord, outcome: SubagentOutcome,
-                  on_event: OnEvent, *, budgets: Budgets | None = None) -> SubagentOutcome:
+                  on_event: OnEvent, *, budgets: Budgets | None = None,
+                  max_tokens: int | None = None) -> SubagentOutcome:
         """Wait for a slot, run the sub-agent of ``record`` to its end, record it, and fill
-        in ``outcome``. See the module docstring for what it raises."""
+        in ``outcome``. ``budgets`` replace the settings' (the caller tightened them);
+        ``max_tokens`` bounds each of its model calls. See the module docstring for what it
+        raises."""
         this = asyncio.current_task()
         if this is not None:
             self.store.register_cancel(record.id, this.cancel)
@@ -153,7 +156,7 @@ class SwarmWorkers:
                 workspace.mkdir(parents=True, exist_ok=True)
                 ctx = RunContext(record.id, workspace)
                 await self.store.emit(record.id, "run_started", {"workspace": str(workspace)})
-                loop = self._loop(record.id, ctx, outcome, on_event, budgets)
+                loop = self._loop(record.id, ctx, outcome, on_event, budgets, max_tokens)
                 # The loop's own time budget ends it between steps; this ends it anywhere
                 # (a tool that ignores its timeout, a stream that never finishes).
                 async with asyncio.timeout(budgets.max_time + 5.0 if budgets.max_time
@@ -184,7 +187,7 @@ class SwarmWorkers:
         return await self._record(record, outcome, ctx, result, error)
 
     def _loop(self, run_id: str, ctx: RunContext, outcome: SubagentOutcome,
-              on_event: OnEvent, budgets: Budgets) -> AgentLoop:
+              on_event: OnEvent, budgets: Budgets, max_tokens: int | None) -> AgentLoop:
         async def emit(kind: str, data: dict[str, Any]) -> None:
             await self.store.emit(run_id, kind, data)
             if kind == "step":
@@ -200,12 +203,15 @@ class SwarmWorkers:
             })
 
         s = self.settings
+        sampling = dict(s.sampling or {})
+        if max_tokens is not None:
+            sampling["max_tokens"] = max_tokens
         return AgentLoop(
             self.engine,
             Toolset(self.tools_factory(), default_timeout=s.tool_timeout,
                     output_limit=s.tool_output_limit),
             ctx=ctx, emit=emit, budgets=budgets, context=s.context, thinking=s.thinking,
-            sampling=dict(s.sampling or {}), system_notes=self.system_notes,
+            sampling=sampling, system_notes=self.system_notes,
             step_retries=s.step_retries, checkpoints=True,
         )
 

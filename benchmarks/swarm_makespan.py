@@ -1,0 +1,146 @@
+"""Swarm makespan: a task fanned out to N sub-agents of about T seconds each, on the simulated
+engine, against the ideal and against the same sub-agents run one after another.
+
+    python benchmarks/swarm_makespan.py            # N=100, T=1.0 s
+    python benchmarks/swarm_makespan.py --n 100 --t 2 --capacity 8 --skip-sequential
+
+It starts the simulated engine (its own process) with a script: the orchestrator's first step
+fans out N tasks, each sub-agent answers after T seconds (its time to first token), the
+orchestrator's steps take O seconds each. The swarm is built from settings exactly as the
+gateway builds it (engine pool, global cap, run store). Printed, in one run:
+
+- unlimited engine capacity: makespan vs the ideal (2·O + T: fan-out step, the slowest
+  sub-agent, synthesis) — target ≥ 90 % of ideal;
+- engine capacity C (``--max-num-seqs C`` on the engine): makespan vs 2·O + ceil(N/C)·T;
+- sequential: the same N sub-agents, one at a time (global cap 1), vs N·T;
+- the per-sub-agent scheduling overhead: its measured duration minus T, and the delay from the
+  fan-out to its start when nothing limits it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kimi_modes.config import load_settings
+from kimi_modes.engines.base import ChatRequest
+from kimi_modes.modes.setup import build_modes
+from kimi_modes.runs import RunStore
+
+
+def start_simulator(script: Path, capacity: int) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kimi_modes.engines.simulated", "--port", "0", "--ttft", "0",
+         "--tpot", "0", "--max-num-seqs", str(capacity), "--script", str(script),
+         "--log-level", "warning"],
+        stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on" not in line:
+        process.kill()
+        raise SystemExit(f"the simulated engine did not start: {line!r}")
+    return process, line.rsplit(" ", 1)[-1].strip()
+
+
+async def one_swarm(url: str, tmp: Path, *, cap: int, label: str) -> dict[str, Any]:
+    settings = load_settings(None, upstreams=[{"name": "sim", "url": url + "/v1"}],
+                             agent={"runs_db": str(tmp / f"{label}.sqlite3"),
+                                    "workspaces": str(tmp / "ws"), "max_time": 3600},
+                             swarm={"max_concurrent_subagents": cap,
+                                    "metrics_interval": 0.5})
+    store = RunStore(settings.agent.runs_db)
+    await store.open()
+    modes = await build_modes(settings, store=store)
+    assert modes.swarm is not None
+    try:
+        started = time.monotonic()
+        request = ChatRequest(messages=[{"role": "user", "content": "Research all topics."}],
+                              thinking=True)
+        async for _ in modes.swarm.stream(request):
+            pass
+        makespan = time.monotonic() - started
+        run = (await store.list(mode="swarm"))[0]
+        events = await store.events(run.id)
+        fanout_at = next(e.time for e in events if e.type == "fanout")
+        finished = [e.data for e in events if e.type == "subagent_finished"]
+        return {"makespan": makespan, "metrics": run.metrics, "fanout_at": fanout_at,
+                "finished": finished}
+    finally:
+        await modes.aclose()
+        await store.close()
+
+
+def script_rules(n: int, t: float, o: float) -> dict[str, Any]:
+    tasks = [f"Topic {i}" for i in range(n)]
+    return {"rules": [
+        {"match": {"tool": "spawn_subagents", "after_tool": True},
+         "reply": {"content": "Merged."}, "ttft": o},
+        {"match": {"tool": "spawn_subagents", "after_tool": False},
+         "reply": {"tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": tasks}}]},
+         "ttft": o},
+        {"match": {"system": "sub-agent of an agent swarm"},
+         "reply": {"content": "Result."}, "ttft": t},
+    ]}
+
+
+def report(label: str, result: dict[str, Any], ideal: float) -> None:
+    m = result["metrics"]
+    print(f"{label:<34} makespan {result['makespan']:7.2f} s   ideal {ideal:7.2f} s   "
+          f"ideal/makespan {ideal / result['makespan']:6.3f}   parallelism "
+          f"{m['parallelism']:6.2f}   critical steps {m['critical_steps']}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100, help="sub-agents")
+    parser.add_argument("--t", type=float, default=1.0, help="seconds per sub-agent")
+    parser.add_argument("--o", type=float, default=0.2, help="seconds per orchestrator step")
+    parser.add_argument("--capacity", type=int, default=8, help="engine capacity to test")
+    parser.add_argument("--skip-sequential", action="store_true")
+    args = parser.parse_args()
+    n, t, o = args.n, args.t, args.o
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        script = tmp / "script.json"
+        script.write_text(json.dumps(script_rules(n, t, o)))
+        print(f"N={n} sub-agents of T={t:g} s, orchestrator steps O={o:g} s; simulated engine")
+
+        process, url = start_simulator(script, capacity=1024)
+        try:
+            free = await one_swarm(url, tmp, cap=n, label="unlimited")
+            report("unlimited capacity", free, 2 * o + t)
+            overhead = [f["duration"] - t for f in free["finished"]]
+            start_delay = [f["started_at"] - free["fanout_at"] for f in free["finished"]]
+            print(f"{'':<34} per sub-agent: duration − T mean {statistics.mean(overhead)*1e3:6.1f}"
+                  f" ms (max {max(overhead)*1e3:6.1f}); fan-out → start mean "
+                  f"{statistics.mean(start_delay)*1e3:6.1f} ms (max {max(start_delay)*1e3:6.1f})")
+            if not args.skip_sequential:
+                seq = await one_swarm(url, tmp, cap=1, label="sequential")
+                report("sequential (one at a time)", seq, 2 * o + n * t)
+                print(f"{'':<34} swarm speed-up over sequential: "
+                      f"{seq['makespan'] / free['makespan']:.1f}×")
+        finally:
+            process.terminate()
+            process.wait(10)
+
+        process, url = start_simulator(script, capacity=args.capacity)
+        try:
+            limited = await one_swarm(url, tmp, cap=n, label="limited")
+            ideal = 2 * o + math.ceil(n / args.capacity) * t
+            report(f"engine capacity {args.capacity}", limited, ideal)
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
