@@ -321,7 +321,7 @@ def chat(
 @app.command()
 def run(
     task: Annotated[str, typer.Argument(help="What the agent should do.")],
-    mode: Annotated[str, typer.Option(help="agent (or instant, thinking).")] = "agent",
+    mode: Annotated[str, typer.Option(help="agent or swarm (or instant, thinking).")] = "agent",
     url: Annotated[
         str | None,
         typer.Option(help="A running gateway (http://host:port/v1); default: run in-process."),
@@ -336,10 +336,11 @@ def run(
         str | None, typer.Option(envvar="KIMI_MODES_API_KEY", help="Key for --url.")
     ] = None,
 ) -> None:
-    """Run a task from the terminal: the agent's reasoning and tool calls stream dimmed, then
-    its answer. The run is persisted like the gateway's (see GET /v1/runs)."""
-    if mode not in ("agent", "instant", "thinking"):
-        raise _fail("--mode must be agent, instant or thinking (swarm comes later)")
+    """Run a task from the terminal: the agent's (or the swarm orchestrator's) reasoning and
+    progress stream dimmed, then its answer. Persisted like the gateway's runs (GET /v1/runs).
+    """
+    if mode not in ("agent", "swarm", "instant", "thinking"):
+        raise _fail("--mode must be agent, swarm, instant or thinking")
     from kimi_modes.chat_terminal import run_chat
     from kimi_modes.config import ConfigError
 
@@ -366,7 +367,8 @@ app.add_typer(verify_app, name="verify")
 def _register_measure() -> None:
     """The measuring commands of :mod:`kimi_modes.bench` (their modules import lightly; the
     heavy imports happen when a command runs)."""
-    # bench serve: registered here
+    from kimi_modes.bench import serve_cmd
+    bench_app.command("serve")(serve_cmd.serve)
     # verify tools: registered here
     # eval: registered here
     # bench agents: registered here
