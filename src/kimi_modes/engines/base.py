@@ -29,7 +29,9 @@ class ChatRequest:
     carry ``reasoning_content``). ``thinking`` is the resolved mode switch. ``extra`` holds
     further OpenAI sampling parameters that are passed through unchanged (``presence_penalty``,
     ``frequency_penalty``, ``logit_bias``, ``response_format``, ``top_k``, ``min_p``, ...).
-    ``model`` is the upstream's model name, when the configuration gives one.
+    ``model`` is the upstream's model name, when the configuration gives one. ``run_id``
+    names the persisted run an Agent or Swarm request starts (the server derives it from the
+    response id, so clients can find the run).
     """
 
     messages: list[dict[str, Any]]
@@ -43,6 +45,8 @@ class ChatRequest:
     seed: int | None = None
     model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The id to give the run this request starts (Agent and Swarm modes); engines ignore it.
+    run_id: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -195,7 +195,9 @@ class Gateway:
                 reasoning_effort=parsed.reasoning_effort,
             )
             engine, chat = self._modes().prepare(resolved, parsed.to_params())
-            cid = "chatcmpl-" + uuid.uuid4().hex
+            key = uuid.uuid4().hex
+            cid = "chatcmpl-" + key
+            chat.run_id = "run_" + key  # an Agent/Swarm run is findable from the response id
             include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
             encoder = (
                 _OpenAIStream(ChunkEncoder(cid, parsed.model, include_usage=include_usage))
@@ -236,7 +238,9 @@ class Gateway:
                 extra=dict(req.extra),
             )
             engine, chat = self._modes().prepare(resolved, params)
-            mid = "msg_" + uuid.uuid4().hex
+            key = uuid.uuid4().hex
+            mid = "msg_" + key
+            chat.run_id = "run_" + key
             estimate[0] = _estimate_tokens(body)
             encoder = (
                 _AnthropicStream(anthropic_api.MessageStreamEncoder(mid, req.model, estimate[0]))
