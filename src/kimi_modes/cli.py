@@ -371,7 +371,8 @@ def _register_measure() -> None:
     bench_app.command("serve")(serve_cmd.serve)
     # verify tools: registered here
     # eval: registered here
-    # bench agents: registered here
+    from kimi_modes.bench import agents_cmd
+    bench_app.command("agents")(agents_cmd.agents)
 
 
 _register_measure()
