@@ -23,14 +23,8 @@ from kimi_modes.bench.datasets import (
     random_requests,
     sample_lengths,
 )
-from kimi_modes.bench.serve import (
-    DETAILED_FIELDS,
-    BenchmarkError,
-    ServeConfig,
-    arrival_times,
-    build_input,
-    result_filename,
-)
+from kimi_modes.bench.serve import BenchmarkError, ServeConfig, build_input
+from kimi_modes.bench.serve_arrivals import arrival_times
 from kimi_modes.bench.serve_client import RequestOutput, SSEReader, _StreamState
 from kimi_modes.bench.serve_metrics import (
     MetricsOptionError,
@@ -42,6 +36,7 @@ from kimi_modes.bench.serve_metrics import (
     summarize,
     tokens_per_second,
 )
+from kimi_modes.bench.serve_results import DETAILED_FIELDS, result_filename
 from kimi_modes.engines.simulated.tokenize import count_tokens
 
 # --------------------------------------------------------------------------- dataset maths

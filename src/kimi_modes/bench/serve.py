@@ -23,19 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
 
 from kimi_modes.bench.datasets import SampleRequest
+from kimi_modes.bench.serve_arrivals import arrival_times
 from kimi_modes.bench.serve_client import (
     CHAT,
     COMPLETIONS,
@@ -49,10 +48,6 @@ from kimi_modes.bench.serve_metrics import (
     calculate_metrics,
     summarize,
 )
-
-#: The per-request lists vLLM leaves out of the saved JSON unless ``--save-detailed``.
-DETAILED_FIELDS = ("input_lens", "output_lens", "start_times", "ttfts", "itls",
-                   "generated_texts", "errors")
 
 
 class BenchmarkError(Exception):
@@ -95,6 +90,8 @@ class ServeConfig:
             raise BenchmarkError("--max-concurrency must be at least 1")
         if self.num_warmups < 0:
             raise BenchmarkError("--num-warmups must be >= 0")
+        if not self.request_timeout > 0:
+            raise BenchmarkError("--request-timeout must be positive")
         if not self.base_url.startswith(("http://", "https://")):
             raise BenchmarkError(f"--base-url must be an http(s) URL, not {self.base_url!r}")
 
@@ -122,34 +119,6 @@ class BenchmarkRun:
     summary: list[str]
     outputs: list[RequestOutput]
     metrics: BenchmarkMetrics
-
-
-def arrival_times(num: int, request_rate: float, burstiness: float, seed: int) -> list[float]:
-    """Send times of ``num`` requests in seconds from the start, as vLLM's ``get_request``:
-    gaps drawn from a gamma distribution of shape ``burstiness`` and mean ``1/request_rate``
-    (``burstiness`` 1: exponential, a Poisson process; ``inf``: constant gaps) with
-    ``numpy.random.RandomState(seed)`` — the draws vLLM makes after ``np.random.seed(seed)`` —
-    then scaled so the last request goes out at ``num / request_rate``. All 0 for rate ``inf``.
-    """
-    import numpy as np
-
-    if request_rate == float("inf"):
-        return [0.0] * num
-    if burstiness == float("inf"):
-        gaps = [1.0 / request_rate] * num
-    else:
-        rng = np.random.RandomState(seed)
-        theta = 1.0 / (request_rate * burstiness)
-        gaps = [float(rng.gamma(shape=burstiness, scale=theta)) for _ in range(num)]
-    times = []
-    total = 0.0
-    for gap in gaps:
-        total += gap
-        times.append(total)
-    if times and times[-1] != 0:
-        factor = (num / request_rate) / times[-1]
-        times = [t * factor for t in times]
-    return times
 
 
 def build_input(config: ServeConfig, model: str, request: SampleRequest, index: int
@@ -282,18 +251,20 @@ async def _benchmark(config: ServeConfig, requests: Sequence[SampleRequest],
         gc.collect()
         gc.freeze()
         tasks: list[asyncio.Task[RequestOutput]] = []
-        with _Progress(config.progress, len(inputs), "requests") as bar:
-            start = time.perf_counter()
-            for request, due in zip(inputs, times, strict=True):
-                wait = start + due - time.perf_counter()
-                if due > 0 and wait > 0:
-                    await asyncio.sleep(wait)
-                task = asyncio.ensure_future(limited(request, time.perf_counter()))
-                task.add_done_callback(bar.advance)
-                tasks.append(task)
-            outputs = list(await asyncio.gather(*tasks))
-            duration = time.perf_counter() - start
-        gc.unfreeze()
+        try:
+            with _Progress(config.progress, len(inputs), "requests") as bar:
+                start = time.perf_counter()
+                for request, due in zip(inputs, times, strict=True):
+                    wait = start + due - time.perf_counter()
+                    if due > 0 and wait > 0:
+                        await asyncio.sleep(wait)
+                    task = asyncio.ensure_future(limited(request, time.perf_counter()))
+                    task.add_done_callback(bar.advance)
+                    tasks.append(task)
+                outputs = list(await asyncio.gather(*tasks))
+                duration = time.perf_counter() - start
+        finally:
+            gc.unfreeze()
         return model, outputs, duration
 
 
@@ -340,29 +311,6 @@ def run_benchmark(config: ServeConfig, requests: Sequence[SampleRequest], *,
         **details,
     }
     return BenchmarkRun(result, summary, outputs, metrics)
-
-
-def result_filename(result: dict[str, Any], config: ServeConfig, *, label: str | None,
-                    result_dir: Path | None, result_filename: str | None) -> Path:
-    """vLLM's file name: ``{label or backend}-{rate}qps[-concurrency{N}]-{model}-{date}.json``
-    (``result_filename`` replaces it), inside ``result_dir`` when given."""
-    if result_filename:
-        name = result_filename
-    else:
-        concurrency = (f"-concurrency{config.max_concurrency}"
-                       if config.max_concurrency is not None else "")
-        model = str(result["model_id"]).split("/")[-1]
-        name = (f"{label or config.backend}-{float(config.request_rate)}qps{concurrency}-"
-                f"{model}-{result['date']}.json")
-    return (result_dir / name) if result_dir else Path(name)
-
-
-def save_result(result: dict[str, Any], path: Path, *, detailed: bool) -> None:
-    """Write the result as vLLM does: without the per-request lists unless ``detailed``."""
-    data = result if detailed else {k: v for k, v in result.items() if k not in DETAILED_FIELDS}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
-        json.dump(data, out)
 
 
 def print_summary(run: BenchmarkRun, stream: TextIO | None = None) -> None:

@@ -148,7 +148,7 @@ def serve(
     ] = False,
 ) -> None:
     """Load-test an OpenAI-compatible endpoint and report vLLM's serving metrics."""
-    from kimi_modes.bench import datasets
+    from kimi_modes.bench import datasets, serve_results
     from kimi_modes.bench import serve as bench
     from kimi_modes.bench.plots import PlotError, write_serve_plots
     from kimi_modes.bench.serve_metrics import (
@@ -210,10 +210,10 @@ def serve(
 
     bench.print_summary(run)
     if save_result:
-        path = bench.result_filename(run.result, config, label=label, result_dir=result_dir,
+        path = serve_results.result_filename(run.result, config, label=label, result_dir=result_dir,
                                 result_filename=result_filename)
         try:
-            bench.save_result(run.result, path, detailed=save_detailed)
+            serve_results.save_result(run.result, path, detailed=save_detailed)
         except OSError as exc:
             raise _fail(f"cannot write {str(path)!r}: {exc.strerror}", 1) from None
         typer.echo(f"Result saved to {path}", err=True)
