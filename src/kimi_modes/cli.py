@@ -369,7 +369,8 @@ def _register_measure() -> None:
     heavy imports happen when a command runs)."""
     from kimi_modes.bench import serve_cmd
     bench_app.command("serve")(serve_cmd.serve)
-    # verify tools: registered here
+    from kimi_modes.bench import verify_cmd
+    verify_app.command("tools")(verify_cmd.tools)
     # eval: registered here
     from kimi_modes.bench import agents_cmd
     bench_app.command("agents")(agents_cmd.agents)
