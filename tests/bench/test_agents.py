@@ -348,6 +348,8 @@ def test_a_bare_endpoint_is_reported_without_run_metrics(
     (["--modes", "instant"], "--modes takes agent and/or swarm"),
     (["--extra-body", "{nope"], "--extra-body is not valid JSON"),
     (["--concurrency", "0"], "--concurrency must be at least 1"),
+    (["--limit", "0"], "--limit must be at least 1"),
+    (["--model", "x", "--timeout", "-1"], "--timeout must be positive"),
 ])
 def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
     done = bench(*args)

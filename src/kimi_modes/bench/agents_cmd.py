@@ -59,7 +59,7 @@ def agents(
     ] = 900.0,
     repeat: Annotated[int, typer.Option(help="Runs of each task in each mode.")] = 1,
     limit: Annotated[
-        int | None, typer.Option(help="Only the first N tasks of the file.", min=1)
+        int | None, typer.Option(help="Only the first N tasks of the file.")
     ] = None,
     extra_body: Annotated[
         str | None, typer.Option(help='JSON object merged into every request body, e.g. '
@@ -81,6 +81,8 @@ def agents(
     from kimi_modes.bench.agents_tasks import TaskFileError, load_tasks, sample_tasks_path
 
     path = tasks_file if tasks_file is not None else sample_tasks_path()
+    if limit is not None and limit < 1:
+        raise _fail("--limit must be at least 1")
     try:
         tasks = load_tasks(path, limit)
         config = AgentsConfig(base_url=base_url, targets=targets_for(modes, model or []),
