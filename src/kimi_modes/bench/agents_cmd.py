@@ -73,8 +73,7 @@ def agents(
         bool, typer.Option("--quiet", "-q", help="No line per finished task.")
     ] = False,
 ) -> None:
-    """Run a task file through Agent and Swarm modes: success, time, steps, tool calls,
-    tokens and parallelism per task and in total."""
+    """Run a task file through Agent and Swarm modes; report success, time, steps and tokens."""
     from kimi_modes.bench.agents import AgentsConfig, BenchmarkError, run_agents, targets_for
     from kimi_modes.bench.agents_report import print_table
     from kimi_modes.bench.agents_results import TaskRun
