@@ -371,7 +371,8 @@ def _register_measure() -> None:
     bench_app.command("serve")(serve_cmd.serve)
     from kimi_modes.bench import verify_cmd
     verify_app.command("tools")(verify_cmd.tools)
-    # eval: registered here
+    from kimi_modes.bench import eval_cmd
+    app.command("eval")(eval_cmd.eval_command)
     from kimi_modes.bench import agents_cmd
     bench_app.command("agents")(agents_cmd.agents)
 

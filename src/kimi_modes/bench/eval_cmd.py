@@ -1,0 +1,129 @@
+"""The ``kimi-modes eval`` command: GSM8K-style accuracy of one or more models side by side.
+
+Imports only typer at module level: the main CLI imports this module to register the command;
+:mod:`kimi_modes.bench.eval` (and lm-eval, inside it) loads when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{option} is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise _fail(f"{option} must be a JSON object")
+    return value
+
+
+def eval_command(
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", "--data-file", "-d",
+                     help="JSONL of problems: 'question' and 'answer' (GSM8K's text ending in "
+                     "'#### N', or a number). Default: the 12 examples shipped with "
+                     "kimi-modes."),
+    ] = None,
+    base_url: Annotated[
+        str, typer.Option(help="Server root, e.g. http://127.0.0.1:8000 (a trailing /v1 is "
+                          "tolerated).")
+    ] = "http://127.0.0.1:8000",
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model id to evaluate (repeatable: side by side). "
+                     "With --modes: the one model whose thinking switch is flipped."),
+    ] = None,
+    modes: Annotated[
+        str | None,
+        typer.Option(help="instant,thinking: the gateway's kimi-k2.5-<mode> ids, or with one "
+                     "--model its chat_template_kwargs.thinking false/true."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar=["KIMI_MODES_API_KEY", "OPENAI_API_KEY"], show_envvar=True,
+                     help="Bearer key sent with every request."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate only the first N problems.")
+    ] = None,
+    num_fewshot: Annotated[
+        int, typer.Option(help="Worked examples shown first as earlier chat turns: the "
+                          "file's first N problems, then left out of the test.")
+    ] = 0,
+    max_tokens: Annotated[
+        int, typer.Option(help="Completion-token limit per answer (reasoning included: "
+                          "leave thinking modes room).")
+    ] = 4096,
+    concurrency: Annotated[
+        int, typer.Option(help="Requests in flight at once (lm-eval's num_concurrent).")
+    ] = 8,
+    extra_body: Annotated[
+        str | None, typer.Option(help='JSON object merged into every request body, e.g. '
+                                 '\'{"chat_template_kwargs": {"thinking": false}}\'.')
+    ] = None,
+    think_end_token: Annotated[
+        str | None, typer.Option(help="Score only the text after this marker, e.g. '</think>' "
+                                 "for a server that leaves reasoning in the content.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds one request may take.")] = 600.0,
+    max_retries: Annotated[
+        int, typer.Option(help="Tries per request before the evaluation fails.")
+    ] = 3,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="JSON result file (default: "
+                     "kimi-modes-eval-<date>-<time>.json here)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show lm-eval's own log.")] = False,
+) -> None:
+    """Accuracy on GSM8K-style problems through lm-evaluation-harness: several models or modes
+    side by side (accuracy ± stderr, n, wall time), plus a JSON result with every answer."""
+    from kimi_modes.bench import eval as bench_eval
+
+    chosen_modes = [m.strip() for m in (modes or "").split(",") if m.strip()]
+    config = bench_eval.EvalConfig(
+        base_url=base_url, data_file=data if data is not None else bench_eval.SAMPLE_DATA,
+        api_key=api_key or None, limit=limit, num_fewshot=num_fewshot, max_tokens=max_tokens,
+        concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+        think_end_token=think_end_token or None,
+    )
+    body = _json_object(extra_body, "--extra-body")
+    models = list(model or [])
+    try:  # the options and the file first, before any request
+        config.check()
+        bench_eval.load_problems(config.data_file)
+        bench_eval.targets_for(models, chosen_modes, body)
+    except bench_eval.EvalError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        if not models and not chosen_modes:
+            models = [bench_eval.first_model(config)]
+        targets = bench_eval.targets_for(models, chosen_modes, body)
+        report = bench_eval.run_eval(config, targets, verbose=verbose)
+    except bench_eval.EvalError as exc:
+        raise _fail(str(exc), 1) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
+
+    typer.echo(bench_eval.format_table(report))
+    path = output or Path(f"kimi-modes-eval-{datetime.now():%Y%m%d-%H%M%S}.json")
+    try:
+        bench_eval.save_report(report, path)
+    except OSError as exc:
+        raise _fail(f"cannot write {str(path)!r}: {exc.strerror}", 1) from None
+    typer.echo(f"Result saved to {path}", err=True)
