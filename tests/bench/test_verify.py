@@ -105,7 +105,8 @@ def test_prepare_body_follows_k2vv() -> None:
     raw = {"model": "old", "stream": True, "stream_options": {"include_usage": True},
            "messages": [{"role": "_input", "content": "sys"}, {"role": "user", "content": "hi"}],
            "temperature": 0.2, LABEL_KEY: "stop"}
-    body = prepare_body(raw, model="m", max_tokens=64, extra_body={"temperature": 0.6})
+    body = prepare_body(raw, model="m", max_tokens=64,
+                        extra_body={"temperature": 0.6, "stream": True})
     assert body == {"model": "m", "stream": False, "temperature": 0.6, "max_tokens": 64,
                     "messages": [{"role": "system", "content": "sys"},
                                  {"role": "user", "content": "hi"}]}
@@ -440,7 +441,7 @@ def test_retries_then_incremental_rerun_of_the_failed(start_simulator: Callable[
 
 def test_incremental_resumes_a_killed_run(start_simulator: Callable[..., Any],
                                           tmp_path: Path) -> None:
-    sim = start_simulator("--ttft", "0.1", "--tpot", "0")
+    sim = start_simulator("--ttft", "0.2", "--tpot", "0")
     out = tmp_path / "run.jsonl"
     args = [sys.executable, "-m", "kimi_modes", "verify", "tools", "--no-progress",
             "--base-url", sim.v1, "--concurrency", "1", *outputs(tmp_path)]
@@ -472,6 +473,22 @@ def test_incremental_resumes_a_killed_run(start_simulator: Callable[..., Any],
     before = chat_requests(sim)
     assert verify("--base-url", sim.v1, "--incremental", *outputs(tmp_path)).returncode == 0
     assert chat_requests(sim) == before
+
+
+def test_identical_lines_keep_their_own_records(start_simulator: Callable[..., Any],
+                                                tmp_path: Path) -> None:
+    sim = start_simulator("--ttft", "0", "--tpot", "0")
+    line = json.dumps(sample_lines()[0])
+    path = tmp_path / "twice.jsonl"
+    path.write_text(f"{line}\n\n{line}\n")
+    for _ in range(2):
+        assert verify(str(path), "--base-url", sim.v1, "--incremental",
+                      *outputs(tmp_path)).returncode == 0
+    summary, records = read_run(tmp_path)
+    assert [r["data_index"] for r in records] == [1, 3]  # blank lines count, as in K2VV
+    assert records[0]["hash"] == records[1]["hash"]
+    assert summary["total"] == summary["tp"] == 2
+    assert chat_requests(sim) == 2  # the second run kept both
 
 
 @pytest.mark.parametrize(("args", "message"), [

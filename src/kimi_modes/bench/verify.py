@@ -192,6 +192,16 @@ class _Plan:
         return self.record is not None and (self.reference_body is None
                                             or self.reference is not None)
 
+    def complete(self) -> dict[str, Any]:
+        """The line's record (a copy: two identical lines may share a kept record), with
+        this run's line number, label and reference part."""
+        assert self.record is not None
+        record = {**self.record, "data_index": self.case.data_index,
+                  "expected_finish_reason": self.case.label}
+        if self.reference_body is not None:
+            record["reference"] = self.reference
+        return record
+
 
 class _Runner:
     def __init__(self, config: VerifyConfig, session: aiohttp.ClientSession, target: Endpoint,
@@ -243,15 +253,7 @@ class _Runner:
         finally:
             out.close()
             progress.close()
-        records = []
-        for p in plans:
-            assert p.record is not None
-            p.record["data_index"] = p.case.data_index
-            p.record["expected_finish_reason"] = p.case.label
-            if p.reference_body is not None:
-                p.record["reference"] = p.reference
-            records.append(p.record)
-        return records
+        return [p.complete() for p in plans]
 
     async def _one(self, plan: _Plan, out: IO[str], progress: _Progress) -> None:
         jobs: list[Any] = []
@@ -266,14 +268,11 @@ class _Runner:
         if plan.reference_body is not None and plan.reference is None:
             assert plan.reference_hash is not None
             plan.reference = _reference(plan.reference_body, plan.reference_hash, next(results))
-        plan.record["data_index"] = plan.case.data_index
-        plan.record["expected_finish_reason"] = plan.case.label
-        if plan.reference_body is not None:
-            plan.record["reference"] = plan.reference
+        record = plan.complete()
         # One JSON line per request as soon as it is in: a killed run loses nothing finished.
-        out.write(json.dumps(plan.record, ensure_ascii=False) + "\n")
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
         out.flush()
-        progress.step(plan.record.get("status") == "success")
+        progress.step(record.get("status") == "success")
 
     async def _send(self, endpoint: Endpoint, body: dict[str, Any]) -> Outcome:
         async with self.limits[id(endpoint)]:

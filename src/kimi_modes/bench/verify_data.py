@@ -103,22 +103,22 @@ def prepare_body(
     extra_body: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body to send for a line: a deep copy without the label, ``_input`` roles made
-    ``system``, ``model`` set, non-streaming (``stream`` false, no ``stream_options``), then
-    ``temperature``/``max_tokens`` when given and ``extra_body``'s top-level keys (they win,
-    as the ``openai`` SDK's ``extra_body`` does)."""
+    ``system``, ``model`` set, then ``temperature``/``max_tokens`` when given and
+    ``extra_body``'s top-level keys (they win, as the ``openai`` SDK's ``extra_body`` does);
+    always non-streaming (``stream`` false, no ``stream_options``)."""
     body = copy.deepcopy(dict(raw))
     body.pop(LABEL_KEY, None)
     for message in body.get("messages") or ():
         if isinstance(message, dict) and message.get("role") == "_input":
             message["role"] = "system"
     body["model"] = model
-    body["stream"] = False
-    body.pop("stream_options", None)
     if temperature is not None:
         body["temperature"] = temperature
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
     body.update(copy.deepcopy(dict(extra_body or {})))
+    body["stream"] = False  # the verifier reads whole responses, whatever the line asks
+    body.pop("stream_options", None)
     return body
 
 
