@@ -168,5 +168,5 @@ async def build_modes(settings: Settings, engines: dict[str, Engine] | None = No
         if start is not None:
             await start()
     agent = await build_agent(settings, engines, store) if store is not None else None
-    swarm = None  # SWARM-WIRING: enabled once engines/pool.py lands
+    swarm = build_swarm(settings, engines, store, agent) if store and agent else None
     return ChatModes(engines, mode_defaults(settings), agent=agent, swarm=swarm)
