@@ -169,6 +169,9 @@ def test_task_config_is_lm_evals_gsm8k_scoring_with_a_chat_prompt(tmp_path: Path
         "do_sample": False, "temperature": 0.0}
     assert [f["name"] for f in config["filter_list"]] == ["flexible-extract", "strict-match"]
     assert "fewshot_config" not in config
+    sampled = task_config(tmp_path / "t.jsonl", extra_body={"temperature": 1.0, "top_p": 0.95})
+    assert sampled["generation_kwargs"]["temperature"] == 1.0
+    assert sampled["generation_kwargs"]["top_p"] == 0.95
     with pytest.raises(ValueError, match="fewshot_file"):
         task_config(tmp_path / "t.jsonl", num_fewshot=2)
 

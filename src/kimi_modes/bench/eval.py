@@ -224,7 +224,8 @@ def task_config(
     ``ignore_case``, under two filters — ``flexible-extract`` (the stated answer, else the
     last number) and ``strict-match`` (only a stated answer). ``extra_body`` keys go into the
     generation kwargs, which lm-eval's chat model copies into every request body. Generation
-    is greedy (``temperature`` 0) and stops only at the model's end: no stop strings.
+    is greedy (``temperature`` 0, unless ``extra_body`` sets it) and stops only at the model's
+    end: no stop strings.
     """
     if num_fewshot > 0 and fewshot_file is None:
         raise ValueError("num_fewshot needs a fewshot_file")
@@ -250,11 +251,11 @@ def task_config(
         "target_delimiter": "",
         "num_fewshot": num_fewshot,
         "generation_kwargs": {
-            **(extra_body or {}),
             "until": [],  # without it lm-eval stops at its "\n\n" few-shot delimiter
             "max_gen_toks": max_tokens,
             "do_sample": False,
             "temperature": 0.0,
+            **(extra_body or {}),  # the caller's sampling (e.g. temperature) wins
         },
         "metric_list": [metric],
         "filter_list": [

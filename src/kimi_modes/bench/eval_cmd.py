@@ -91,8 +91,10 @@ def eval_command(
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show lm-eval's own log.")] = False,
 ) -> None:
-    """Accuracy on GSM8K-style problems through lm-evaluation-harness: several models or modes
-    side by side (accuracy ± stderr, n, wall time), plus a JSON result with every answer."""
+    """GSM8K-style accuracy of models or modes side by side, scored by lm-eval.
+
+    Prints accuracy ± stderr, n and wall time per model; saves every answer as JSON.
+    """
     from kimi_modes.bench import eval as bench_eval
 
     chosen_modes = [m.strip() for m in (modes or "").split(",") if m.strip()]
