@@ -37,6 +37,7 @@ from kimi_modes.server.errors import APIError, openai_error_body
 from kimi_modes.server.metrics import Metrics
 from kimi_modes.server.openai_api import ChatCompletionBody, ChunkEncoder, completion_body
 from kimi_modes.server.runs_api import RunsAPI
+from kimi_modes.server.ui import RunsUI
 
 log = logging.getLogger("kimi_modes.server")
 
@@ -452,6 +453,7 @@ def create_app(
         Route("/health", gateway.health, methods=["GET"]),
         Route("/metrics", gateway.metrics_route, methods=["GET"]),
         *gateway.runs_api.routes(),
+        *RunsUI().routes(),
     ]
     async def http_error(request: Request, exc: Exception) -> Response:
         """Unknown routes and wrong methods, in the shape of the API the path belongs to."""
