@@ -51,7 +51,8 @@ def start_simulator(script: Path, capacity: int) -> tuple[subprocess.Popen[str],
     return process, line.rsplit(" ", 1)[-1].strip()
 
 
-async def one_swarm(url: str, tmp: Path, *, cap: int, label: str) -> dict[str, Any]:
+async def one_swarm(url: str, tmp: Path, *, cap: int, label: str,
+                    warmups: int = 0) -> dict[str, Any]:
     settings = load_settings(None, upstreams=[{"name": "sim", "url": url + "/v1"}],
                              agent={"runs_db": str(tmp / f"{label}.sqlite3"),
                                     "workspaces": str(tmp / "ws"), "max_time": 3600},
@@ -62,12 +63,13 @@ async def one_swarm(url: str, tmp: Path, *, cap: int, label: str) -> dict[str, A
     modes = await build_modes(settings, store=store)
     assert modes.swarm is not None
     try:
-        started = time.monotonic()
-        request = ChatRequest(messages=[{"role": "user", "content": "Research all topics."}],
-                              thinking=True)
-        async for _ in modes.swarm.stream(request):
-            pass
-        makespan = time.monotonic() - started
+        for _ in range(1 + warmups):  # a gateway that has been up has warm connections
+            started = time.monotonic()
+            request = ChatRequest(
+                messages=[{"role": "user", "content": "Research all topics."}], thinking=True)
+            async for _ in modes.swarm.stream(request):
+                pass
+            makespan = time.monotonic() - started
         run = (await store.list(mode="swarm"))[0]
         events = await store.events(run.id)
         fanout_at = next(e.time for e in events if e.type == "fanout")
@@ -106,6 +108,8 @@ async def main() -> None:
     parser.add_argument("--o", type=float, default=0.2, help="seconds per orchestrator step")
     parser.add_argument("--capacity", type=int, default=8, help="engine capacity to test")
     parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument("--warmups", type=int, default=1,
+                        help="swarm runs before the measured one (warm connections)")
     args = parser.parse_args()
     n, t, o = args.n, args.t, args.o
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -116,7 +120,7 @@ async def main() -> None:
 
         process, url = start_simulator(script, capacity=1024)
         try:
-            free = await one_swarm(url, tmp, cap=n, label="unlimited")
+            free = await one_swarm(url, tmp, cap=n, label="unlimited", warmups=args.warmups)
             report("unlimited capacity", free, 2 * o + t)
             overhead = [f["duration"] - t for f in free["finished"]]
             start_delay = [f["started_at"] - free["fanout_at"] for f in free["finished"]]
@@ -134,7 +138,7 @@ async def main() -> None:
 
         process, url = start_simulator(script, capacity=args.capacity)
         try:
-            limited = await one_swarm(url, tmp, cap=n, label="limited")
+            limited = await one_swarm(url, tmp, cap=n, label="limited", warmups=args.warmups)
             ideal = 2 * o + math.ceil(n / args.capacity) * t
             report(f"engine capacity {args.capacity}", limited, ideal)
         finally:

@@ -95,6 +95,23 @@ async def test_a_run_is_stored_with_its_events_and_end(store: RunStore) -> None:
     assert RunEvent.from_dict(wire) == events[3]
 
 
+async def test_events_emitted_without_waiting_keep_their_order(store: RunStore) -> None:
+    run = await store.create_run("swarm", "m", [{"role": "user", "content": "x"}])
+    watcher = await store.subscribe(run.id)
+    await store.emit(run.id, "run_started", {}, wait=False)
+    for i in range(50):
+        await store.emit(run.id, "subagent_progress", {"i": i}, wait=i % 2 == 0)
+    await store.emit(run.id, "step", {"step": 1}, wait=False)
+    await store.finish(run.id, "completed", "answer", "done")
+    stored = await store.events(run.id)
+    assert [e.type for e in stored] == ["run_started", *["subagent_progress"] * 50, "step",
+                                        "finished"]
+    assert [e.data["i"] for e in stored[1:51]] == list(range(50))
+    assert [e.seq for e in stored] == list(range(1, 54))
+    seen = [e.seq async for e in watcher]
+    assert seen == list(range(1, 54))
+
+
 async def test_events_after_a_seq_and_limited(store: RunStore) -> None:
     run = await store.create_run("agent", "m", USER, status="running")
     for i in range(1, 11):

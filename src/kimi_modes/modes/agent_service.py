@@ -37,6 +37,8 @@ class AgentService:
     name = "agent"
     #: The run's ``mode`` in the store.
     mode = "agent"
+    #: Event types stored without waiting for their commit (progress reports).
+    progress_events: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -84,7 +86,7 @@ class AgentService:
         queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
         async def emit(kind: str, data: dict[str, Any]) -> None:
-            await self.store.emit(run.id, kind, data)
+            await self.store.emit(run.id, kind, data, wait=kind not in self.progress_events)
             queue.put_nowait((kind, data))
 
         sampling = {k: v for k, v in (("temperature", request.temperature),

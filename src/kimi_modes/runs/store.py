@@ -338,11 +338,13 @@ class RunStore:
         return record
 
     async def emit(self, run_id: str, event_type: str,
-                   data: Mapping[str, Any] | None = None) -> None:
+                   data: Mapping[str, Any] | None = None, *, wait: bool = True) -> None:
         """Record an event of a live run and hand it to its watchers.
 
         Returns once the event is committed, except ``message_delta`` (buffered, see the
-        module docstring), which returns at once. ``data`` holds the type's fields (see
+        module docstring) and events emitted with ``wait=False`` (progress reports that must
+        not hold their emitter up), which return at once: their place in the run's order is
+        fixed by the call, they are committed in that order, and a failed write is logged. ``data`` holds the type's fields (see
         :mod:`kimi_modes.runs.events`); it is copied, must be JSON-serialisable (other values
         are stored as their ``str()``) and may not use the keys ``run_id``, ``seq``, ``time``
         or ``type``. ``message_delta`` needs ``kind`` (``reasoning``/``content``) and ``text``.
@@ -367,6 +369,9 @@ class RunStore:
             return
         self._flush_delta(live)
         event = self._sequence(live, event_type, payload, time.time())
+        if not wait:
+            self._writer_().submit(_insert_event_work(event), self._publish_when_stored(event))
+            return
         await self._persist(event)
 
     async def finish(

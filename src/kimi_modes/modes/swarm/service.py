@@ -35,6 +35,8 @@ class SwarmService(AgentService):
 
     name = "swarm"
     mode = "swarm"
+    # A hundred sub-agents report as they start and step: that must not hold them up.
+    progress_events = frozenset({"subagent_started", "subagent_progress"})
 
     def __init__(
         self,

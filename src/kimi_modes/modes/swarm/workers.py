@@ -155,7 +155,8 @@ class SwarmWorkers:
                 workspace = self.workspaces / record.id
                 workspace.mkdir(parents=True, exist_ok=True)
                 ctx = RunContext(record.id, workspace)
-                await self.store.emit(record.id, "run_started", {"workspace": str(workspace)})
+                await self.store.emit(record.id, "run_started", {"workspace": str(workspace)},
+                                      wait=False)
                 loop = self._loop(record.id, ctx, outcome, on_event, budgets, max_tokens)
                 # The loop's own time budget ends it between steps; this ends it anywhere
                 # (a tool that ignores its timeout, a stream that never finishes).
@@ -189,7 +190,9 @@ class SwarmWorkers:
     def _loop(self, run_id: str, ctx: RunContext, outcome: SubagentOutcome,
               on_event: OnEvent, budgets: Budgets, max_tokens: int | None) -> AgentLoop:
         async def emit(kind: str, data: dict[str, Any]) -> None:
-            await self.store.emit(run_id, kind, data)
+            # Steps are not waited for (their order is kept); checkpoints are, since a
+            # resume starts from them.
+            await self.store.emit(run_id, kind, data, wait=kind != "step")
             if kind == "step":
                 outcome.steps = data["step"]
             elif kind == "tool_call":
