@@ -338,7 +338,7 @@ async def test_a_swarm_run_live(gateway: Proc, page: Page) -> None:
         await row(page, subs[0]).get_by_test_id("subagent-link").click()
         await expect(page).to_have_url(f"{gateway.url}/ui/runs/{subs[0]}")
         await expect(by_testid(page, "run-mode")).to_have_text("subagent")
-        await expect(by_testid(page, "run-index")).to_have_text("sub-agent #0")
+        await expect(by_testid(page, "run-index")).to_have_text("sub-agent #1")
         await expect(by_testid(page, "step")).to_have_count(2)
         await expect(by_testid(page, "tool-call")).to_have_count(2)
         await expect(by_testid(page, "final-answer")).to_have_text("Answer of sub-agent 0.")
@@ -555,3 +555,64 @@ async def test_the_sse_parser_on_any_chunking(gateway: Proc, page: Page) -> None
                 "retry": 3000}
     assert all(json.loads(r) == expected for r in results), results[:3]
     assert len(results) > 100
+
+
+# -- a real swarm ------------------------------------------------------------------------
+
+
+@needs_chromium
+async def test_a_real_swarm_on_the_simulated_engine(
+        start_simulator: Callable[..., Proc], start_gateway: Callable[..., Proc],
+        upstream_toml: Callable[..., str], page: Page, tmp_path: Path) -> None:
+    """The gateway's own swarm (not a fed one): start it, open its page, watch the sub-agents
+    appear, run and finish."""
+    import asyncio
+
+    tasks = [f"Topic {i}" for i in range(6)]
+    script = tmp_path / "swarm.json"
+    script.write_text(json.dumps({"rules": [
+        {"match": {"tool": "spawn_subagents", "after_tool": True},
+         "reply": {"content": "All six merged."}},
+        {"match": {"tool": "spawn_subagents", "after_tool": False},
+         "reply": {"reasoning": "Six parts.",
+                   "tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": tasks}}]}},
+        {"match": {"system": "sub-agent of an agent swarm", "user": r"Topic (\d+)"},
+         "reply": {"content": "Result $1."}, "ttft": 2.0},
+    ]}))
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", str(script))
+    gw = start_gateway(upstream_toml(sim.v1) + "[swarm]\nmax_concurrent_subagents = 3\n")
+
+    async def ask() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return await client.post(gw.v1 + "/chat/completions", json={
+                "model": "kimi-k2.5-swarm",
+                "messages": [{"role": "user", "content": "Research six topics."}]})
+
+    request = asyncio.create_task(ask())
+    run_id = None
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(200):
+            listed = (await client.get(gw.v1 + "/runs", params={"mode": "swarm"})).json()
+            if listed["data"]:
+                run_id = listed["data"][0]["id"]
+                break
+            await asyncio.sleep(0.05)
+    assert run_id is not None
+    await page.goto(f"{gw.url}/ui/runs/{run_id}")
+    await expect(by_testid(page, "subagent-row")).to_have_count(6)
+    await expect(by_testid(page, "timeline-bar")).to_have_count(6)
+    # With three slots, three run while three wait.
+    await expect(page.locator('[data-testid="subagent-row"][data-status="running"]')
+                 ).to_have_count(3)
+    await expect(page.locator('[data-testid="subagent-row"][data-status="queued"]')
+                 ).to_have_count(3)
+    await expect(page.locator('[data-testid="subagent-row"][data-status="completed"]')
+                 ).to_have_count(6, timeout=30_000)
+    await expect(page.locator('[data-testid="timeline-bar"][data-status="completed"]')
+                 ).to_have_count(6)
+    await expect(by_testid(page, "metric-subagents")).to_have_text("6")
+    await expect(by_testid(page, "final-answer")).to_have_text("All six merged.")
+    await expect(by_testid(page, "run-status")).to_have_attribute("data-status", "completed")
+    response = await request
+    assert response.json()["choices"][0]["message"]["content"] == "All six merged."
+    assert response.json()["id"] == "chatcmpl-" + run_id.removeprefix("run_")

@@ -71,7 +71,7 @@ class RunPage {
       link.hidden = false;
     }
     if (r.params && Number.isInteger(r.params.index)) {
-      setText($("run-index"), `sub-agent #${r.params.index}`);
+      setText($("run-index"), `sub-agent #${r.params.index + 1}`);
     }
     this.setStatus(r.status, r.stop_reason, r.error);
     this.showCounts(r.step_count, r.tool_call_count);

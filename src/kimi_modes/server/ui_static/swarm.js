@@ -38,7 +38,7 @@ class Subagent {
       : null;
     this.row = el("tr", {"data-testid": "subagent-row", "data-subagent-id": this.id,
       "data-index": this.index, "data-status": "queued"},
-    el("td", {class: "num", text: `#${this.index}`}),
+    el("td", {class: "num", text: `#${this.index + 1}`}),
     el("td", {class: "nowrap"}, el("a", {href: runHref(this.id), "data-testid": "subagent-link",
       title: this.id, text: shortId(this.id)})),
     el("td", {class: "task", title: this.task}, el("div", {class: "clip", text: this.task}),
@@ -51,9 +51,9 @@ class Subagent {
   makeBar() {
     this.bar = el("a", {class: "bar status-queued", "data-testid": "timeline-bar",
       "data-subagent-id": this.id, "data-status": "queued", href: runHref(this.id),
-      title: `#${this.index} ${this.task}`});
+      title: `#${this.index + 1} ${this.task}`});
     this.track = el("div", {class: "track"},
-      el("span", {class: "track-label", text: `#${this.index}`}),
+      el("span", {class: "track-label", text: `#${this.index + 1}`}),
       el("div", {class: "lane"}, this.bar));
   }
 
