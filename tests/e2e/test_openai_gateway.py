@@ -417,6 +417,29 @@ def test_raw_markers_in_content_are_parsed_by_the_gateway(
     assert "without a reasoning parser" not in gw.output()
 
 
+def test_tool_choice_none_returns_no_calls_even_if_the_model_writes_one(
+        tmp_path: Any, start_simulator: Callable[..., Any], start_gateway: Callable[..., Any],
+        upstream_toml: Callable[..., str]) -> None:
+    # vLLM does not parse tool calls under tool_choice "none": the markers reach the content.
+    script = tmp_path / "calls.json"
+    script.write_text(json.dumps({"rules": [{"match": {}, "reply": {
+        "content": "Checking.",
+        "tool_calls": [{"name": "get_weather", "arguments": {"city": "Rome"}}]}}]}))
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", str(script))
+    gw = start_gateway(upstream_toml(sim.v1))
+    answer = client(gw).chat.completions.create(
+        model="kimi-k2.5-instant", tool_choice="none", tools=[WEATHER_TOOL],
+        messages=[{"role": "user", "content": "Weather in Rome?"}])
+    assert answer.choices[0].finish_reason == "stop"
+    assert not answer.choices[0].message.tool_calls
+    assert answer.choices[0].message.content == "Checking."
+    # With tools allowed, the same reply is a call.
+    allowed = client(gw).chat.completions.create(
+        model="kimi-k2.5-instant", tools=[WEATHER_TOOL],
+        messages=[{"role": "user", "content": "Weather in Rome?"}])
+    assert allowed.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
 def test_missing_reasoning_parser_is_warned_about_once(
         start_simulator: Callable[..., Any], start_gateway: Callable[..., Any],
         upstream_toml: Callable[..., str]) -> None:

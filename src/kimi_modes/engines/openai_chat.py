@@ -101,6 +101,9 @@ class OpenAIChatEngine:
         usage: Usage | None = None
         upstream_calls = False
         parser_calls = 0
+        # The client forbade tool calls: markers the model wrote anyway are consumed (never
+        # shown as text) but not returned as calls, as the client could not answer them.
+        no_calls = request.tool_choice == "none"
         # Watching for a bare </think> in the content: only until reasoning arrives or the
         # warning was given. ``tail`` keeps the end of the content seen, for a split marker.
         watch = (
@@ -132,6 +135,8 @@ class OpenAIChatEngine:
                     tail = seen[-(len(T.THINK_END) - 1):]
                 for event in parser.feed(content):
                     if isinstance(event, ToolCallDelta):
+                        if no_calls:
+                            continue
                         parser_calls = max(parser_calls, event.index + 1)
                     yield event
             for call in delta.get("tool_calls") or ():
@@ -147,6 +152,8 @@ class OpenAIChatEngine:
                 finish = choice["finish_reason"]
         for event in parser.close():
             if isinstance(event, ToolCallDelta):
+                if no_calls:
+                    continue
                 parser_calls = max(parser_calls, event.index + 1)
             yield event
         if usage is not None:
