@@ -77,7 +77,7 @@ class ChatModes:
 
     def prepare(self, resolved: Resolved, params: ChatParams) -> tuple[Engine, ChatRequest]:
         """The engine and the engine request for one call; raises :class:`ModeError` for
-        modes this class does not run (Agent and Swarm answer 501 until they exist)."""
+        modes it was built without (Agent and Swarm need a run store: 501 without one)."""
         mode = resolved.mode
         service = {Mode.AGENT: self.agent, Mode.SWARM: self.swarm}.get(mode)
         if service is not None:
@@ -102,8 +102,8 @@ class ChatModes:
             )
         if mode in (Mode.AGENT, Mode.SWARM):
             raise ModeError(
-                f"{resolved.entry.id} is not available yet in this version of kimi-modes; "
-                "use kimi-k2.5-instant or kimi-k2.5-thinking",
+                f"{resolved.entry.id} is not running here (it needs the run store, which "
+                "this process did not open); use kimi-k2.5-instant or kimi-k2.5-thinking",
                 status=501,
                 param="model",
                 code="mode_not_available",
