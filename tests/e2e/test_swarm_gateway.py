@@ -97,6 +97,11 @@ def test_swarm_through_the_openai_sdk(tmp_path: Path, start_simulator: Callable[
     assert detail["metrics"]["subagents"] == 3
     sub = httpx.get(f"{gw.v1}/runs/{subs[0]['id']}").json()
     assert sub["parent_id"] == run["id"] and sub["final_answer"].startswith("Result for topic")
+    health = httpx.get(gw.url + "/health").json()
+    assert health["swarm"]["subagents"] == {"running": 0, "waiting": 0,
+                                            "max_concurrent": 64}
+    workers = health["swarm"]["pools"]["workers"]
+    assert [m["name"] for m in workers] == ["sim0"] and workers[0]["served"] >= 3
 
 
 def test_swarm_through_the_anthropic_sdk(tmp_path: Path, start_simulator: Callable[..., Any],

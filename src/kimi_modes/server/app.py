@@ -147,13 +147,19 @@ class Gateway:
 
     async def health(self, request: Request) -> Response:
         """``ok``; ``degraded`` when the last request to some upstream failed (each upstream
-        with its last error); ``starting`` (503) before the engines are ready."""
+        with its last error); ``starting`` (503) before the engines are ready. With Swarm
+        mode, ``swarm`` holds the sub-agents running and queued and each engine pool's
+        members (docs/pool.md)."""
         if self.modes is None:
             return _json({"status": "starting", "upstreams": {}}, status=503)
         upstreams = {name: self._upstream_health.get(name, {"ok": None})
                      for name in self.modes.engines}
         degraded = any(state.get("ok") is False for state in upstreams.values())
-        return _json({"status": "degraded" if degraded else "ok", "upstreams": upstreams})
+        body: dict[str, Any] = {"status": "degraded" if degraded else "ok",
+                                "upstreams": upstreams}
+        if self.modes.swarm is not None:
+            body["swarm"] = self.modes.swarm.status()
+        return _json(body)
 
     def _upstream_failed(self, exc: EngineError) -> None:
         self.metrics.upstream_errors.labels(exc.upstream, exc.kind).inc()
@@ -461,7 +467,8 @@ def create_app(
         detail = getattr(exc, "detail", None) or "error"
         message = f"{request.method} {request.url.path}: {detail}"
         if status == 404:
-            message += " (routes: /v1/chat/completions, /v1/messages, /v1/models, /v1/runs)"
+            message += (" (routes: /v1/chat/completions, /v1/messages, /v1/models, /v1/runs;"
+                        " the live view at /ui/runs)")
         api = _ANTHROPIC if request.url.path.startswith("/v1/messages") else _OPENAI
         return _json(api.error_body(APIError(status, message)), status=status)
 

@@ -112,6 +112,16 @@ class SwarmService(AgentService):
         await emit("swarm_metrics", metrics)
         return metrics
 
+    def status(self) -> dict[str, Any]:
+        """Sub-agents running and queued gateway-wide, and each engine pool's members (for
+        ``/health``)."""
+        pools = {}
+        for engine in (self.engine, self.workers.engine):
+            snapshot = getattr(engine, "snapshot", None)
+            if snapshot is not None:
+                pools[engine.name] = snapshot()
+        return {"subagents": self.workers.load(), "pools": pools}
+
     async def aclose(self) -> None:
         await self.workers.aclose()
         await super().aclose()
