@@ -7,31 +7,16 @@ deployment passes, 1 it does not (or the run failed), 2 a usage error.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from kimi_modes.bench._cli import fail as _fail
+from kimi_modes.bench._cli import json_object as _json_object
+
 _FAMILIES = ("k2-instruct", "k2-thinking", "k2.5")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code)
-
-
-def _json_object(text: str | None, option: str) -> dict[str, Any]:
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _fail(f"{option} is not valid JSON: {exc.msg}") from None
-    if not isinstance(value, dict):
-        raise _fail(f"{option} must be a JSON object")
-    return value
 
 
 def tools(
