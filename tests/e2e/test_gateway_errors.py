@@ -41,8 +41,8 @@ def test_health_reports_a_failing_upstream(start_gateway: Callable[..., Any],
                                            unused_port: int) -> None:
     gw = start_gateway(upstream_toml(f"http://127.0.0.1:{unused_port}/v1", name="gpu-box",
                                      extra='model = "m"\n'))
-    assert httpx.get(gw.url + "/health").json() == {"status": "ok",
-                                                     "upstreams": {"gpu-box": {"ok": None}}}
+    health = httpx.get(gw.url + "/health").json()
+    assert health["status"] == "ok" and health["upstreams"] == {"gpu-box": {"ok": None}}
     httpx.post(gw.v1 + "/chat/completions", json={
         "model": "kimi-k2.5-instant", "messages": [{"role": "user", "content": "x"}]})
     health = httpx.get(gw.url + "/health").json()
