@@ -347,7 +347,8 @@ class RunStore:
         fixed by the call, they are committed in that order, and a failed write is logged.
         ``data`` holds the type's fields (see :mod:`kimi_modes.runs.events`); it is copied,
         must be JSON-serialisable (other values are stored as their ``str()``) and may not use
-        the keys ``run_id``, ``seq``, ``time`` or ``type``. ``message_delta`` needs ``kind`` (``reasoning``/``content``) and ``text``.
+        the keys ``run_id``, ``seq``, ``time`` or ``type``. ``message_delta`` needs ``kind``
+        (``reasoning``/``content``) and ``text``.
         ``finished`` is not emitted but written by :meth:`finish`. ``run_started`` moves a
         queued run to ``running``.
 
