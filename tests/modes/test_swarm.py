@@ -443,3 +443,26 @@ def _get(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
+
+
+async def test_a_request_time_limit_bounds_the_fan_out(start_simulator: Any,
+                                                       tmp_path: Path) -> None:
+    tasks = ["Topic 1", "Topic 2"]
+    sim = start_simulator("--ttft", "0", "--tpot", "0",
+                          "--script", write_script(tmp_path, fan_out_rules(tasks, sub_ttft=60)))
+    swarm = await make_swarm(sim, tmp_path)
+    try:
+        request = ChatRequest(messages=[{"role": "user", "content": "go"}], thinking=True,
+                              extra={"agent": {"max_time": 1.5}})
+        started = asyncio.get_running_loop().time()
+        async for _ in swarm.service.stream(request):
+            pass
+        assert asyncio.get_running_loop().time() - started < 20
+        run = (await swarm.store.list(mode="swarm"))[0]
+        assert run.status == "completed" and run.stop_reason == "max_time"
+        subs = await swarm.store.list(parent_id=run.id)
+        assert {s.status for s in subs} == {"cancelled"}
+        result = (await events_of(swarm.store, run.id, "tool_result"))[0]
+        assert result["is_error"] and "did not finish within 1.5 s" in result["output"]
+    finally:
+        await close(swarm)

@@ -78,9 +78,14 @@ class SwarmService(AgentService):
                          max_per_run=self.max_per_run, output_limit=self.tool_output_limit,
                          budgets=budgets, max_tokens=request.max_tokens)
         self._runs[run_id] = swarm
-        return Toolset([SpawnTool(swarm, timeout=self.tool_timeout),
-                        ResumeTool(swarm, timeout=self.tool_timeout)],
-                       default_timeout=self.tool_timeout, output_limit=self.tool_output_limit,
+        # A fan-out waits at most as long as the orchestrator may run (a request may have
+        # tightened that with "agent": {"max_time": ...}).
+        agent = request.extra.get("agent")
+        limit = agent.get("max_time") if isinstance(agent, dict) else None
+        timeout = min(self.tool_timeout, limit) if isinstance(limit, int | float) else \
+            self.tool_timeout
+        return Toolset([SpawnTool(swarm, timeout=timeout), ResumeTool(swarm, timeout=timeout)],
+                       default_timeout=timeout, output_limit=self.tool_output_limit,
                        repairer=self._repair)
 
     def _loop_options(self, request: ChatRequest) -> dict[str, Any]:
