@@ -466,3 +466,36 @@ async def test_a_request_time_limit_bounds_the_fan_out(start_simulator: Any,
         assert result["is_error"] and "did not finish within 1.5 s" in result["output"]
     finally:
         await close(swarm)
+
+
+async def test_templates_and_two_fan_outs_in_one_step(start_simulator: Any,
+                                                      tmp_path: Path) -> None:
+    rules = [
+        {"match": {**ORCH, "after_tool": True}, "reply": {"content": "Both done."}},
+        {"match": {**ORCH, "after_tool": False}, "reply": {"tool_calls": [
+            {"name": "spawn_subagents",
+             "arguments": {"tasks": ["1", "2"], "template": "Research Topic {item} well."}},
+            {"name": "spawn_subagents",
+             "arguments": {"tasks": ["Topic 3"], "template": "Please research:",
+                           "context": "Background for all."}}]}},
+        *fan_out_rules([])[2:],
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path)
+    try:
+        run_id, answer = await run_swarm(swarm)
+        assert answer == "Both done."
+        tasks = sorted(s["task"] for f in await events_of(swarm.store, run_id, "fanout")
+                       for s in f["subagents"])
+        assert tasks == ["Background for all.\n\nYour sub-task: Please research:\n\nTopic 3",
+                         "Research Topic 1 well.", "Research Topic 2 well."]
+        record = await swarm.store.get(run_id)
+        assert record is not None
+        # Both fan-outs ran in the same orchestrator step: one stage of three sub-agents.
+        assert record.metrics["stages"] == [{"step": 1, "subagents": 3,
+                                             "max_subagent_steps": 1, "critical": 2}]
+        indexes = sorted(s["index"] for f in await events_of(swarm.store, run_id, "fanout")
+                         for s in f["subagents"])
+        assert indexes == [0, 1, 2]
+    finally:
+        await close(swarm)

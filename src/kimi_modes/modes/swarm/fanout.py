@@ -53,7 +53,7 @@ def spawn_parameters() -> dict[str, Any]:
         "properties": {
             "tasks": {
                 "type": "array",
-                "items": {"type": "string"},
+                "items": {"type": "string", "minLength": 1},
                 "minItems": 1,
                 "description": "One self-contained instruction per sub-agent; or, with "
                                "template, the items to put into it.",
@@ -61,7 +61,8 @@ def spawn_parameters() -> dict[str, Any]:
             "template": {
                 "type": "string",
                 "description": "Optional: an instruction containing {item}; each entry of "
-                               "tasks replaces {item} to make one sub-agent's task.",
+                               "tasks replaces {item} to make one sub-agent's task (without "
+                               "{item}, the entry is appended to the instruction).",
             },
             "context": {
                 "type": "string",
@@ -217,9 +218,10 @@ class SpawnTool:
         tasks = [str(t).strip() for t in arguments["tasks"]]
         template = arguments.get("template")
         if isinstance(template, str) and template.strip():
-            if _TEMPLATE_SLOT not in template:
-                return ToolResult(f"Error: template must contain {_TEMPLATE_SLOT}.", True)
-            tasks = [template.replace(_TEMPLATE_SLOT, t) for t in tasks]
+            if _TEMPLATE_SLOT in template:
+                tasks = [template.replace(_TEMPLATE_SLOT, t) for t in tasks]
+            else:  # a template without the slot still says what to do with each item
+                tasks = [f"{template.strip()}\n\n{t}" for t in tasks]
         if not tasks or any(not t for t in tasks):
             return ToolResult("Error: every task must be a non-empty instruction.", True)
         if len(tasks) > self.swarm.max_per_fanout:
