@@ -22,6 +22,8 @@ from typing import Any
 
 import aiohttp
 
+from kimi_modes.bench._errors import error_body_message
+
 #: Run statuses after which a run record no longer changes.
 TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 _RESPONSE_ID = re.compile(r"^chatcmpl-([0-9A-Za-z]+)$")
@@ -209,22 +211,7 @@ class RunsClient:
 
 
 def _error_text(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return _one_line(text) or "(empty body)"
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return _one_line(str(err["message"]))
-        if isinstance(err, str):
-            return _one_line(err)
-        if isinstance(body.get("detail"), str):
-            return _one_line(body["detail"])
-        if isinstance(body.get("message"), str):
-            return _one_line(body["message"])
-    return _one_line(text)
+    return _one_line(error_body_message(raw)) or "(empty body)"
 
 
 def _one_line(text: str) -> str:

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kimi_modes.bench._errors import error_body_message
+
 #: The example problems shipped with the package.
 SAMPLE_DATA = Path(__file__).with_name("data") / "gsm8k_sample.jsonl"
 
@@ -496,16 +498,8 @@ def _request(url: str, api_key: str | None, body: dict[str, Any] | None,
 
 
 def _error_message(text: str) -> str:
-    """The ``error.message`` (OpenAI's and vLLM's shape) of an error body, else its start."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return text.strip()[:200]
-    error = data.get("error") if isinstance(data, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    if message is None and isinstance(data, dict):
-        message = data.get("message") or data.get("detail")
-    return str(message if message is not None else text.strip()[:200])
+    """The message of an error body (its start, when it has none we know)."""
+    return error_body_message(text)[:200]
 
 
 def preflight(config: EvalConfig, target: EvalTarget) -> None:

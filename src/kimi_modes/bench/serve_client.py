@@ -32,6 +32,8 @@ from typing import Any
 
 import aiohttp
 
+from kimi_modes.bench._errors import error_body_message
+
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 _GENERATED_KEYS = ("content", "reasoning_content", "reasoning", "tool_calls")
@@ -102,17 +104,7 @@ def _is_token_chunk(choice: dict[str, Any], chat: bool) -> bool:
 
 
 def _error_text(status: int, reason: str | None, body: bytes) -> str:
-    message = body.decode("utf-8", errors="replace").strip()
-    try:
-        parsed = json.loads(message)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        err = parsed.get("error", parsed)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            message = err["message"]
-        elif isinstance(parsed.get("detail"), str):
-            message = parsed["detail"]
+    message = error_body_message(body)
     text = f"HTTP {status} {reason or ''}".rstrip() + (f": {message}" if message else "")
     return text[:_MAX_ERROR]
 

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from kimi_modes.bench._errors import error_body_message
+
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _MAX_WAIT = 60.0
 _MAX_ERROR = 500
@@ -153,20 +155,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _http_error(status: int, raw: bytes) -> str:
-    message = raw.decode("utf-8", errors="replace").strip()
-    try:
-        parsed = json.loads(message)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        err = parsed.get("error", parsed)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            message = err["message"]
-        elif isinstance(err, str):
-            message = err
-        elif isinstance(parsed.get("detail"), str):
-            message = parsed["detail"]
-    message = " ".join(message.split())
+    message = error_body_message(raw)
     return f"HTTP {status}" + (f": {message}" if message else "")
 
 
