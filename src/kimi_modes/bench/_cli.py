@@ -4,9 +4,16 @@ JSON-object options (``--extra-body``, ``--metadata``)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+
+#: ``--api-key``, also read from ``KIMI_MODES_API_KEY`` or ``OPENAI_API_KEY``.
+ApiKey = Annotated[
+    str | None,
+    typer.Option(envvar=["KIMI_MODES_API_KEY", "OPENAI_API_KEY"], show_envvar=True,
+                 help="Bearer key sent with every request."),
+]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

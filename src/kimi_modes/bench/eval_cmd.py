@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from kimi_modes.bench._cli import ApiKey
 from kimi_modes.bench._cli import fail as _fail
 from kimi_modes.bench._cli import json_object as _json_object
 
@@ -38,11 +39,7 @@ def eval_command(
         typer.Option(help="instant,thinking: the gateway's kimi-k2.5-<mode> ids, or with one "
                      "--model its chat_template_kwargs.thinking false/true."),
     ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(envvar=["KIMI_MODES_API_KEY", "OPENAI_API_KEY"], show_envvar=True,
-                     help="Bearer key sent with every request."),
-    ] = None,
+    api_key: ApiKey = None,
     limit: Annotated[
         int | None, typer.Option(help="Evaluate only the first N problems.")
     ] = None,

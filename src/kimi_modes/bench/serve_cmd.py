@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from kimi_modes.bench._cli import ApiKey
 from kimi_modes.bench._cli import fail as _fail
 from kimi_modes.bench._cli import json_object as _json_object
 
@@ -40,11 +41,7 @@ def serve(
         str | None, typer.Option(help="Model id to send (a gateway mode: kimi-k2.5-instant, "
                                  "-thinking, -agent, -swarm); default: the first of /v1/models.")
     ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(envvar=["KIMI_MODES_API_KEY", "OPENAI_API_KEY"], show_envvar=True,
-                     help="Bearer key sent with every request."),
-    ] = None,
+    api_key: ApiKey = None,
     header: Annotated[
         list[str] | None, typer.Option(help="Extra request header KEY=VALUE (repeatable).")
     ] = None,

@@ -37,7 +37,6 @@ class SubagentOutcome:
     usage: dict[str, int] = field(default_factory=dict)
     answer: str | None = None
     error: str | None = None
-    upstream: str | None = None
 
     @property
     def duration(self) -> float:
