@@ -39,7 +39,7 @@ from kimi_modes.runs import RunStore
 
 def start_simulator(script: Path, capacity: int) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "kimi_modes.engines.simulated", "--port", "0", "--ttft", "0",
+        [sys.executable, "-m", "kimi_modes.simulator", "--port", "0", "--ttft", "0",
          "--tpot", "0", "--max-num-seqs", str(capacity), "--script", str(script),
          "--log-level", "warning"],
         stdout=subprocess.PIPE, text=True)

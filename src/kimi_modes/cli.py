@@ -381,7 +381,7 @@ _register_measure()
 
 
 def _register_simulate() -> None:
-    from kimi_modes.engines.simulated.cli import simulate
+    from kimi_modes.simulator.cli import simulate
 
     app.command("simulate", help="Run the simulated Kimi engine (a testing and load tool).")(
         simulate

@@ -37,7 +37,7 @@ from kimi_modes.bench.serve_metrics import (
     tokens_per_second,
 )
 from kimi_modes.bench.serve_results import DETAILED_FIELDS, result_filename
-from kimi_modes.engines.simulated.tokenize import count_tokens
+from kimi_modes.simulator.tokenize import count_tokens
 
 # --------------------------------------------------------------------------- dataset maths
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from kimi_modes.engines.simulated.tokenize import count_tokens
 from kimi_modes.protocol import tokens as T
 from kimi_modes.protocol.ids import function_name_from_id
+from kimi_modes.simulator.tokenize import count_tokens
 
 
 class RequestError(ValueError):

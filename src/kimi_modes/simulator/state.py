@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from kimi_modes.engines.simulated.config import Settings, SimConfig
+from kimi_modes.simulator.config import Settings, SimConfig
 
 #: How many recent request bodies ``/sim/stats`` keeps.
 HISTORY = 64

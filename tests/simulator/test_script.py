@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from tests.engines.simulated.conftest import Sim
+    from tests.simulator.conftest import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 WEATHER = {
@@ -182,7 +182,7 @@ def test_a_bad_script_stops_the_start(tmp_path: Path, script: Any, message: str)
         [
             sys.executable,
             "-m",
-            "kimi_modes.engines.simulated",
+            "kimi_modes.simulator",
             "--port",
             "0",
             "--script",

@@ -10,7 +10,7 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.engines.simulated.conftest import Sim
+    from tests.simulator.conftest import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 SYSTEM = "<|im_system|>system<|im_middle|>You are Kimi, an AI assistant created by Moonshot AI."

@@ -1,4 +1,4 @@
-"""``kimi-modes simulate`` (and ``python -m kimi_modes.engines.simulated``): run the engine.
+"""``kimi-modes simulate`` (and ``python -m kimi_modes.simulator``): run the engine.
 
 Imports nothing heavy until the command runs, since the main CLI imports this module to
 register the command.
@@ -17,7 +17,7 @@ import typer
 if TYPE_CHECKING:
     import uvicorn
 
-    from kimi_modes.engines.simulated.config import SimConfig
+    from kimi_modes.simulator.config import SimConfig
 
 
 def simulate(
@@ -66,8 +66,8 @@ def simulate(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the simulated Kimi engine: vLLM serving Kimi, with set latencies and faults."""
-    from kimi_modes.engines.simulated.config import Settings, SimConfig
-    from kimi_modes.engines.simulated.script import ScriptError, load_script
+    from kimi_modes.simulator.config import Settings, SimConfig
+    from kimi_modes.simulator.script import ScriptError, load_script
 
     try:
         settings = Settings(
@@ -92,7 +92,7 @@ def serve(config: SimConfig, *, host: str = "127.0.0.1", port: int = 8001,
     http://HOST:PORT`` (the real port) once connections are accepted."""
     import uvicorn
 
-    from kimi_modes.engines.simulated.app import create_app
+    from kimi_modes.simulator.app import create_app
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

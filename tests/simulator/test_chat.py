@@ -10,7 +10,7 @@ import openai
 import pytest
 
 if TYPE_CHECKING:
-    from tests.engines.simulated.conftest import Sim
+    from tests.simulator.conftest import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 

@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from kimi_modes.engines.simulated.faults import FAIL_STATUSES
-from kimi_modes.engines.simulated.script import Script
+from kimi_modes.simulator.faults import FAIL_STATUSES
+from kimi_modes.simulator.script import Script
 
 FAMILIES = ("k2.5", "k2-thinking", "k2-instruct")
 REASONING_FIELDS = ("reasoning", "reasoning_content", "both")

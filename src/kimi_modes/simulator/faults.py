@@ -4,7 +4,7 @@ A fault is an HTTP error status (500, 429, 503) answered at once, a stream ``cut
 connection is closed mid-answer, with no ``[DONE]``), or a ``hang`` (the request is accepted
 and never answered). One request gets at most one fault, chosen in this order: the
 ``x-sim-fault`` header, the matching script rule's ``fault``, then the random rates of the
-current :class:`~kimi_modes.engines.simulated.config.Settings`.
+current :class:`~kimi_modes.simulator.config.Settings`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from kimi_modes.engines.simulated.config import Settings
+    from kimi_modes.simulator.config import Settings
 
 FAULT_HEADER = "x-sim-fault"
 FAIL_STATUSES = (500, 429, 503)

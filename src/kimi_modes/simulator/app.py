@@ -19,21 +19,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kimi_modes.engines.simulated import wire
-from kimi_modes.engines.simulated.config import SimConfig
-from kimi_modes.engines.simulated.conversation import (
+from kimi_modes.simulator import wire
+from kimi_modes.simulator.config import SimConfig
+from kimi_modes.simulator.conversation import (
     Conversation,
     RequestError,
     chat_prompt_tokens,
     from_chat,
     from_prompt,
 )
-from kimi_modes.engines.simulated.faults import FAULT_HEADER, Fault, draw_fault, parse_fault
-from kimi_modes.engines.simulated.generation import RAW, Limits, Parsing, generate
-from kimi_modes.engines.simulated.replies import Reply, default_reply
-from kimi_modes.engines.simulated.runner import Exchange, Job, quiet_stream_cuts
-from kimi_modes.engines.simulated.state import SimState
-from kimi_modes.engines.simulated.tokenize import count_tokens
+from kimi_modes.simulator.faults import FAULT_HEADER, Fault, draw_fault, parse_fault
+from kimi_modes.simulator.generation import RAW, Limits, Parsing, generate
+from kimi_modes.simulator.replies import Reply, default_reply
+from kimi_modes.simulator.runner import Exchange, Job, quiet_stream_cuts
+from kimi_modes.simulator.state import SimState
+from kimi_modes.simulator.tokenize import count_tokens
 
 VLLM_VERSION = "0.15.1"
 _ACTIONS = ("reset", "cut_inflight", "seed")

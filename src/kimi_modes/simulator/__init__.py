@@ -1,4 +1,4 @@
-"""The simulated engine: a real HTTP server that behaves like vLLM serving Kimi K2.5.
+"""The simulator: a real HTTP server that behaves like vLLM serving Kimi K2.5.
 
 It speaks vLLM's OpenAI-compatible API as vLLM ≥ 0.15 does when started with
 ``--tool-call-parser kimi_k2 --reasoning-parser kimi_k2 --enable-auto-tool-choice`` (or,
@@ -7,7 +7,7 @@ a rule-based default), streams at set latencies against absolute deadlines, queu
 ``--max-num-seqs``, and injects faults on demand. Tests, benchmarks and demos run it as its
 own process::
 
-    python -m kimi_modes.engines.simulated --port 0 --ttft 0.05 --tpot 0.01
+    python -m kimi_modes.simulator --port 0 --ttft 0.05 --tpot 0.01
     # Simulated Kimi engine listening on http://127.0.0.1:PORT
 
 and talk to it with any OpenAI client::
@@ -18,7 +18,10 @@ and talk to it with any OpenAI client::
         model="moonshotai/Kimi-K2.5", messages=[{"role": "user", "content": "Hi"}])
     reply.choices[0].message.content            # 'You said: Hi'
 
-In-process, :func:`kimi_modes.engines.simulated.app.create_app` builds the ASGI app from a
-:class:`kimi_modes.engines.simulated.config.SimConfig`. ``/sim/control`` changes latencies
+In-process, :func:`kimi_modes.simulator.app.create_app` builds the ASGI app from a
+:class:`kimi_modes.simulator.config.SimConfig`. ``/sim/control`` changes latencies
 and faults at run time; ``/sim/stats`` tells what was received. See docs/simulated.md.
+
+It is a program of its own, not an engine: nothing in :mod:`kimi_modes.engines` uses it, and it
+imports only :mod:`kimi_modes.protocol` of ours.
 """

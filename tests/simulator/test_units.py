@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from kimi_modes.engines.simulated.config import Settings, SimConfig
-from kimi_modes.engines.simulated.conversation import Tool, from_chat, from_prompt
-from kimi_modes.engines.simulated.faults import Fault, parse_fault
-from kimi_modes.engines.simulated.generation import Limits, Parsing, generate
-from kimi_modes.engines.simulated.replies import Reply, ToolCall, synthesize_arguments
-from kimi_modes.engines.simulated.script import Script, ScriptError
-from kimi_modes.engines.simulated.state import Slots
-from kimi_modes.engines.simulated.tokenize import count_tokens, tokenize
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+from kimi_modes.simulator.config import Settings, SimConfig
+from kimi_modes.simulator.conversation import Tool, from_chat, from_prompt
+from kimi_modes.simulator.faults import Fault, parse_fault
+from kimi_modes.simulator.generation import Limits, Parsing, generate
+from kimi_modes.simulator.replies import Reply, ToolCall, synthesize_arguments
+from kimi_modes.simulator.script import Script, ScriptError
+from kimi_modes.simulator.state import Slots
+from kimi_modes.simulator.tokenize import count_tokens, tokenize
 
 PARSED = Parsing(thinks=True, reasoning=True, tools=True)
 

@@ -1,6 +1,6 @@
 """Start the simulated engine as its own process, the way tests elsewhere use it.
 
-``start_sim("--ttft", "0.1", ...)`` runs ``python -m kimi_modes.engines.simulated --port 0``
+``start_sim("--ttft", "0.1", ...)`` runs ``python -m kimi_modes.simulator --port 0``
 and waits for its ``listening on`` line, so no port is guessed. ``sim`` is one engine with no
 latency shared by a test module, put back to its start settings before each test.
 """
@@ -100,7 +100,7 @@ def launch(args: tuple[str, ...], log: Path, timeout: float = 30.0) -> Sim:
         [
             sys.executable,
             "-m",
-            "kimi_modes.engines.simulated",
+            "kimi_modes.simulator",
             "--port",
             "0",
             "--log-level",

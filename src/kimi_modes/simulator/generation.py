@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import cycle, islice
 
-from kimi_modes.engines.simulated.tokenize import HIDDEN_TOKENS, tokenize
 from kimi_modes.protocol import tokens as T
 from kimi_modes.protocol.deltas import ContentDelta, Delta, ReasoningDelta, ToolCallDelta
+from kimi_modes.simulator.tokenize import HIDDEN_TOKENS, tokenize
 
 #: What ``ignore_eos`` generates after the answer (and its stop token), cycled.
 FILLER = tokenize(" The lighthouse keeper counted the waves again, one by one, all night.")

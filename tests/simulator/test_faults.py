@@ -13,7 +13,7 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.engines.simulated.conftest import Sim
+    from tests.simulator.conftest import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 ASK = {"model": MODEL, "messages": [{"role": "user", "content": "Count the waves for me"}]}

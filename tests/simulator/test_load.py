@@ -14,7 +14,7 @@ import orjson
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.engines.simulated.conftest import Sim
+    from tests.simulator.conftest import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 

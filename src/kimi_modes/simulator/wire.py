@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from kimi_modes.engines.simulated.generation import Generation
 from kimi_modes.protocol.deltas import ContentDelta, Delta, ReasoningDelta, ToolCallDelta
+from kimi_modes.simulator.generation import Generation
 
 DONE = b"data: [DONE]\n\n"
 _ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 429: "RateLimitError",

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from kimi_modes.engines.simulated import wire
-from kimi_modes.engines.simulated.faults import Fault
-from kimi_modes.engines.simulated.generation import Generation
-from kimi_modes.engines.simulated.state import InFlight, SimState
+from kimi_modes.simulator import wire
+from kimi_modes.simulator.faults import Fault
+from kimi_modes.simulator.generation import Generation
+from kimi_modes.simulator.state import InFlight, SimState
 
 _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache")]

@@ -14,7 +14,7 @@ Format (every key optional except ``rules``; see docs/simulated.md for the full 
 expressions searched in the last user message, the system text, the last tool result),
 ``tools`` (whether tools are declared), ``tool`` (this function is declared), ``after_tool``
 (the last message is a tool result), ``thinking``, ``turn`` and ``step`` (an integer or a list
-of integers: see :class:`~kimi_modes.engines.simulated.conversation.Conversation`),
+of integers: see :class:`~kimi_modes.simulator.conversation.Conversation`),
 ``endpoint`` (``chat`` or ``completions``). In reply strings and argument values, ``$1`` …
 ``$9`` and ``${name}`` are the regex groups, ``$user`` is the last user message, ``$$`` a
 dollar. ``times`` limits how often a rule may match (until ``/sim/control`` resets it).
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kimi_modes.engines.simulated.conversation import Conversation
-from kimi_modes.engines.simulated.faults import parse_fault
-from kimi_modes.engines.simulated.replies import Reply, ToolCall
+from kimi_modes.simulator.conversation import Conversation
+from kimi_modes.simulator.faults import parse_fault
+from kimi_modes.simulator.replies import Reply, ToolCall
 
 
 class ScriptError(ValueError):

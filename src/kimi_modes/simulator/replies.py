@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kimi_modes.engines.simulated.conversation import Conversation, Tool
 from kimi_modes.protocol.format import format_output
+from kimi_modes.simulator.conversation import Conversation, Tool
 
 _ECHO_WORDS = 30
 _MAX_DEPTH = 8
