@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kimi_modes.simulator import wire
-from kimi_modes.simulator.config import SimConfig
+from kimi_modes.simulator.config import SimConfig, draw_fault
 from kimi_modes.simulator.conversation import (
     Conversation,
     RequestError,
@@ -28,7 +28,7 @@ from kimi_modes.simulator.conversation import (
     from_chat,
     from_prompt,
 )
-from kimi_modes.simulator.faults import FAULT_HEADER, Fault, draw_fault, parse_fault
+from kimi_modes.simulator.faults import FAULT_HEADER, Fault, parse_fault
 from kimi_modes.simulator.generation import RAW, Limits, Parsing, generate
 from kimi_modes.simulator.replies import Reply, default_reply
 from kimi_modes.simulator.runner import Exchange, Job, quiet_stream_cuts

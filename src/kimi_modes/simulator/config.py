@@ -9,10 +9,11 @@ message fit for a CLI error or a 400 answer.
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from kimi_modes.simulator.faults import FAIL_STATUSES
+from kimi_modes.simulator.faults import FAIL_STATUSES, Fault
 from kimi_modes.simulator.script import Script
 
 FAMILIES = ("k2.5", "k2-thinking", "k2-instruct")
@@ -69,6 +70,17 @@ class Settings:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def draw_fault(settings: Settings, rng: random.Random) -> Fault | None:
+    """A fault drawn from the configured rates, or ``None``. Draws nothing when all are 0."""
+    if settings.fail_rate and rng.random() < settings.fail_rate:
+        return Fault("status", status=settings.fail_status)
+    if settings.hang_rate and rng.random() < settings.hang_rate:
+        return Fault("hang")
+    if settings.cut_rate and rng.random() < settings.cut_rate:
+        return Fault("cut")
+    return None
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:
