@@ -98,9 +98,9 @@ def tools(
 ) -> None:
     """Check a deployment's tool calls as Moonshot's K2-Vendor-Verifier does: tool-call
     trigger F1 against a reference or labels, and schema accuracy."""
-    from kimi_modes.bench import verify as verifier
-    from kimi_modes.bench.verify_data import InputError, load_cases
-    from kimi_modes.bench.verify_metrics import F1_THRESHOLDS, Thresholds
+    from kimi_modes.bench.verify import run as verifier
+    from kimi_modes.bench.verify.cases import InputError, load_cases
+    from kimi_modes.bench.verify.metrics import F1_THRESHOLDS, Thresholds
 
     if model_family not in _FAMILIES:
         raise _fail(f"--model-family must be one of {', '.join(_FAMILIES)}")

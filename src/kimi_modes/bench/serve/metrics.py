@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kimi_modes.bench.serve_client import RequestOutput
+from kimi_modes.bench.serve.client import RequestOutput
 
 MS = 1000.0
 GOODPUT_METRICS = ("ttft", "tpot", "e2el")

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kimi_modes.bench.agents_results import Target, TaskRun
+from kimi_modes.bench.agents.results import Target, TaskRun
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kimi_modes.bench.eval import (
+from kimi_modes.bench.eval.run import (
     GSM8K_IGNORE,
     PROMPT,
     SAMPLE_DATA,
@@ -34,7 +34,7 @@ from kimi_modes.bench.eval import (
     write_task_files,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # The runs need the optional lm-eval (pip install 'kimi-modes[eval]').
 needs_lm_eval = pytest.mark.skipif(find_spec("lm_eval") is None, reason="lm-eval not installed")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kimi_modes.bench.serve import ServeConfig
+    from kimi_modes.bench.serve.run import ServeConfig
 
 #: The per-request lists vLLM leaves out of the saved JSON unless ``--save-detailed``.
 DETAILED_FIELDS = ("input_lens", "output_lens", "start_times", "ttfts", "itls",

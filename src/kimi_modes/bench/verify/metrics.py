@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kimi_modes.bench.verify_data import forced_function
+from kimi_modes.bench.verify.cases import forced_function
 from kimi_modes.protocol.schema import ToolSet
 
 #: Moonshot's tool_call_f1 acceptance thresholds by model family (K2VV README).

@@ -1,10 +1,10 @@
 """``kimi-modes bench agents``: run a task file through Agent and Swarm modes and measure
 success, wall time, steps, tool calls, tokens and parallelism.
 
-Each task (:mod:`kimi_modes.bench.agents_tasks`) is sent to each *target* (a mode and the
+Each task (:mod:`kimi_modes.bench.agents.tasks`) is sent to each *target* (a mode and the
 model id that serves it: ``kimi-k2.5-agent``, ``kimi-k2.5-swarm``, or any id) ``repeat``
 times, ``concurrency`` at a time, each request under ``timeout`` seconds. Its answer is judged
-by the task's own checker (:mod:`kimi_modes.bench.agents_check`). Against a kimi-modes
+by the task's own checker (:mod:`kimi_modes.bench.agents.check`). Against a kimi-modes
 gateway the figures come from the persisted run (``GET {base}/runs/run_<hex>`` for the
 response ``chatcmpl-<hex>``): its steps, tool calls, tokens and, for a swarm, the gateway's
 swarm metrics (critical steps, parallelism, sub-agents). Against an endpoint without the runs
@@ -28,8 +28,8 @@ What a result's figures mean (docs/measure/agents.md):
 
 Example::
 
-    from kimi_modes.bench.agents import AgentsConfig, run_agents, targets_for
-    from kimi_modes.bench.agents_tasks import load_tasks, sample_tasks_path
+    from kimi_modes.bench.agents.run import AgentsConfig, run_agents, targets_for
+    from kimi_modes.bench.agents.tasks import load_tasks, sample_tasks_path
 
     config = AgentsConfig(base_url="http://127.0.0.1:8000/v1", targets=targets_for("agent"))
     result = run_agents(config, load_tasks(sample_tasks_path()))
@@ -48,8 +48,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from kimi_modes.bench.agents_check import run_checkers
-from kimi_modes.bench.agents_client import (
+from kimi_modes.bench.agents.check import run_checkers
+from kimi_modes.bench.agents.client import (
     ChatOutcome,
     EndpointError,
     RunsClient,
@@ -57,9 +57,9 @@ from kimi_modes.bench.agents_client import (
     chat,
     run_id_of,
 )
-from kimi_modes.bench.agents_report import summarize
-from kimi_modes.bench.agents_results import MODE_MODELS, Target, TaskRun
-from kimi_modes.bench.agents_tasks import MODES, Task
+from kimi_modes.bench.agents.report import summarize
+from kimi_modes.bench.agents.results import MODE_MODELS, Target, TaskRun
+from kimi_modes.bench.agents.tasks import MODES, Task
 
 _ANSWER_CHARS = 4000
 _SUBAGENT_KEYS = ("id", "status", "stop_reason", "step_count", "tool_call_count", "error")

@@ -4,13 +4,13 @@ what vLLM's ``vllm bench serve`` measures and saving it under vLLM's JSON keys.
 A run goes as vLLM's does: one test request (the first of the dataset; its failure ends the
 run), ``num_warmups`` warm-up requests, then the benchmark proper — requests released on a
 Poisson (``burstiness`` 1) or gamma arrival schedule at ``request_rate`` (all at once for
-``inf``), at most ``max_concurrency`` in flight. See :mod:`kimi_modes.bench.serve_client` for
-what each request measures and :mod:`kimi_modes.bench.serve_metrics` for the figures.
+``inf``), at most ``max_concurrency`` in flight. See :mod:`kimi_modes.bench.serve.client` for
+what each request measures and :mod:`kimi_modes.bench.serve.metrics` for the figures.
 
 Example::
 
-    from kimi_modes.bench.datasets import random_requests
-    from kimi_modes.bench.serve import ServeConfig, run_benchmark
+    from kimi_modes.bench.serve.datasets import random_requests
+    from kimi_modes.bench.serve.run import ServeConfig, run_benchmark
 
     run = run_benchmark(ServeConfig(base_url="http://127.0.0.1:8000",
                                     model="kimi-k2.5-instant"),
@@ -33,16 +33,16 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from kimi_modes.bench.datasets import SampleRequest
-from kimi_modes.bench.serve_arrivals import arrival_times
-from kimi_modes.bench.serve_client import (
+from kimi_modes.bench.serve.arrivals import arrival_times
+from kimi_modes.bench.serve.client import (
     CHAT,
     COMPLETIONS,
     RequestInput,
     RequestOutput,
     send_request,
 )
-from kimi_modes.bench.serve_metrics import (
+from kimi_modes.bench.serve.datasets import SampleRequest
+from kimi_modes.bench.serve.metrics import (
     DEFAULT_PERCENTILE_METRICS,
     BenchmarkMetrics,
     calculate_metrics,

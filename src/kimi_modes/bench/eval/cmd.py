@@ -77,7 +77,7 @@ def eval_command(
 
     Prints accuracy ± stderr, n and wall time per model; saves every answer as JSON.
     """
-    from kimi_modes.bench import eval as bench_eval
+    from kimi_modes.bench.eval import run as bench_eval
 
     chosen_modes = [m.strip() for m in (modes or "").split(",") if m.strip()]
     config = bench_eval.EvalConfig(

@@ -13,7 +13,7 @@ the task config) work without it.
 
 Example::
 
-    from kimi_modes.bench.eval import EvalConfig, run_eval, targets_for, format_table
+    from kimi_modes.bench.eval.run import EvalConfig, run_eval, targets_for, format_table
 
     config = EvalConfig(base_url="http://127.0.0.1:8000", data_file="gsm8k_sample.jsonl")
     report = run_eval(config, targets_for(models=[], modes=["instant", "thinking"]))
@@ -39,7 +39,7 @@ from typing import Any
 from kimi_modes.bench._errors import error_body_message
 
 #: The example problems shipped with the package.
-SAMPLE_DATA = Path(__file__).with_name("data") / "gsm8k_sample.jsonl"
+SAMPLE_DATA = Path(__file__).parents[1] / "data" / "gsm8k_sample.jsonl"
 
 #: What lm-eval's own ``gsm8k`` task removes before comparing prediction and target
 #: (``metric_list[0].regexes_to_ignore``), applied in this order, then lower-cased.

@@ -4,7 +4,7 @@ Each line is a JSON object:
 
 - ``id`` (string, unique in the file);
 - ``prompt`` (string: one user message) or ``messages`` (an OpenAI chat message list);
-- ``check``: how the answer is judged (:mod:`kimi_modes.bench.agents_check`);
+- ``check``: how the answer is judged (:mod:`kimi_modes.bench.agents.check`);
 - ``modes`` (optional): the modes the task is meant for, a subset of ``agent`` and ``swarm``
   (default: every mode benchmarked);
 - ``extra_body`` (optional): a JSON object merged into this task's request bodies, over the
@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from kimi_modes.bench.agents_check import Checker, CheckerError, parse_checkers
+from kimi_modes.bench.agents.check import Checker, CheckerError, parse_checkers
 
 #: The modes a task may name.
 MODES = ("agent", "swarm")
@@ -83,7 +83,7 @@ def load_tasks(path: Path, limit: int | None = None) -> list[Task]:
 
 def parse_task(line: str) -> Task:
     """One task from one line of JSON (raises :class:`TaskFileError` or
-    :class:`~kimi_modes.bench.agents_check.CheckerError`)."""
+    :class:`~kimi_modes.bench.agents.check.CheckerError`)."""
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as exc:

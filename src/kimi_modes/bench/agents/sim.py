@@ -16,7 +16,7 @@ broken sandbox, a lost file or a tool error shows as a failed task.
 Latencies are the engine's (``--ttft``/``--tpot``): no rule sets its own, so a benchmark can
 subtract them. Use::
 
-    kimi-modes simulate --script <(python -c "import json; from kimi_modes.bench.agents_sim
+    kimi-modes simulate --script <(python -c "import json; from kimi_modes.bench.agents.sim
     import sample_sim_script as s; print(json.dumps(s()))")
 """
 

@@ -15,8 +15,8 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from kimi_modes.bench.serve_client import RequestOutput
-from kimi_modes.bench.serve_metrics import MS, BenchmarkMetrics, tokens_per_second
+from kimi_modes.bench.serve.client import RequestOutput
+from kimi_modes.bench.serve.metrics import MS, BenchmarkMetrics, tokens_per_second
 
 
 class PlotError(RuntimeError):

@@ -60,10 +60,10 @@ def agents(
     ] = False,
 ) -> None:
     """Run a task file through Agent and Swarm modes; report success, time, steps and tokens."""
-    from kimi_modes.bench.agents import AgentsConfig, BenchmarkError, run_agents, targets_for
-    from kimi_modes.bench.agents_report import print_table
-    from kimi_modes.bench.agents_results import TaskRun
-    from kimi_modes.bench.agents_tasks import TaskFileError, load_tasks, sample_tasks_path
+    from kimi_modes.bench.agents.report import print_table
+    from kimi_modes.bench.agents.results import TaskRun
+    from kimi_modes.bench.agents.run import AgentsConfig, BenchmarkError, run_agents, targets_for
+    from kimi_modes.bench.agents.tasks import TaskFileError, load_tasks, sample_tasks_path
 
     path = tasks_file if tasks_file is not None else sample_tasks_path()
     if limit is not None and limit < 1:

@@ -1,5 +1,5 @@
 """The data of ``kimi-modes bench agents``: what is benchmarked (:class:`Target`) and what one
-task run gave (:class:`TaskRun`); the figures are explained in :mod:`kimi_modes.bench.agents`.
+task run gave (:class:`TaskRun`); the figures are explained in :mod:`kimi_modes.bench.agents.run`.
 """
 
 from __future__ import annotations

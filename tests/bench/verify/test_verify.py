@@ -19,8 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kimi_modes.bench.verify_client import Endpoint, RetryPolicy
-from kimi_modes.bench.verify_data import (
+from kimi_modes.bench.verify.cases import (
     LABEL_KEY,
     InputError,
     check_case,
@@ -29,9 +28,10 @@ from kimi_modes.bench.verify_data import (
     request_hash,
     sample_path,
 )
-from kimi_modes.bench.verify_metrics import Confusion, judge
+from kimi_modes.bench.verify.client import Endpoint, RetryPolicy
+from kimi_modes.bench.verify.metrics import Confusion, judge
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SIM_MODEL = "moonshotai/Kimi-K2.5"
 
 # ----------------------------------------------------------------------------- the sample set

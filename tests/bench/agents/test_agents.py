@@ -18,16 +18,16 @@ from typing import Any
 import httpx
 import pytest
 
-from kimi_modes.bench.agents import BenchmarkError, normalize_base_url, targets_for
-from kimi_modes.bench.agents_check import (
+from kimi_modes.bench.agents.check import (
     CheckerError,
     parse_checkers,
     run_checkers,
 )
-from kimi_modes.bench.agents_client import run_id_of
-from kimi_modes.bench.agents_results import Target
-from kimi_modes.bench.agents_sim import write_sample_sim_script
-from kimi_modes.bench.agents_tasks import TaskFileError, load_tasks, sample_tasks_path
+from kimi_modes.bench.agents.client import run_id_of
+from kimi_modes.bench.agents.results import Target
+from kimi_modes.bench.agents.run import BenchmarkError, normalize_base_url, targets_for
+from kimi_modes.bench.agents.sim import write_sample_sim_script
+from kimi_modes.bench.agents.tasks import TaskFileError, load_tasks, sample_tasks_path
 
 
 async def judge(spec: Any, answer: str) -> tuple[bool, str]:

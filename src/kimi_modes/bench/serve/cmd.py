@@ -130,15 +130,16 @@ def serve(
     ] = False,
 ) -> None:
     """Load-test an OpenAI-compatible endpoint and report vLLM's serving metrics."""
-    from kimi_modes.bench import datasets, serve_results
-    from kimi_modes.bench import serve as bench
-    from kimi_modes.bench.plots import PlotError, write_serve_plots
-    from kimi_modes.bench.serve_metrics import (
+    from kimi_modes.bench.serve import datasets
+    from kimi_modes.bench.serve import results as serve_results
+    from kimi_modes.bench.serve import run as bench
+    from kimi_modes.bench.serve.metrics import (
         MetricsOptionError,
         parse_goodput,
         parse_metric_percentiles,
         parse_percentile_metrics,
     )
+    from kimi_modes.bench.serve.plots import PlotError, write_serve_plots
 
     pairs = list(goodput or [])
     for extra in more_goodput or []:

@@ -16,17 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
-from kimi_modes.bench.datasets import (
+from kimi_modes.bench.serve.arrivals import arrival_times
+from kimi_modes.bench.serve.client import RequestOutput, SSEReader, _StreamState
+from kimi_modes.bench.serve.datasets import (
     DatasetError,
     length_bounds,
     load_jsonl,
     random_requests,
     sample_lengths,
 )
-from kimi_modes.bench.serve import BenchmarkError, ServeConfig, build_input
-from kimi_modes.bench.serve_arrivals import arrival_times
-from kimi_modes.bench.serve_client import RequestOutput, SSEReader, _StreamState
-from kimi_modes.bench.serve_metrics import (
+from kimi_modes.bench.serve.metrics import (
     MetricsOptionError,
     calculate_metrics,
     parse_goodput,
@@ -36,7 +35,8 @@ from kimi_modes.bench.serve_metrics import (
     summarize,
     tokens_per_second,
 )
-from kimi_modes.bench.serve_results import DETAILED_FIELDS, result_filename
+from kimi_modes.bench.serve.results import DETAILED_FIELDS, result_filename
+from kimi_modes.bench.serve.run import BenchmarkError, ServeConfig, build_input
 from kimi_modes.engines.simulated.tokenize import count_tokens
 
 # --------------------------------------------------------------------------- dataset maths

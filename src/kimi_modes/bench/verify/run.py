@@ -1,14 +1,14 @@
 """``kimi-modes verify tools``: Moonshot's K2-Vendor-Verifier (K2VV) method for any
 OpenAI-compatible endpoint.
 
-Each line of a JSONL file of chat-completion requests with tools (:mod:`.verify_data`) is sent,
+Each line of a JSONL file of chat-completion requests with tools (:mod:`.cases`) is sent,
 non-streaming, to the endpoint under test, at most ``concurrency`` at a time, with retries
-(:mod:`.verify_client`); optionally each is also sent to a reference endpoint. Every response
-is judged (:func:`.verify_metrics.judge`) and appended to the output JSONL as soon as it is
+(:mod:`.client`); optionally each is also sent to a reference endpoint. Every response
+is judged (:func:`.metrics.judge`) and appended to the output JSONL as soon as it is
 in. The ground truth of a line is, in this order of preference: the reference endpoint's
 response (``reference_url``), the same line of a results file written earlier by this command
 or by K2VV (``reference_results``, matched by ``data_index``), the line's
-``expected_finish_reason``. The summary (:func:`.verify_metrics.summarize`) holds K2VV's keys,
+``expected_finish_reason``. The summary (:func:`.metrics.summarize`) holds K2VV's keys,
 ``tool_call_f1`` and ``schema_accuracy``, and the verdict against the thresholds.
 
 Resuming (``incremental``): a record already in the output file whose ``hash`` (the MD5 of the
@@ -18,8 +18,8 @@ end the output file is rewritten with one record per line of the input, in line 
 
 Example::
 
-    from kimi_modes.bench.verify import VerifyConfig, run_verification
-    from kimi_modes.bench.verify_data import load_cases
+    from kimi_modes.bench.verify.run import VerifyConfig, run_verification
+    from kimi_modes.bench.verify.cases import load_cases
 
     run = run_verification(load_cases(), VerifyConfig(base_url="http://127.0.0.1:8000/v1",
                                                        model="kimi-k2.5-instant"))
@@ -41,9 +41,9 @@ from typing import IO, Any
 
 import aiohttp
 
-from kimi_modes.bench.verify_client import Endpoint, Outcome, RetryPolicy, first_model, post_chat
-from kimi_modes.bench.verify_data import Case, prepare_body, request_hash
-from kimi_modes.bench.verify_metrics import Thresholds, judge, summarize, summary_lines
+from kimi_modes.bench.verify.cases import Case, prepare_body, request_hash
+from kimi_modes.bench.verify.client import Endpoint, Outcome, RetryPolicy, first_model, post_chat
+from kimi_modes.bench.verify.metrics import Thresholds, judge, summarize, summary_lines
 
 DEFAULT_OUTPUT = Path("results/results.jsonl")
 DEFAULT_SUMMARY = Path("results/summary.json")
