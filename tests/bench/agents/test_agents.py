@@ -25,7 +25,7 @@ from kimi_modes.bench.agents.check import (
 )
 from kimi_modes.bench.agents.client import run_id_of
 from kimi_modes.bench.agents.results import Target
-from kimi_modes.bench.agents.run import BenchmarkError, normalize_base_url, targets_for
+from kimi_modes.bench.agents.run import AgentsConfig, BenchmarkError, targets_for
 from kimi_modes.bench.agents.sim import write_sample_sim_script
 from kimi_modes.bench.agents.tasks import TaskFileError, load_tasks, sample_tasks_path
 
@@ -144,7 +144,7 @@ def test_the_sample_task_file() -> None:
     (['{"id": "a", "prompt": "x", "check": {"equals": "y"}}', "",
       '{"id": "a", "prompt": "z", "check": {"equals": "y"}}'], r":3: duplicate task id 'a'"),
     (["# only a comment"], "no tasks in the file"),
-    (['[1, 2]'], "a task is a JSON object"),
+    (['[1, 2]'], r":1: each line must be a JSON object"),
 ])
 def test_task_file_errors_name_the_line(tmp_path: Path, lines: list[str], message: str) -> None:
     path = tmp_path / "tasks.jsonl"
@@ -178,11 +178,10 @@ def test_targets_from_modes_and_models() -> None:
 
 
 def test_base_url_and_run_ids() -> None:
-    assert normalize_base_url("http://h:8000") == "http://h:8000/v1"
-    assert normalize_base_url("http://h:8000/v1/") == "http://h:8000/v1"
-    assert normalize_base_url("https://api.moonshot.ai/v1") == "https://api.moonshot.ai/v1"
-    with pytest.raises(BenchmarkError, match="http"):
-        normalize_base_url("h:8000")
+    assert AgentsConfig(base_url="http://h:8000").base_url == "http://h:8000/v1"
+    assert AgentsConfig(base_url="http://h:8000/v1/").base_url == "http://h:8000/v1"
+    with pytest.raises(BenchmarkError, match="--base-url must be an http"):
+        AgentsConfig(base_url="h:8000")
     assert run_id_of("chatcmpl-4f0cab") == "run_4f0cab"
     assert run_id_of("msg_4f0c") is None and run_id_of(None) is None
 

@@ -116,11 +116,11 @@ def test_prepare_body_follows_k2vv() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ('{"messages": [{"role": "user", "content": "x"}]}\n{oops\n', "line 2: not valid JSON"),
-    ('\n["a list"]\n', "line 2: a request body must be a JSON object"),
-    ('{"messages": []}\n', "line 1: the request has no 'messages' list"),
+    ('{"messages": [{"role": "user", "content": "x"}]}\n{oops\n', "in.jsonl:2: not valid JSON"),
+    ('\n["a list"]\n', "in.jsonl:2: each line must be a JSON object"),
+    ('{"messages": []}\n', "in.jsonl:1: the request has no 'messages' list"),
     ('{"messages": [{"role": "user", "content": "x"}], "expected_finish_reason": "length"}\n',
-     "line 1: expected_finish_reason must be one of tool_calls, stop"),
+     "in.jsonl:1: expected_finish_reason must be one of tool_calls, stop"),
     ("\n\n", "holds no request"),
 ])
 def test_bad_input_names_the_line(tmp_path: Path, text: str, message: str) -> None:
@@ -521,7 +521,7 @@ def test_an_unreachable_endpoint_fails_in_one_line(unused_port: int, tmp_path: P
     base = f"http://127.0.0.1:{unused_port}/v1"
     no_model = verify("--base-url", base, *outputs(tmp_path))
     assert no_model.returncode == 1
-    assert no_model.stderr.startswith(f"error: cannot list the models of {base}")
+    assert no_model.stderr.startswith(f"error: cannot reach {base}/models: ")
     run = verify("--base-url", base, "--model", "m", "--limit", "3", "--max-retries", "1",
                  "--backoff", "0", *outputs(tmp_path))
     assert run.returncode == 1

@@ -22,16 +22,12 @@ from typing import Any
 
 import aiohttp
 
-from kimi_modes.bench._errors import error_body_message
+from kimi_modes.bench._http import EndpointError, error_body_message
 
 #: Run statuses after which a run record no longer changes.
 TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 _RESPONSE_ID = re.compile(r"^chatcmpl-([0-9A-Za-z]+)$")
 _MAX_ERROR = 300
-
-
-class EndpointError(Exception):
-    """The endpoint cannot be benchmarked at all (unreachable, key refused); one line."""
 
 
 @dataclass(slots=True)
@@ -52,11 +48,6 @@ def run_id_of(response_id: str | None) -> str | None:
     ``run_<hex>``), or ``None`` for an id of another shape."""
     match = _RESPONSE_ID.match(response_id or "")
     return f"run_{match.group(1)}" if match else None
-
-
-def auth_headers(api_key: str | None) -> dict[str, str]:
-    """The bearer header for ``api_key`` (none without a key)."""
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 async def chat(session: aiohttp.ClientSession, base: str, body: dict[str, Any],

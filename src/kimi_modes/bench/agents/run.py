@@ -44,16 +44,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
+from kimi_modes.bench._http import (
+    EndpointError,
+    api_base,
+    bearer,
+    check_http_url,
+    client_session,
+    list_models,
+)
 from kimi_modes.bench.agents.check import run_checkers
 from kimi_modes.bench.agents.client import (
     ChatOutcome,
-    EndpointError,
     RunsClient,
-    auth_headers,
     chat,
     run_id_of,
 )
@@ -96,15 +101,6 @@ def targets_for(modes: str | None = None, models: Sequence[str] = ()) -> list[Ta
     return list(dict.fromkeys(out))
 
 
-def normalize_base_url(url: str) -> str:
-    """``url`` without a trailing slash; ``/v1`` added when it has no path at all."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BenchmarkError(f"--base-url must be an http(s) URL, not {url!r}")
-    url = url.rstrip("/")
-    return url + "/v1" if parts.path.strip("/") == "" else url
-
-
 @dataclass(slots=True)
 class AgentsConfig:
     """Where and how to run. ``base_url`` is the API root (``http://host:port/v1``);
@@ -120,7 +116,11 @@ class AgentsConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.base_url = normalize_base_url(self.base_url)
+        try:
+            check_http_url(self.base_url)
+        except ValueError as exc:
+            raise BenchmarkError(str(exc)) from None
+        self.base_url = api_base(self.base_url)
         if self.concurrency < 1:
             raise BenchmarkError("--concurrency must be at least 1")
         if self.repeat < 1:
@@ -189,10 +189,8 @@ async def run_agents_async(config: AgentsConfig, tasks: Sequence[Task], *,
     if not jobs:
         raise BenchmarkError("no task is meant for the modes benchmarked (see each task's "
                              "modes)")
-    headers = auth_headers(config.api_key)
-    connector = aiohttp.TCPConnector(limit=config.concurrency * 2 + 4)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    headers = bearer(config.api_key)
+    async with client_session(limit=config.concurrency * 2 + 4) as session:
         await _check_endpoint(session, config, headers)
         runs_client = RunsClient(session, config.base_url, headers)
         try:
@@ -229,23 +227,16 @@ async def _check_endpoint(session: aiohttp.ClientSession, config: AgentsConfig,
                           headers: dict[str, str]) -> None:
     """Fail early, in one line, when the endpoint is unreachable, refuses the key, or does
     not serve a model benchmarked (when it lists its models)."""
-    url = f"{config.base_url}/models"
     try:
-        async with session.get(url, headers=headers,
-                               timeout=aiohttp.ClientTimeout(total=30)) as resp:
-            if resp.status in (401, 403):
-                raise BenchmarkError(f"{url} refused the API key (HTTP {resp.status}); "
-                                     "give --api-key or set KIMI_MODES_API_KEY")
-            if resp.status != 200:
-                return  # no model list here: the requests will tell
-            body = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BenchmarkError(f"cannot reach {config.base_url}: "
-                             f"{str(exc) or type(exc).__name__}") from None
-    except ValueError:
-        return
-    served = [m.get("id") for m in (body.get("data") or []) if isinstance(m, dict)] \
-        if isinstance(body, dict) else []
+        served = await list_models(session, config.base_url, headers)
+    except EndpointError as exc:
+        if exc.status in (401, 403):
+            raise BenchmarkError(f"{config.base_url}/models refused the API key "
+                                 f"(HTTP {exc.status}); give --api-key or set "
+                                 "KIMI_MODES_API_KEY") from None
+        if exc.status is not None:
+            return  # no model list here: the requests will tell
+        raise BenchmarkError(str(exc)) from None
     if not served:
         return
     missing = [t.model for t in config.targets if t.model not in served]
@@ -265,7 +256,7 @@ async def run_task(session: aiohttp.ClientSession, config: AgentsConfig, task: T
     start = time.perf_counter()
     try:
         async with asyncio.timeout(config.timeout):
-            await chat(session, config.base_url, body, auth_headers(config.api_key), outcome)
+            await chat(session, config.base_url, body, bearer(config.api_key), outcome)
     except TimeoutError:
         outcome.error = f"timed out after {config.timeout:g} s"
     result.wall_time = round(time.perf_counter() - start, 4)

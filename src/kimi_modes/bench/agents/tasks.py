@@ -17,12 +17,12 @@ missing or unknown key, a duplicate id, a checker that cannot be used) raises
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kimi_modes.bench._jsonl import JsonlError, read_objects
 from kimi_modes.bench.agents.check import Checker, CheckerError, parse_checkers
 
 #: The modes a task may name.
@@ -57,39 +57,28 @@ def sample_tasks_path() -> Path:
 
 def load_tasks(path: Path, limit: int | None = None) -> list[Task]:
     """The tasks of ``path``, in file order (the first ``limit`` when given)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TaskFileError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise TaskFileError(f"{path}: not UTF-8 text") from None
     tasks: list[Task] = []
     seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            task = parse_task(line)
-        except (TaskFileError, CheckerError) as exc:
-            raise TaskFileError(f"{path}:{number}: {exc}") from None
-        if task.id in seen:
-            raise TaskFileError(f"{path}:{number}: duplicate task id {task.id!r}")
-        seen.add(task.id)
-        tasks.append(task)
+    try:
+        for line in read_objects(path, comments=True):
+            try:
+                task = parse_task(line.value)
+            except (TaskFileError, CheckerError) as exc:
+                raise TaskFileError(f"{line.where}: {exc}") from None
+            if task.id in seen:
+                raise TaskFileError(f"{line.where}: duplicate task id {task.id!r}")
+            seen.add(task.id)
+            tasks.append(task)
+    except JsonlError as exc:
+        raise TaskFileError(str(exc)) from None
     if not tasks:
         raise TaskFileError(f"{path}: no tasks in the file")
     return tasks[:limit] if limit is not None else tasks
 
 
-def parse_task(line: str) -> Task:
-    """One task from one line of JSON (raises :class:`TaskFileError` or
+def parse_task(raw: dict[str, Any]) -> Task:
+    """One task from one line's JSON object (raises :class:`TaskFileError` or
     :class:`~kimi_modes.bench.agents.check.CheckerError`)."""
-    try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise TaskFileError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
-    if not isinstance(raw, dict):
-        raise TaskFileError("a task is a JSON object")
     unknown = set(raw) - _KEYS
     if unknown:
         raise TaskFileError(f"unknown key {', '.join(sorted(unknown))} (a task has "

@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -29,14 +30,23 @@ import os
 import re
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kimi_modes.bench._errors import error_body_message
+import aiohttp
+
+from kimi_modes.bench import _http
+from kimi_modes.bench._http import (
+    EndpointError,
+    bearer,
+    check_http_url,
+    client_session,
+    http_error,
+    server_root,
+)
+from kimi_modes.bench._jsonl import JsonlError, read_objects
 
 #: The example problems shipped with the package.
 SAMPLE_DATA = Path(__file__).parents[1] / "data" / "gsm8k_sample.jsonl"
@@ -55,6 +65,7 @@ PROMPT = (
 FEWSHOT_TARGET = "{{rationale}}\nThe answer is {{target}}."
 
 TASK_NAME = "kimi_modes_gsm8k"
+_MAX_ERROR = 200  # characters of an error body quoted in a message
 INSTALL_HINT = (
     "lm-eval is not installed: pip install 'kimi-modes[eval]' (install PyTorch's CPU build "
     "first, e.g. pip install torch --index-url https://download.pytorch.org/whl/cpu, or pip "
@@ -175,35 +186,24 @@ def parse_target(answer: Any) -> tuple[str, str]:
 def load_problems(path: str | Path) -> list[Problem]:
     """Read a JSONL file of problems (blank lines skipped). :class:`EvalError` names the file
     and line of the first problem found."""
-    where = str(path)
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EvalError(f"cannot read the data file {where!r}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise EvalError(f"the data file {where!r} is not UTF-8 text") from None
     problems = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalError(f"{where}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise EvalError(f"{where}:{number}: each line must be a JSON object")
-        question = row.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise EvalError(f"{where}:{number}: 'question' must be a non-empty string")
-        if "answer" not in row:
-            raise EvalError(f"{where}:{number}: 'answer' is missing")
-        try:
-            rationale, target = parse_target(row["answer"])
-        except ValueError as exc:
-            raise EvalError(f"{where}:{number}: {exc}") from None
-        problems.append(Problem(question.strip(), rationale, target))
+    try:
+        for line in read_objects(Path(path)):
+            row, where = line.value, line.where
+            question = row.get("question")
+            if not isinstance(question, str) or not question.strip():
+                raise EvalError(f"{where}: 'question' must be a non-empty string")
+            if "answer" not in row:
+                raise EvalError(f"{where}: 'answer' is missing")
+            try:
+                rationale, target = parse_target(row["answer"])
+            except ValueError as exc:
+                raise EvalError(f"{where}: {exc}") from None
+            problems.append(Problem(question.strip(), rationale, target))
+    except JsonlError as exc:
+        raise EvalError(str(exc)) from None
     if not problems:
-        raise EvalError(f"the data file {where!r} holds no problems")
+        raise EvalError(f"the data file {str(path)!r} holds no problems")
     return problems
 
 
@@ -364,15 +364,17 @@ class EvalConfig:
 
     @property
     def root(self) -> str:
-        return self.base_url.rstrip("/").removesuffix("/v1")
+        return server_root(self.base_url)
 
     @property
     def chat_url(self) -> str:
         return self.root + "/v1/chat/completions"
 
     def check(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise EvalError(f"--base-url must be an http(s) URL, not {self.base_url!r}")
+        try:
+            check_http_url(self.base_url)
+        except ValueError as exc:
+            raise EvalError(str(exc)) from None
         for name, value in (("--max-tokens", self.max_tokens),
                             ("--concurrency", self.concurrency),
                             ("--max-retries", self.max_retries)):
@@ -481,41 +483,29 @@ def _pct(value: float, stderr: float | None) -> str:
 # --------------------------------------------------------------------------- running
 
 
-def _request(url: str, api_key: str | None, body: dict[str, Any] | None,
-             timeout: float) -> tuple[int, str]:
-    """``(status, text)`` of a GET (``body`` None) or JSON POST; :class:`OSError` when the
-    server cannot be reached."""
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
-
-
-def _error_message(text: str) -> str:
-    """The message of an error body (its start, when it has none we know)."""
-    return error_body_message(text)[:200]
-
-
 def preflight(config: EvalConfig, target: EvalTarget) -> None:
     """One tiny request as the evaluation will send it: a wrong URL, key, model id or body
     key fails here with the server's own message rather than after lm-eval's retries."""
     body = {"model": target.model, "messages": [{"role": "user", "content": "Say OK."}],
             "max_tokens": 1, "temperature": 0.0, **target.extra_body}
+    limit = aiohttp.ClientTimeout(total=min(config.timeout, 120.0))
+
+    async def ask() -> tuple[int, bytes]:
+        async with client_session() as session, session.post(
+                config.chat_url, json=body, headers=bearer(config.api_key),
+                timeout=limit) as response:
+            return response.status, await response.read()
+
     try:
-        status, text = _request(config.chat_url, config.api_key, body,
-                                timeout=min(config.timeout, 120.0))
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise EvalError(f"cannot reach {config.chat_url}: {reason}") from None
+        status, raw = asyncio.run(ask())
+    except TimeoutError:
+        raise EvalError(f"cannot reach {config.chat_url}: no answer within "
+                        f"{limit.total:g} s") from None
+    except aiohttp.ClientError as exc:
+        raise EvalError(f"cannot reach {config.chat_url}: {_http.exception_text(exc)}") from None
     if status >= 400:
-        raise EvalError(f"{target.label}: {config.chat_url} answered HTTP {status}: "
-                        f"{_error_message(text)}")
+        raise EvalError(f"{target.label}: {config.chat_url} answered "
+                        f"{http_error(status, raw)[:_MAX_ERROR]}")
 
 
 def _import_lm_eval() -> Any:
@@ -572,7 +562,7 @@ def run_eval(config: EvalConfig, targets: Sequence[EvalTarget], *,
                 "max_gen_toks": config.max_tokens,
             }
             if config.api_key:
-                model_args["header"] = {"Authorization": f"Bearer {config.api_key}"}
+                model_args["header"] = bearer(config.api_key)
             if config.think_end_token:
                 model_args["think_end_token"] = config.think_end_token
             started = time.perf_counter()
@@ -634,16 +624,14 @@ def save_report(report: EvalReport, path: str | Path) -> None:
 
 def first_model(config: EvalConfig) -> str:
     """The first model id the server lists at ``/v1/models`` (what a bare vLLM serves)."""
-    url = config.root + "/v1/models"
+
+    async def ask() -> str:
+        async with client_session() as session:
+            return await _http.first_model(session, config.root + "/v1",
+                                           bearer(config.api_key),
+                                           limit_s=min(config.timeout, _http.MODELS_TIMEOUT))
+
     try:
-        status, text = _request(url, config.api_key, None, timeout=min(config.timeout, 30.0))
-    except (OSError, ValueError) as exc:
-        raise EvalError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
-    if status != 200:
-        raise EvalError(f"cannot list the models at {url}: HTTP {status}: "
-                        f"{_error_message(text)}")
-    try:
-        models = json.loads(text).get("data")
-        return str(models[0]["id"])
-    except (json.JSONDecodeError, AttributeError, LookupError, TypeError):
-        raise EvalError(f"{url} lists no models; give --model or --modes") from None
+        return asyncio.run(ask())
+    except EndpointError as exc:
+        raise EvalError(f"{exc} (or give --model or --modes)") from None

@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from kimi_modes.bench._errors import error_body_message
+from kimi_modes.bench._http import exception_text, http_error
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -103,15 +103,6 @@ def _is_token_chunk(choice: dict[str, Any], chat: bool) -> bool:
     return any(delta.get(key) for key in _GENERATED_KEYS)
 
 
-def _error_text(status: int, reason: str | None, body: bytes) -> str:
-    message = error_body_message(body)
-    text = f"HTTP {status} {reason or ''}".rstrip() + (f": {message}" if message else "")
-    return text[:_MAX_ERROR]
-
-
-def _exception_text(exc: BaseException) -> str:
-    detail = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {detail}"[:_MAX_ERROR]
 
 
 class _StreamState:
@@ -188,8 +179,8 @@ async def send_request(request: RequestInput, session: aiohttp.ClientSession) ->
     try:
         async with session.post(request.url, json=body, headers=request.headers) as response:
             if response.status != 200:
-                state.out.error = _error_text(response.status, response.reason,
-                                              await response.read())
+                state.out.error = http_error(response.status, await response.read(),
+                                             response.reason)[:_MAX_ERROR]
                 return state.out
             reader = SSEReader()
             async for data in response.content.iter_any():
@@ -200,8 +191,7 @@ async def send_request(request: RequestInput, session: aiohttp.ClientSession) ->
             for payload in reader.close():
                 state.handle(payload, now)
     except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
-        state.out.error = (
-            "the request timed out" if isinstance(exc, TimeoutError) else _exception_text(exc)
-        )
+        state.out.error = ("the request timed out" if isinstance(exc, TimeoutError)
+                           else exception_text(exc)[:_MAX_ERROR])
         return state.out
     return state.finish()

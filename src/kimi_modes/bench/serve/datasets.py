@@ -14,12 +14,13 @@ A JSONL file holds one request a line, see :func:`load_jsonl` and docs/measure/s
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from kimi_modes.bench._jsonl import JsonlError, read_objects
 
 # vLLM's defaults for the random dataset.
 DEFAULT_INPUT_LEN = 1024
@@ -168,10 +169,8 @@ def _positive_int(value: Any, what: str, where: str) -> int:
     return value
 
 
-def parse_jsonl_line(obj: Any, where: str) -> SampleRequest:
+def parse_jsonl_line(obj: dict[str, Any], where: str) -> SampleRequest:
     """One JSONL line (already decoded) as a request; ``where`` names it in errors."""
-    if not isinstance(obj, dict):
-        raise DatasetError(f"{where}: each line must be a JSON object")
     body = dict(obj)
     prompt = body.pop("prompt", None)
     messages = body.pop("messages", None)
@@ -206,21 +205,9 @@ def load_jsonl(path: Path, num: int | None = None) -> list[SampleRequest]:
     they are (``temperature``, ``tools``, ``chat_template_kwargs``, ``model``...).
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DatasetError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{str(path)!r} is not UTF-8 text") from None
-    requests = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path.name} line {number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}: not valid JSON ({exc.msg})") from None
-        requests.append(parse_jsonl_line(obj, where))
+        requests = [parse_jsonl_line(line.value, line.where) for line in read_objects(path)]
+    except JsonlError as exc:
+        raise DatasetError(str(exc)) from None
     if not requests:
         raise DatasetError(f"{str(path)!r} holds no requests")
     if num is None:

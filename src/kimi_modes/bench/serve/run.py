@@ -33,6 +33,14 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from kimi_modes.bench._http import (
+    EndpointError,
+    bearer,
+    check_http_url,
+    client_session,
+    first_model,
+    server_root,
+)
 from kimi_modes.bench.serve.arrivals import arrival_times
 from kimi_modes.bench.serve.client import (
     CHAT,
@@ -92,13 +100,14 @@ class ServeConfig:
             raise BenchmarkError("--num-warmups must be >= 0")
         if not self.request_timeout > 0:
             raise BenchmarkError("--request-timeout must be positive")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise BenchmarkError(f"--base-url must be an http(s) URL, not {self.base_url!r}")
+        try:
+            check_http_url(self.base_url)
+        except ValueError as exc:
+            raise BenchmarkError(str(exc)) from None
 
     @property
     def root(self) -> str:
-        root = self.base_url.rstrip("/")
-        return root.removesuffix("/v1")
+        return server_root(self.base_url)
 
     @property
     def api_url(self) -> str:
@@ -141,29 +150,9 @@ def build_input(config: ServeConfig, model: str, request: SampleRequest, index: 
         body["ignore_eos"] = True
     body.update(config.extra_body)
     body.update(request.body)
-    headers = dict(config.headers)
-    if config.api_key:
-        headers["Authorization"] = f"Bearer {config.api_key}"
+    headers = {**config.headers, **bearer(config.api_key)}
     headers["x-request-id"] = f"{config.request_id_prefix}{index}"
     return RequestInput(config.api_url, chat, body, request.prompt_len, headers)
-
-
-async def first_model(session: aiohttp.ClientSession, config: ServeConfig) -> str:
-    """The first model id the server lists at ``/v1/models`` (vLLM's default model)."""
-    url = config.root + "/v1/models"
-    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    try:
-        async with session.get(url, headers={**config.headers, **headers}) as response:
-            if response.status != 200:
-                raise BenchmarkError(f"cannot list the models at {url}: HTTP {response.status}")
-            data = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise BenchmarkError(f"cannot list the models at {url}: {type(exc).__name__}: {exc}"
-                             ) from None
-    models = data.get("data") if isinstance(data, dict) else None
-    if not models or not isinstance(models[0], dict) or "id" not in models[0]:
-        raise BenchmarkError(f"{url} lists no models; give --model")
-    return str(models[0]["id"])
 
 
 class _Progress:
@@ -205,13 +194,13 @@ class _Progress:
 
 async def _benchmark(config: ServeConfig, requests: Sequence[SampleRequest],
                      log: Callable[[str], None]) -> tuple[str, list[RequestOutput], float]:
-    connector = aiohttp.TCPConnector(
-        limit=config.max_concurrency or 0, limit_per_host=config.max_concurrency or 0,
-        ttl_dns_cache=300, keepalive_timeout=60, enable_cleanup_closed=True,
-    )
     timeout = aiohttp.ClientTimeout(total=config.request_timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        model = config.model or await first_model(session, config)
+    async with client_session(limit=config.max_concurrency or 0, timeout=timeout) as session:
+        try:  # vLLM's default model: the first the server lists
+            model = config.model or await first_model(
+                session, config.root + "/v1", {**config.headers, **bearer(config.api_key)})
+        except EndpointError as exc:
+            raise BenchmarkError(f"{exc} (or give --model)") from None
         inputs = [build_input(config, model, r, i) for i, r in enumerate(requests)]
 
         log("Starting initial single prompt test run...")

@@ -30,6 +30,8 @@ from typing import Any
 from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema import validators as jsonschema_validators
 
+from kimi_modes.bench._jsonl import JsonlError, read_objects
+
 #: The label key of a line: the finish reason a correct deployment gives.
 LABEL_KEY = "expected_finish_reason"
 #: The values a label may take.
@@ -63,32 +65,22 @@ def load_cases(path: Path | Traversable | None = None, limit: int | None = None)
     :class:`InputError` for an unreadable file, a line that is not a JSON object, a label that
     is not one of :data:`LABELS`, or no request at all."""
     source = sample_path() if path is None else path
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{str(path)!r} is not UTF-8 text") from None
     cases: list[Case] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if limit is not None and len(cases) >= limit:
-            break
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"line {number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(raw, dict):
-            raise InputError(f"line {number}: a request body must be a JSON object")
-        if not isinstance(raw.get("messages"), list) or not raw["messages"]:
-            raise InputError(f"line {number}: the request has no 'messages' list")
-        label = raw.get(LABEL_KEY)
-        if label is not None and label not in LABELS:
-            raise InputError(
-                f"line {number}: {LABEL_KEY} must be one of {', '.join(LABELS)}, not {label!r}"
-            )
-        cases.append(Case(number, raw, label))
+    try:
+        for line in read_objects(source):
+            if limit is not None and len(cases) >= limit:
+                break
+            raw, where = line.value, line.where
+            if not isinstance(raw.get("messages"), list) or not raw["messages"]:
+                raise InputError(f"{where}: the request has no 'messages' list")
+            label = raw.get(LABEL_KEY)
+            if label is not None and label not in LABELS:
+                raise InputError(
+                    f"{where}: {LABEL_KEY} must be one of {', '.join(LABELS)}, not {label!r}"
+                )
+            cases.append(Case(line.number, raw, label))
+    except JsonlError as exc:
+        raise InputError(str(exc)) from None
     if not cases:
         raise InputError(f"{str(path) if path is not None else SAMPLE_NAME!r} holds no request")
     return cases

@@ -20,11 +20,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
-from kimi_modes.bench._errors import error_body_message
+from kimi_modes.bench._http import api_base, bearer, exception_text, http_error
 
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _MAX_WAIT = 60.0
@@ -43,8 +42,7 @@ class Endpoint:
     @property
     def root(self) -> str:
         """The base URL without a trailing slash, ``/v1`` added when it has no path."""
-        url = self.base_url.rstrip("/")
-        return url + "/v1" if urlsplit(url).path in ("", "/") else url
+        return api_base(self.base_url)
 
     @property
     def chat_url(self) -> str:
@@ -52,7 +50,7 @@ class Endpoint:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return bearer(self.api_key)
 
 
 @dataclass(slots=True)
@@ -126,16 +124,16 @@ async def _attempt(
     except TimeoutError:
         return True, None, _failed(f"no answer within {limit_s:g} s")
     except aiohttp.ClientError as exc:
-        return True, None, _failed(_exception_text(exc))
+        return True, None, _failed(exception_text(exc))
     if status != 200:
         retry = status in _RETRY_STATUSES or status >= 500
-        return retry, retry_after, _failed(_http_error(status, raw), status)
+        return retry, retry_after, _failed(http_error(status, raw), status)
     try:
         parsed = json.loads(raw)
     except ValueError:
         return True, None, _failed("HTTP 200 but the body is not JSON", status)
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict | str):
-        return False, None, _failed(_http_error(status, raw), status)
+        return False, None, _failed(http_error(status, raw), status)
     if not isinstance(parsed, dict) or not parsed.get("choices") or not isinstance(
         parsed["choices"], list
     ):
@@ -152,35 +150,3 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: rare from inference servers, the backoff applies
-
-
-def _http_error(status: int, raw: bytes) -> str:
-    message = error_body_message(raw)
-    return f"HTTP {status}" + (f": {message}" if message else "")
-
-
-def _exception_text(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-async def first_model(session: aiohttp.ClientSession, endpoint: Endpoint,
-                      limit_s: float = 30.0) -> str:
-    """The first model id of ``GET /models`` (raises :class:`LookupError` saying why not)."""
-    try:
-        async with session.get(endpoint.root + "/models", headers=endpoint.headers,
-                               timeout=aiohttp.ClientTimeout(total=limit_s)) as resp:
-            raw = await resp.read()
-            if resp.status != 200:
-                raise LookupError(f"{endpoint.root}/models: {_http_error(resp.status, raw)}")
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        why = "no answer" if isinstance(exc, TimeoutError) else _exception_text(exc)
-        raise LookupError(f"cannot list the models of {endpoint.root}: {why}") from None
-    try:
-        data = json.loads(raw).get("data")
-        model = data[0]["id"]
-    except (ValueError, AttributeError, LookupError, TypeError):
-        raise LookupError(f"{endpoint.root}/models lists no model; give --model") from None
-    if not isinstance(model, str):
-        raise LookupError(f"{endpoint.root}/models lists no model; give --model")
-    return model

@@ -41,8 +41,9 @@ from typing import IO, Any
 
 import aiohttp
 
+from kimi_modes.bench._http import EndpointError, client_session, first_model
 from kimi_modes.bench.verify.cases import Case, prepare_body, request_hash
-from kimi_modes.bench.verify.client import Endpoint, Outcome, RetryPolicy, first_model, post_chat
+from kimi_modes.bench.verify.client import Endpoint, Outcome, RetryPolicy, post_chat
 from kimi_modes.bench.verify.metrics import Thresholds, judge, summarize, summary_lines
 
 DEFAULT_OUTPUT = Path("results/results.jsonl")
@@ -130,8 +131,7 @@ async def verify(cases: Sequence[Case], config: VerifyConfig) -> VerifyRun:
             "file whose lines carry expected_finish_reason"
         )
     existing = _read_records(config.output) if config.incremental else {}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, trust_env=True) as session:
+    async with client_session(trust_env=True) as session:
         target = await _endpoint(session, config.base_url, config.model, config.api_key, "")
         reference = None
         if config.reference_url is not None:
@@ -170,8 +170,8 @@ async def _endpoint(session: aiohttp.ClientSession, url: str, model: str | None,
     if model is not None:
         return endpoint
     try:
-        return Endpoint(url, await first_model(session, endpoint), api_key)
-    except LookupError as exc:
+        return Endpoint(url, await first_model(session, endpoint.root, endpoint.headers), api_key)
+    except EndpointError as exc:
         raise VerifyError(f"{exc} (or give {flag or '--'}model)") from None
 
 
