@@ -17,22 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from kimi_modes.bench.eval.run import (
+from kimi_modes.bench.eval.answers import (
     GSM8K_IGNORE,
-    PROMPT,
-    SAMPLE_DATA,
-    TASK_NAME,
-    EvalError,
-    EvalTarget,
     canonical_number,
     extract_answer,
-    load_problems,
     normalise,
-    parse_target,
-    targets_for,
-    task_config,
-    write_task_files,
 )
+from kimi_modes.bench.eval.config import SAMPLE_DATA, EvalError, EvalTarget, targets_for
+from kimi_modes.bench.eval.problems import load_problems, parse_target, write_task_files
+from kimi_modes.bench.eval.task import PROMPT, TASK_NAME, task_config
 
 REPO = Path(__file__).resolve().parents[3]
 

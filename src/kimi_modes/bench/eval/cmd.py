@@ -1,7 +1,7 @@
 """The ``kimi-modes eval`` command: GSM8K-style accuracy of one or more models side by side.
 
 Imports only typer at module level: the main CLI imports this module to register the command;
-:mod:`kimi_modes.bench.eval` (and lm-eval, inside it) loads when the command runs.
+:mod:`kimi_modes.bench.eval.run` (and lm-eval, inside it) loads when the command runs.
 """
 
 from __future__ import annotations
@@ -77,11 +77,14 @@ def eval_command(
 
     Prints accuracy ± stderr, n and wall time per model; saves every answer as JSON.
     """
-    from kimi_modes.bench.eval import run as bench_eval
+    from kimi_modes.bench.eval.config import SAMPLE_DATA, EvalConfig, EvalError, targets_for
+    from kimi_modes.bench.eval.problems import load_problems
+    from kimi_modes.bench.eval.report import format_table, save_report
+    from kimi_modes.bench.eval.run import first_model, run_eval
 
     chosen_modes = [m.strip() for m in (modes or "").split(",") if m.strip()]
-    config = bench_eval.EvalConfig(
-        base_url=base_url, data_file=data if data is not None else bench_eval.SAMPLE_DATA,
+    config = EvalConfig(
+        base_url=base_url, data_file=data if data is not None else SAMPLE_DATA,
         api_key=api_key or None, limit=limit, num_fewshot=num_fewshot, max_tokens=max_tokens,
         concurrency=concurrency, timeout=timeout, max_retries=max_retries,
         think_end_token=think_end_token or None,
@@ -90,24 +93,24 @@ def eval_command(
     models = list(model or [])
     try:  # the options and the file first, before any request
         config.check()
-        bench_eval.load_problems(config.data_file)
-        bench_eval.targets_for(models, chosen_modes, body)
-    except bench_eval.EvalError as exc:
+        load_problems(config.data_file)
+        targets_for(models, chosen_modes, body)
+    except EvalError as exc:
         raise _fail(str(exc)) from None
     try:
         if not models and not chosen_modes:
-            models = [bench_eval.first_model(config)]
-        targets = bench_eval.targets_for(models, chosen_modes, body)
-        report = bench_eval.run_eval(config, targets, verbose=verbose)
-    except bench_eval.EvalError as exc:
+            models = [first_model(config)]
+        targets = targets_for(models, chosen_modes, body)
+        report = run_eval(config, targets, verbose=verbose)
+    except EvalError as exc:
         raise _fail(str(exc), 1) from None
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
 
-    typer.echo(bench_eval.format_table(report))
+    typer.echo(format_table(report))
     path = output or Path(f"kimi-modes-eval-{datetime.now():%Y%m%d-%H%M%S}.json")
     try:
-        bench_eval.save_report(report, path)
+        save_report(report, path)
     except OSError as exc:
         raise _fail(f"cannot write {str(path)!r}: {exc.strerror}", 1) from None
     typer.echo(f"Result saved to {path}", err=True)
