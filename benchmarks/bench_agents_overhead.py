@@ -5,7 +5,7 @@ engine, and what the gateway adds per step beyond the engine's set latency and t
     python benchmarks/bench_agents_overhead.py --ttft 0.2 --repeat 5 --concurrency 4
 
 It starts the simulated engine (its own process, ``--ttft T --tpot 0``: every model call
-takes exactly T, all tokens at once) with the script of :mod:`kimi_modes.bench.agents_sim`,
+takes exactly T, all tokens at once) with the script of :mod:`kimi_modes.bench.agents.sim`,
 and a gateway (its own process, ``python -m kimi_modes serve``) with its runs database and
 workspaces in a temporary directory; after one warm-up task per mode, runs ``kimi-modes
 bench agents``'s library on the sample tasks (bench/data/agent_tasks.jsonl) in Agent and
@@ -39,11 +39,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from kimi_modes.bench.agents import AgentsConfig, run_agents, targets_for
-from kimi_modes.bench.agents_report import print_table
-from kimi_modes.bench.agents_results import TaskRun
-from kimi_modes.bench.agents_sim import write_sample_sim_script
-from kimi_modes.bench.agents_tasks import load_tasks, sample_tasks_path
+from kimi_modes.bench.agents.report import print_table
+from kimi_modes.bench.agents.results import TaskRun
+from kimi_modes.bench.agents.run import AgentsConfig, run_agents, targets_for
+from kimi_modes.bench.agents.sim import write_sample_sim_script
+from kimi_modes.bench.agents.tasks import load_tasks, sample_tasks_path
 
 
 def free_port() -> int:

@@ -367,13 +367,13 @@ app.add_typer(verify_app, name="verify")
 def _register_measure() -> None:
     """The measuring commands of :mod:`kimi_modes.bench` (their modules import lightly; the
     heavy imports happen when a command runs)."""
-    from kimi_modes.bench import serve_cmd
+    from kimi_modes.bench.serve import cmd as serve_cmd
     bench_app.command("serve")(serve_cmd.serve)
-    from kimi_modes.bench import verify_cmd
+    from kimi_modes.bench.verify import cmd as verify_cmd
     verify_app.command("tools")(verify_cmd.tools)
-    from kimi_modes.bench import eval_cmd
+    from kimi_modes.bench.eval import cmd as eval_cmd
     app.command("eval")(eval_cmd.eval_command)
-    from kimi_modes.bench import agents_cmd
+    from kimi_modes.bench.agents import cmd as agents_cmd
     bench_app.command("agents")(agents_cmd.agents)
 
 

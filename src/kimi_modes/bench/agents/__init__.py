@@ -1,0 +1,1 @@
+"""``kimi-modes bench agents``: success, steps, time and tokens of Agent and Swarm tasks."""

@@ -1,0 +1,1 @@
+"""``kimi-modes eval``: GSM8K-style accuracy, scored by lm-evaluation-harness."""

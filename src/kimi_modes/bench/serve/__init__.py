@@ -1,0 +1,1 @@
+"""``kimi-modes bench serve``: vLLM's serving benchmark (throughput, TTFT, TPOT, goodput)."""
