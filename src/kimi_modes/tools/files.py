@@ -33,14 +33,10 @@ from typing import Any
 from kimi_modes.tools.base import RunContext, Tool, ToolResult
 from kimi_modes.tools.text import SNIFF_BYTES, binary_kind, bounded_lines, cut_line, looks_binary
 from kimi_modes.tools.workspace import (
+    Workspace,
     WorkspaceError,
-    WorkspacePath,
-    confine,
     describe_kind,
-    is_dir,
-    open_dir,
     open_entry,
-    open_file,
     walk,
 )
 
@@ -153,18 +149,18 @@ class ReadFileTool:
 
     def _read(self, arguments: dict[str, Any], ctx: RunContext) -> ToolResult:
         lim = self.limits
-        target = confine(ctx, _str_arg(arguments, "path"))
+        path = _str_arg(arguments, "path")
         offset = _int_arg(arguments, "offset", 1, 1)
         limit = _int_arg(arguments, "limit", lim.read_lines, 1)
-        fd = open_file(target, os.O_RDONLY)
+        fd, shown, _ = Workspace(ctx.workspace).open_file(path)
         with os.fdopen(fd, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(SNIFF_BYTES)
             if looks_binary(head):
                 return ToolResult(
-                    f"{target.display} is a binary file ({binary_kind(head)}, {size} bytes); "
+                    f"{shown} is a binary file ({binary_kind(head)}, {size} bytes); "
                     "its content is not shown. Use the python tool to inspect or convert it.",
-                    meta={"path": target.display, "bytes": size, "binary": True})
+                    meta={"path": shown, "bytes": size, "binary": True})
             f.seek(0)
             out: list[str] = []
             chars = 0
@@ -175,7 +171,7 @@ class ReadFileTool:
                 if lineno < offset:
                     if f.tell() > lim.read_scan_bytes:
                         raise WorkspaceError(
-                            f"{target.display}: line {offset} lies beyond the first "
+                            f"{shown}: line {offset} lies beyond the first "
                             f"{lim.read_scan_bytes} bytes; use search_files or python")
                     continue
                 if len(out) >= limit:
@@ -189,11 +185,11 @@ class ReadFileTool:
                     break
                 out.append(entry)
                 chars += len(entry) + 1
-        meta = {"path": target.display, "bytes": size, "lines": len(out)}
+        meta = {"path": shown, "bytes": size, "lines": len(out)}
         if not out:
             if size == 0:
-                return ToolResult(f"{target.display} is empty (0 bytes).", meta=meta)
-            return ToolResult(f"{target.display} has {lineno} lines; offset {offset} is past "
+                return ToolResult(f"{shown} is empty (0 bytes).", meta=meta)
+            return ToolResult(f"{shown} has {lineno} lines; offset {offset} is past "
                               "the end.", meta=meta)
         text = "\n".join(out)
         if more:
@@ -242,7 +238,7 @@ class WriteFileTool:
         return await _in_thread(lambda: self._write(arguments, ctx))
 
     def _write(self, arguments: dict[str, Any], ctx: RunContext) -> ToolResult:
-        target = confine(ctx, _str_arg(arguments, "path"))
+        path = _str_arg(arguments, "path")
         data = _str_arg(arguments, "content").encode("utf-8")
         append = bool(arguments.get("append", False))
         cap = self.limits.write_bytes
@@ -250,18 +246,18 @@ class WriteFileTool:
             raise WorkspaceError(f"content is {len(data)} bytes; the limit is {cap}. Write it "
                                  "in parts with append=true, or generate it with python.")
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0)
-        fd = open_file(target, flags, create_dirs=True)
+        fd, shown, _ = Workspace(ctx.workspace).open_file(path, flags, create_dirs=True)
         with os.fdopen(fd, "wb") as f:
             before = os.fstat(f.fileno()).st_size
             if append and before + len(data) > cap:
-                raise WorkspaceError(f"{target.display} is {before} bytes; appending "
+                raise WorkspaceError(f"{shown} is {before} bytes; appending "
                                      f"{len(data)} would pass the {cap}-byte limit")
             if not append:
                 f.truncate(0)
             f.write(data)
         verb = "Appended" if append else "Wrote"
-        return ToolResult(f"{verb} {len(data)} bytes to {target.display}.",
-                          meta={"path": target.display, "bytes": len(data), "append": append})
+        return ToolResult(f"{verb} {len(data)} bytes to {shown}.",
+                          meta={"path": shown, "bytes": len(data), "append": append})
 
 
 def _matcher(glob: str | None) -> Callable[[str, str], bool]:
@@ -315,17 +311,18 @@ class ListFilesTool:
         return await _in_thread(lambda: self._list(arguments, ctx))
 
     def _list(self, arguments: dict[str, Any], ctx: RunContext) -> ToolResult:
-        target = confine(ctx, _str_arg(arguments, "path", "."))
+        path = _str_arg(arguments, "path", ".")
         glob = arguments.get("glob")
         if glob is not None and not isinstance(glob, str):
             raise WorkspaceError("'glob' must be a string")
+        top, shown, _ = Workspace(ctx.workspace).open_dir(path)
         recursive = bool(arguments.get("recursive", False)) or "/" in (glob or "")
         matches = _matcher(glob)
         cap = self.limits.list_entries
-        prefix = "" if not target.parts else target.display + "/"
+        prefix = "" if shown == "." else shown + "/"
         lines: list[str] = []
         more = False
-        for rel, entry, dir_fd in walk(target, recursive=recursive):
+        for rel, entry, dir_fd in walk(top, recursive=recursive):
             relpath = rel + entry.name
             if not matches(relpath, entry.name):
                 continue
@@ -333,10 +330,10 @@ class ListFilesTool:
                 more = True
                 break
             lines.append(_describe(prefix + relpath, entry, dir_fd))
-        meta: dict[str, Any] = {"path": target.display, "entries": len(lines)}
+        meta: dict[str, Any] = {"path": shown, "entries": len(lines)}
         if not lines:
             what = f" matching {glob!r}" if glob else ""
-            return ToolResult(f"{target.display}: no entries{what}.", meta=meta)
+            return ToolResult(f"{shown}: no entries{what}.", meta=meta)
         text = "\n".join(lines)
         if more:
             meta["truncated"] = True
@@ -422,14 +419,14 @@ class SearchFilesTool:
         if glob is not None and not isinstance(glob, str):
             raise WorkspaceError("'glob' must be a string")
         matches = _matcher(glob)
-        target = confine(ctx, _str_arg(arguments, "path", "."))
+        opened = Workspace(ctx.workspace).open_any(_str_arg(arguments, "path", "."))
         deadline = time.monotonic() + lim.search_seconds
         state = _SearchState()
-        if target.parts and not is_dir(target):
-            self._scan_file(target.root, target.parts, target.display, regex, state)
+        if not opened.is_dir:
+            self._scan_fd(opened.fd, opened.shown, regex, state)
         else:
-            prefix = "" if not target.parts else target.display + "/"
-            for rel, entry, dir_fd in walk(target, recursive=True, skip=SEARCH_SKIP_DIRS):
+            prefix = "" if opened.shown == "." else opened.shown + "/"
+            for rel, entry, dir_fd in walk(opened.fd, recursive=True, skip=SEARCH_SKIP_DIRS):
                 if state.stopped or time.monotonic() > deadline:
                     state.stopped = state.stopped or "time"
                     break
@@ -438,25 +435,20 @@ class SearchFilesTool:
                 if not matches(rel + entry.name, entry.name):
                     continue
                 self._scan_entry(dir_fd, entry.name, prefix + rel + entry.name, regex, state)
-        return self._report(pattern, target, state)
-
-    def _scan_file(self, root: str, parts: tuple[str, ...], shown: str, regex: re.Pattern[str],
-                   state: _SearchState) -> None:
-        dir_fd = open_dir(root, parts[:-1])
-        try:
-            self._scan_entry(dir_fd, parts[-1], shown, regex, state, explicit=True)
-        finally:
-            os.close(dir_fd)
+        return self._report(pattern, opened.shown, state)
 
     def _scan_entry(self, dir_fd: int, name: str, shown: str, regex: re.Pattern[str],
-                    state: _SearchState, *, explicit: bool = False) -> None:
-        lim = self.limits
+                    state: _SearchState) -> None:
         try:
             fd = open_entry(dir_fd, name, shown)
         except WorkspaceError:
-            if explicit:
-                raise
             return  # a special or hard-linked file, or one that vanished: not searched
+        self._scan_fd(fd, shown, regex, state)
+
+    def _scan_fd(self, fd: int, shown: str, regex: re.Pattern[str],
+                 state: _SearchState) -> None:
+        """Search the open regular file ``fd`` (closed here)."""
+        lim = self.limits
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(fd)
             if st.st_size > lim.search_file_bytes:
@@ -476,7 +468,7 @@ class SearchFilesTool:
         if state.bytes > lim.search_total_bytes:
             state.stopped = "bytes"
 
-    def _report(self, pattern: str, target: WorkspacePath, state: _SearchState) -> ToolResult:
+    def _report(self, pattern: str, shown_path: str, state: _SearchState) -> ToolResult:
         lim = self.limits
         meta: dict[str, Any] = {"matches": len(state.hits), "files_searched": state.files}
         notes: list[str] = []
@@ -495,7 +487,7 @@ class SearchFilesTool:
         if state.stopped:
             meta["truncated"] = True
         if not state.hits:
-            text = (f"No matches for {pattern!r} in {target.display} "
+            text = (f"No matches for {pattern!r} in {shown_path} "
                     f"({state.files} files searched).")
         else:
             text = "\n".join(state.hits)
