@@ -70,6 +70,15 @@ class Tool(Protocol):
         ...
 
 
+@runtime_checkable
+class Repairable(Protocol):
+    """An optional capability of a :class:`Tool`: with ``repairable`` true, a call whose
+    arguments fail validation gets one repair round from the toolset's repairer (see
+    :mod:`kimi_modes.tools.toolset`). The swarm's fan-out tool declares it."""
+
+    repairable: bool
+
+
 def truncate(text: str, limit: int) -> tuple[str, bool]:
     """``text`` cut to ``limit`` characters, keeping the head and the tail, with a marker
     saying how much was left out; and whether it was cut."""

@@ -5,11 +5,12 @@ are not JSON or do not match the schema, a tool that fails, hangs past its timeo
 all come back as an error :class:`ToolResult` the model can correct. Cancellation (the run was
 cancelled) propagates.
 
-Repair: a tool that sets ``repairable = True`` (the swarm's fan-out tool) gets one repair round
-when its arguments fail validation: the ``repairer`` given to the toolset (a model call, with
-constrained decoding where the engine has it) is asked for corrected arguments, which must then
-validate; the result's ``meta`` says ``repaired: true``. Without a repairer, or when the repair
-fails too, the call is an error result as for any tool.
+Repair: a tool that is :class:`~kimi_modes.tools.base.Repairable` (``repairable = True``; the
+swarm's fan-out tool) gets one repair round when its arguments fail validation: the
+``repairer`` given to the toolset (a model call, with constrained decoding where the engine has
+it) is asked for corrected arguments, which must then validate; the result's ``meta`` says
+``repaired: true``. Without a repairer, or when the repair fails too, the call is an error
+result as for any tool.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from kimi_modes.protocol import validate_tool_call
-from kimi_modes.tools.base import RunContext, Tool, ToolResult, truncate
+from kimi_modes.tools.base import Repairable, RunContext, Tool, ToolResult, truncate
 
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_OUTPUT_LIMIT = 16_000
@@ -84,8 +85,8 @@ class Toolset:
                               {"error": "unknown_tool"})
         problem = validate_tool_call(name, arguments, self.declarations())
         repaired = False
-        if problem is not None and self.repairer is not None and getattr(
-                tool, "repairable", False):
+        if (problem is not None and self.repairer is not None
+                and isinstance(tool, Repairable) and tool.repairable):
             fixed = await self.repairer(tool, arguments, problem)
             if fixed is not None and validate_tool_call(name, fixed,
                                                         self.declarations()) is None:

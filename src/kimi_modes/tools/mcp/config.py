@@ -30,6 +30,7 @@ key at fault.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,7 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["McpConfigError", "McpServerConfig", "load_mcp_config", "parse_mcp_config"]
+__all__ = [
+    "McpConfigError",
+    "McpServerConfig",
+    "load_mcp_config",
+    "mcp_tool_name",
+    "parse_mcp_config",
+    "server_prefix",
+]
 
 McpTransport = Literal["stdio", "http"]
 
@@ -156,6 +164,17 @@ def server_prefix(name: str) -> str:
     """The namespace a server's tools get: its name with characters outside ``[A-Za-z0-9_-]``
     replaced by ``_`` and cut to 40 characters."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:40]
+
+
+def mcp_tool_name(server: str, tool: str) -> str:
+    """The name a server's tool gets: ``server__tool`` with characters outside
+    ``[A-Za-z0-9_-]`` replaced by ``_``; a longer name than 64 characters is cut and given a
+    short hash of the original so that it stays unique."""
+    name = f"{server_prefix(server)}__{re.sub(r'[^A-Za-z0-9_-]', '_', tool)}"
+    if len(name) > 64:
+        digest = hashlib.sha256(f"{server}\0{tool}".encode()).hexdigest()[:8]
+        name = f"{name[:55]}_{digest}"
+    return name
 
 
 def _parse_server(name: str, entry: Any, here: str, base_dir: Path | None,

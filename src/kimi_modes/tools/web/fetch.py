@@ -38,6 +38,7 @@ from markdownify import MarkdownConverter
 from yarl import URL
 
 from kimi_modes.tools.base import RunContext, ToolResult
+from kimi_modes.tools.text import SNIFF_BYTES, looks_binary
 from kimi_modes.tools.web.ssrf import (
     AddressPolicy,
     AddressRefused,
@@ -372,7 +373,7 @@ def _render(page: FetchedPage) -> _Rendered:
     body = page.body
     if not page.has_content_type or ctype == "application/octet-stream":  # sniff
         head = body[:1024].lstrip().lower()
-        if _looks_binary(body[:8192]):
+        if looks_binary(body[:SNIFF_BYTES]):
             ctype = "application/octet-stream"
         elif head.startswith((b"<!doctype html", b"<html")) or b"<body" in head:
             ctype = "text/html"
@@ -390,7 +391,7 @@ def _render(page: FetchedPage) -> _Rendered:
         return _Rendered(text, None, "json")
     if _is_texty(ctype):
         text = _decode(body, page.charset)
-        if not _looks_binary(body[:8192]):
+        if not looks_binary(body[:SNIFF_BYTES]):
             return _Rendered(text, None, "text")
     size = f"{len(body)}{'+' if page.truncated else ''} bytes"
     return _Rendered(f"[Binary content ({page.content_type}, {size}) is not shown: "
@@ -402,13 +403,6 @@ def _decode(body: bytes, charset: str | None) -> str:
         return body.decode(charset or "utf-8", errors="replace")
     except LookupError:  # unknown charset name
         return body.decode("utf-8", errors="replace")
-
-
-def _looks_binary(head: bytes) -> bool:
-    if b"\x00" in head:
-        return True
-    text = head.decode("utf-8", errors="replace")
-    return bool(text) and text.count("\ufffd") > max(8, len(text) // 10)
 
 
 class _Converter(MarkdownConverter):
