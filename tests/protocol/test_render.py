@@ -493,8 +493,8 @@ def test_missing_messages_and_bad_tools_raise_prompt_error() -> None:
 
 def test_prompt_error_is_a_value_error_and_unknown_family_is_too() -> None:
     assert issubclass(PromptError, ValueError)
-    with pytest.raises(ValueError, match="unknown Kimi model family 'k3'"):
-        render_prompt({"messages": []}, "k3")
+    with pytest.raises(ValueError, match="unknown Kimi model family 'k4'"):
+        render_prompt({"messages": []}, "k4")
 
 
 def test_deeply_nested_request_is_a_prompt_error() -> None:
