@@ -38,7 +38,12 @@ def test_worked_examples_are_all_there() -> None:
 
 
 def test_local_copy_of_examples_matches_shared() -> None:
-    for name in ("render_examples.json", "parse_examples.json"):
+    for name in (
+        "render_examples.json",
+        "parse_examples.json",
+        "render_examples_k3.json",
+        "parse_examples_k3.json",
+    ):
         if not (SHARED_DATA / name).is_file():
             pytest.skip(f"no shared test data at {SHARED_DATA}")
         shared = json.loads((SHARED_DATA / name).read_text(encoding="utf-8"))
