@@ -94,6 +94,7 @@ class XtmlParser:
         self._reasoning = TextField(_MARKER_SET)
         self._content = TextField(_MARKER_SET)
         self._loose: list[str] = []  # whitespace between channels, not yet known to be content
+        self._loose_kept = False  # the current stretch between channels holds more than that
         self._calls: list[_Call] = []
         self._call: _Call | None = None
         self._value: _Value | None = None
@@ -138,6 +139,7 @@ class XtmlParser:
 
     def _marker(self, marker: str) -> None:
         self._loose.clear()
+        self._loose_kept = False
         if marker in _STOPS:
             self._done = True
         elif marker in (T.XTML_OPEN, T.XTML_CLOSE):
@@ -208,11 +210,13 @@ class XtmlParser:
         elif where in ("argument", "json"):
             self._value_text(text)
         elif where == "message":  # between channels: content unless only whitespace
-            if text.isspace():
-                self._loose.append(text)
-                return
-            text = "".join(self._loose) + text
-            self._loose.clear()
+            if not self._loose_kept:
+                if text.isspace():
+                    self._loose.append(text)
+                    return
+                text = "".join(self._loose) + text
+                self._loose.clear()
+                self._loose_kept = True
             self._out.append(ContentDelta(self._content.append(text, self._markers)))
         # inside tools or call, outside their children: dropped
 
