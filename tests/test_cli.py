@@ -52,7 +52,7 @@ def test_render_rejects_bad_input_clearly() -> None:
     assert done.returncode == 2
     assert "not valid JSON" in done.stderr
     assert "Traceback" not in done.stderr
-    done = run("render", "--family", "k3", stdin='{"messages": []}')
+    done = run("render", "--family", "k4", stdin='{"messages": []}')
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
@@ -108,3 +108,30 @@ def test_serve_reports_a_bad_config(tmp_path: Path) -> None:
     done = run("serve", "--config", str(bad))
     assert done.returncode == 2
     assert "needs a url" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_render_and_parse_k3_with_an_effort() -> None:
+    request = {"messages": [{"role": "user", "content": "Hi"}],
+               "chat_template_kwargs": {"thinking_effort": "low"}}
+    done = run("render", "--family", "k3", stdin=json.dumps(request))
+    assert done.returncode == 0, done.stderr
+    assert "`thinking_effort=low`" in done.stdout
+    assert done.stdout.endswith('<|open|>message role="assistant"<|sep|><|open|>think<|sep|>')
+    done = run("render", "--family", "k3", "--thinking-effort", "medium", stdin=json.dumps(request))
+    assert done.returncode == 2 and "'medium' is not supported by k3" in done.stderr
+    raw = ("Sum.<|close|>think<|sep|><|open|>response<|sep|>3<|close|>response<|sep|>"
+           "<|close|>message<|sep|>")
+    done = run("parse", "--family", "k3", "--thinking-effort", "high", stdin=raw)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["reasoning_content"] == "Sum."
+    done = run("parse", "--family", "k2.6", "--thinking-effort", "high", stdin=raw)
+    assert done.returncode == 2 and "takes no thinking_effort" in done.stderr
+
+
+def test_render_k26_preserve_thinking() -> None:
+    request = {"messages": [{"role": "user", "content": "1"},
+                            {"role": "assistant", "content": "a", "reasoning_content": "old"},
+                            {"role": "user", "content": "2"}]}
+    done = run("render", "--family", "k2.6", "--preserve-thinking", stdin=json.dumps(request))
+    assert done.returncode == 0, done.stderr
+    assert "<think>old</think>a" in done.stdout

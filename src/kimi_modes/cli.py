@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 
 FAMILY_HELP = "Model family: k2-instruct, k2-thinking or k2.5."
+PROTOCOL_FAMILY_HELP = "Model family: k2-instruct, k2-thinking, k2.5, k2.6, k2.7-code or k3."
+EFFORT_HELP = "K3's thinking_effort: low, high or max (default: max with thinking on)."
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -202,13 +204,25 @@ def render(
     request_file: Annotated[
         Path | None, typer.Argument(help="OpenAI chat request JSON (default: stdin).")
     ] = None,
-    family: Annotated[str, typer.Option(help=FAMILY_HELP)] = "k2.5",
+    family: Annotated[str, typer.Option(help=PROTOCOL_FAMILY_HELP)] = "k2.5",
     thinking: Annotated[
         bool | None,
         typer.Option(
             "--thinking/--no-thinking",
             help="The thinking switch (default: the request's chat_template_kwargs.thinking, "
             "else the family's default).",
+        ),
+    ] = None,
+    thinking_effort: Annotated[
+        str | None,
+        typer.Option(help=EFFORT_HELP + " Default: chat_template_kwargs.thinking_effort."),
+    ] = None,
+    preserve_thinking: Annotated[
+        bool | None,
+        typer.Option(
+            "--preserve-thinking/--no-preserve-thinking",
+            help="K2.6: keep earlier turns' reasoning (default: "
+            "chat_template_kwargs.preserve_thinking, else off).",
         ),
     ] = None,
     no_generation_prompt: Annotated[
@@ -225,13 +239,22 @@ def render(
         raise _fail(f"the request is not valid JSON: {exc}") from None
     if not isinstance(request, dict):
         raise _fail("the request must be a JSON object with 'messages'")
-    if thinking is None:
-        kwargs = request.get("chat_template_kwargs")
-        if isinstance(kwargs, dict) and isinstance(kwargs.get("thinking"), bool):
-            thinking = kwargs["thinking"]
+    kwargs = request.get("chat_template_kwargs")
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    if thinking is None and isinstance(kwargs.get("thinking"), bool):
+        thinking = kwargs["thinking"]
+    if thinking_effort is None and isinstance(kwargs.get("thinking_effort"), str):
+        thinking_effort = kwargs["thinking_effort"]
+    if preserve_thinking is None and isinstance(kwargs.get("preserve_thinking"), bool):
+        preserve_thinking = kwargs["preserve_thinking"]
     try:
         prompt = render_prompt(
-            request, family, thinking=thinking, add_generation_prompt=not no_generation_prompt
+            request,
+            family,
+            thinking=thinking,
+            thinking_effort=thinking_effort,
+            preserve_thinking=preserve_thinking,
+            add_generation_prompt=not no_generation_prompt,
         )
     except (PromptError, ValueError) as exc:
         raise _fail(str(exc)) from None
@@ -245,10 +268,13 @@ def parse(
     text_file: Annotated[
         Path | None, typer.Argument(help="Raw model output (default: stdin).")
     ] = None,
-    family: Annotated[str, typer.Option(help=FAMILY_HELP)] = "k2.5",
+    family: Annotated[str, typer.Option(help=PROTOCOL_FAMILY_HELP)] = "k2.5",
     thinking: Annotated[
         bool | None,
         typer.Option("--thinking/--no-thinking", help="The thinking switch the prompt had."),
+    ] = None,
+    thinking_effort: Annotated[
+        str | None, typer.Option(help=EFFORT_HELP + " Checked; parsing does not depend on it.")
     ] = None,
     tools: Annotated[
         Path | None,
@@ -256,7 +282,7 @@ def parse(
     ] = None,
 ) -> None:
     """Split raw Kimi output into reasoning, content and tool calls (OpenAI's shape)."""
-    from kimi_modes.protocol import parse_output
+    from kimi_modes.protocol import family_info, parse_output
 
     raw = _read_input(text_file)
     tool_list: list[dict[str, Any]] | None = None
@@ -269,6 +295,7 @@ def parse(
         if not isinstance(tool_list, list):
             raise _fail("--tools must hold a JSON array of tools or an object with 'tools'")
     try:
+        family_info(family).thinking_effort(thinking, thinking_effort)
         parsed = parse_output(raw, family, thinking=thinking, tools=tool_list)
     except ValueError as exc:
         raise _fail(str(exc)) from None

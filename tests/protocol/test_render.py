@@ -38,7 +38,12 @@ def test_worked_examples_are_all_there() -> None:
 
 
 def test_local_copy_of_examples_matches_shared() -> None:
-    for name in ("render_examples.json", "parse_examples.json"):
+    for name in (
+        "render_examples.json",
+        "parse_examples.json",
+        "render_examples_k3.json",
+        "parse_examples_k3.json",
+    ):
         if not (SHARED_DATA / name).is_file():
             pytest.skip(f"no shared test data at {SHARED_DATA}")
         shared = json.loads((SHARED_DATA / name).read_text(encoding="utf-8"))
@@ -493,8 +498,8 @@ def test_missing_messages_and_bad_tools_raise_prompt_error() -> None:
 
 def test_prompt_error_is_a_value_error_and_unknown_family_is_too() -> None:
     assert issubclass(PromptError, ValueError)
-    with pytest.raises(ValueError, match="unknown Kimi model family 'k3'"):
-        render_prompt({"messages": []}, "k3")
+    with pytest.raises(ValueError, match="unknown Kimi model family 'k4'"):
+        render_prompt({"messages": []}, "k4")
 
 
 def test_deeply_nested_request_is_a_prompt_error() -> None:

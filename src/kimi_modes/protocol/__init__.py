@@ -2,7 +2,9 @@
 
 Pure functions and small state machines, no I/O and no globals; nothing outside this package
 is imported. The format is described in ``kimi-protocol.md`` (the families, §1; the special
-tokens, §2; rendering, §3; K2.5's TypeScript tool declaration, §4; parsing, §5).
+tokens, §2; rendering, §3; K2.5's TypeScript tool declaration, §4; parsing, §5; K2.6 and
+K2.7-Code, §8; K3's XTML, §9). The entry points serve every family: they dispatch on the
+family's wire format (:class:`FamilyInfo`), so callers never branch on the family.
 
 Example::
 
@@ -23,6 +25,14 @@ Example::
     True
     >>> parser.result().to_openai_message()["tool_calls"][0]["function"]
     {'name': 'now', 'arguments': '{}'}
+    >>> k3 = render_prompt({"messages": [{"role": "user", "content": "Hi"}]}, "k3", thinking=False)
+    >>> k3.endswith('<|end_of_msg|><|open|>message role="assistant"<|sep|><|open|>response<|sep|>')
+    True
+    >>> out = "Hello!<|close|>response<|sep|><|close|>message<|sep|>"
+    >>> parse_output(out, "k3", thinking=False).content
+    'Hello!'
+    >>> family_info("k3").stop_strings
+    ('<|end_of_msg|>', '[EOS]')
 """
 
 from kimi_modes.protocol import tokens

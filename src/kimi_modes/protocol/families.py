@@ -1,8 +1,9 @@
-"""The three Kimi model families and what differs between them (kimi-protocol.md §1).
+"""The Kimi model families and every fact that differs between them (kimi-protocol.md §1, §8, §9).
 
-Everything else in :mod:`kimi_modes.protocol` takes the family as a plain string
-(``"k2-instruct"``, ``"k2-thinking"``, ``"k2.5"``) and resolves it with :func:`resolve_family`,
-so an unknown name fails early with the list of known ones.
+The family list and the per-family facts live here and only here: the rest of
+:mod:`kimi_modes.protocol` takes the family as a plain string (``"k2.5"``, ``"k3"``...),
+resolves it with :func:`family_info` and asks the resulting :class:`FamilyInfo`; it never
+compares family names. An unknown name fails early with the list of known ones.
 """
 
 from __future__ import annotations
@@ -11,7 +12,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from kimi_modes.protocol import tokens as T
+from kimi_modes.protocol.errors import PromptError
+
 ThinkingSupport = Literal["none", "always", "switchable"]
+#: ``"k2"``: the ``<|im_*|>`` template with ``<think>`` tags and the tool-call section
+#: markers (K2 to K2.7-Code); ``"xtml"``: K3's ``<|open|>``/``<|close|>``/``<|sep|>`` elements.
+WireFormat = Literal["k2", "xtml"]
+#: Whether the reasoning of earlier turns stays in the prompt: never (only the current
+#: turn's tool-calling steps keep theirs), per request (``preserve_thinking``), or always.
+PreserveThinking = Literal["never", "switchable", "always"]
+#: How the tools are declared: compact JSON in the client's key order, compact JSON with keys
+#: sorted at every depth, or K2.5's TypeScript-style declaration.
+ToolDeclaration = Literal["json", "json_sorted", "typescript"]
 
 
 class Family(StrEnum):
@@ -20,6 +33,9 @@ class Family(StrEnum):
     K2_INSTRUCT = "k2-instruct"
     K2_THINKING = "k2-thinking"
     K2_5 = "k2.5"
+    K2_6 = "k2.6"
+    K2_7_CODE = "k2.7-code"
+    K3 = "k3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +52,12 @@ class FamilyInfo:
 
     ``thinking_sampling`` is ``None`` for a family that cannot reason (``thinking="none"``),
     ``instant_sampling`` is ``None`` for one that always reasons (``thinking="always"``).
+    ``think_prefill``: the generation prompt opens the reasoning block, so the output begins
+    inside it (otherwise a thinking model writes the opener itself). ``thinking_efforts``:
+    the accepted ``thinking_effort`` values, empty where the family has none, with
+    ``default_thinking_effort`` the one used when thinking is on and none is asked for.
+    ``stop_strings``: what an engine must stop on. ``engine_parser``: the name of the tool
+    and reasoning parser of vLLM and SGLang for this family.
     """
 
     name: Family
@@ -43,6 +65,15 @@ class FamilyInfo:
     thinking: ThinkingSupport
     thinking_sampling: Sampling | None
     instant_sampling: Sampling | None
+    wire_format: WireFormat = "k2"
+    tool_declaration: ToolDeclaration = "json"
+    think_prefill: bool = False
+    legacy_media_tokens: bool = False
+    preserve_thinking: PreserveThinking = "never"
+    thinking_efforts: tuple[str, ...] = ()
+    default_thinking_effort: str | None = None
+    stop_strings: tuple[str, ...] = T.STOP_STRINGS
+    engine_parser: str = "kimi_k2"
 
     def thinks(self, thinking: bool | None = None) -> bool:
         """Whether a request with this ``thinking`` switch gets a reasoning block.
@@ -54,12 +85,48 @@ class FamilyInfo:
             return thinking is not False
         return self.thinking == "always"
 
+    def preserves_thinking(
+        self, thinking: bool | None = None, preserve_thinking: bool | None = None
+    ) -> bool:
+        """Whether earlier turns keep their reasoning in the prompt for this request.
+
+        Only with thinking on. ``preserve_thinking`` is the K2.6 switch (``None``: off); the
+        families that never or always preserve ignore it.
+        """
+        if not self.thinks(thinking):
+            return False
+        if self.preserve_thinking == "switchable":
+            return preserve_thinking is True
+        return self.preserve_thinking == "always"
+
+    def thinking_effort(self, thinking: bool | None, effort: str | None) -> str | None:
+        """The ``thinking_effort`` a prompt for this request carries (``None``: none).
+
+        ``None`` with thinking off. With thinking on: ``effort`` if the family accepts it,
+        else the family's default when ``effort`` is ``None``. Raises :class:`PromptError`
+        for a value the family rejects (K3's encoder rejects ``"medium"``, which its own
+        effort message mentions) and for any effort on a family that has none.
+        """
+        if effort is not None and effort not in self.thinking_efforts:
+            if not self.thinking_efforts:
+                raise PromptError(f"the {self.name} family takes no thinking_effort")
+            accepted = ", ".join(self.thinking_efforts)
+            raise PromptError(
+                f"thinking_effort {effort!r} is not supported by {self.name}; use one of {accepted}"
+            )
+        if not self.thinks(thinking):
+            return None
+        return effort if effort is not None else self.default_thinking_effort
+
     def default_sampling(self, thinking: bool | None = None) -> Sampling:
         """The recommended sampling for a request with this ``thinking`` switch."""
         sampling = self.thinking_sampling if self.thinks(thinking) else self.instant_sampling
         assert sampling is not None  # every family has the one its modes need
         return sampling
 
+
+_K2_5_THINKING = Sampling(temperature=1.0, top_p=0.95)
+_K2_5_INSTANT = Sampling(temperature=0.6, top_p=0.95)
 
 _FAMILIES: dict[Family, FamilyInfo] = {
     Family.K2_INSTRUCT: FamilyInfo(
@@ -68,6 +135,7 @@ _FAMILIES: dict[Family, FamilyInfo] = {
         thinking="none",
         thinking_sampling=None,
         instant_sampling=Sampling(temperature=0.6),
+        legacy_media_tokens=True,
     ),
     Family.K2_THINKING: FamilyInfo(
         name=Family.K2_THINKING,
@@ -75,13 +143,57 @@ _FAMILIES: dict[Family, FamilyInfo] = {
         thinking="always",
         thinking_sampling=Sampling(temperature=1.0),
         instant_sampling=None,
+        tool_declaration="json_sorted",
+        legacy_media_tokens=True,
     ),
     Family.K2_5: FamilyInfo(
         name=Family.K2_5,
         context_window=262144,
         thinking="switchable",
-        thinking_sampling=Sampling(temperature=1.0, top_p=0.95),
-        instant_sampling=Sampling(temperature=0.6, top_p=0.95),
+        thinking_sampling=_K2_5_THINKING,
+        instant_sampling=_K2_5_INSTANT,
+        tool_declaration="typescript",
+        think_prefill=True,
+    ),
+    # K2.5's template and markers plus the preserve_thinking switch; sampling fixed by Moonshot.
+    Family.K2_6: FamilyInfo(
+        name=Family.K2_6,
+        context_window=262144,
+        thinking="switchable",
+        thinking_sampling=_K2_5_THINKING,
+        instant_sampling=_K2_5_INSTANT,
+        tool_declaration="typescript",
+        think_prefill=True,
+        preserve_thinking="switchable",
+    ),
+    # Thinking only, preserve_thinking forced on (vLLM recipe Kimi-K2.7-Code.yaml); no
+    # sampling of its own is published, so K2.6's thinking sampling.
+    Family.K2_7_CODE: FamilyInfo(
+        name=Family.K2_7_CODE,
+        context_window=262144,
+        thinking="always",
+        thinking_sampling=_K2_5_THINKING,
+        instant_sampling=None,
+        tool_declaration="typescript",
+        think_prefill=True,
+        preserve_thinking="always",
+    ),
+    # XTML; reasoning of every turn kept (the encoder does so); no sampling of its own is
+    # published, so K2.5's.
+    Family.K3: FamilyInfo(
+        name=Family.K3,
+        context_window=1048576,
+        thinking="switchable",
+        thinking_sampling=_K2_5_THINKING,
+        instant_sampling=_K2_5_INSTANT,
+        wire_format="xtml",
+        tool_declaration="json_sorted",
+        think_prefill=True,
+        preserve_thinking="always",
+        thinking_efforts=("low", "high", "max"),
+        default_thinking_effort="max",
+        stop_strings=T.K3_STOP_STRINGS,
+        engine_parser="kimi_k3",
     ),
 }
 

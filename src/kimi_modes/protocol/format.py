@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kimi_modes.protocol import tokens as T
+from kimi_modes.protocol.families import family_info
+from kimi_modes.protocol.k3_format import format_xtml_output
 
 
 def format_output(
@@ -22,14 +24,23 @@ def format_output(
     """Return the raw text a Kimi model of ``family`` would write for this answer.
 
     ``tool_calls`` are ``(id, arguments)`` pairs, ids in Kimi's ``functions.NAME:IDX`` form.
-    For ``k2.5`` with thinking on (the default) the text begins inside the reasoning block,
-    because the prompt already ends in ``<think>``; ``k2-thinking`` writes ``<think>`` itself.
-    ``k2-instruct`` and ``k2.5`` with thinking off have no reasoning block. The stop token
-    (``<|im_end|>``) is not included, as engines strip it.
+    Where the prompt opens the reasoning block (K2.5 and later with thinking on) the text
+    begins inside it; ``k2-thinking`` writes ``<think>`` itself. ``k2-instruct`` and thinking
+    off have no reasoning block. K3 writes XTML channels (see
+    :func:`~kimi_modes.protocol.k3_format.format_xtml_output`). The stop token is not
+    included, as engines strip it.
     """
+    info = family_info(family)
+    if info.wire_format == "xtml":
+        return format_xtml_output(
+            reasoning=reasoning,
+            content=content,
+            tool_calls=tool_calls,
+            thinking=info.thinks(thinking),
+        )
     parts: list[str] = []
-    if _thinks(family, thinking):
-        if family == "k2-thinking":
+    if info.thinks(thinking):
+        if not info.think_prefill:
             parts.append(T.THINK_BEGIN)
         parts.append(reasoning or "")
         parts.append(T.THINK_END)
@@ -44,11 +55,3 @@ def format_output(
             parts.append(T.TOOL_CALL_END)
         parts.append(T.TOOL_CALLS_SECTION_END)
     return "".join(parts)
-
-
-def _thinks(family: str, thinking: bool | None) -> bool:
-    if family == "k2-thinking":
-        return True
-    if family == "k2.5":
-        return thinking is not False
-    return False

@@ -18,8 +18,11 @@ _BRACKETED = (T.BOS, T.EOS, *T.OTHER_BRACKET_TOKENS, T.THINK_BEGIN, T.THINK_END)
 # Every ``<|word|>`` string, not only the named ones: the tokenizer's 256 special slots also
 # hold ``<|reserved_token_N|>`` and a few unnamed-in-the-spec ones, all of which it would map
 # to special ids.
-_CONTROL_TOKEN_RE = re.compile(
-    r"<\|[A-Za-z0-9_]{1,64}\|>|" + "|".join(re.escape(token) for token in _BRACKETED)
+_SPECIAL_SLOT = r"<\|[A-Za-z0-9_]{1,64}\|>|"
+_CONTROL_TOKEN_RE = re.compile(_SPECIAL_SLOT + "|".join(re.escape(token) for token in _BRACKETED))
+# K3 has no ``<think>`` tokens: its structure is all ``<|NAME|>`` specials.
+_XTML_TOKEN_RE = re.compile(
+    _SPECIAL_SLOT + "|".join(re.escape(t) for t in (T.BOS, T.EOS, *T.OTHER_BRACKET_TOKENS))
 )
 
 
@@ -38,6 +41,20 @@ def neutralize_control_tokens(text: str) -> str:
     if "<" not in text and "[" not in text:
         return text
     return _CONTROL_TOKEN_RE.sub(_break_token, text)
+
+
+def neutralize_xtml_tokens(text: str) -> str:
+    """The K3 (XTML) counterpart of :func:`neutralize_control_tokens`.
+
+    The same ZERO WIDTH SPACE after the first character of every ``<|NAME|>`` string (so
+    ``<|open|>``, ``<|close|>``, ``<|sep|>``, ``<|end_of_msg|>`` and the image placeholder),
+    ``[BOS]``, ``[EOS]`` and ``[EOT]``; ``<think>`` is ordinary text for K3 and is kept.
+    Idempotent. Moonshot's encoder gets the same effect by tokenizing client text without
+    specials; a prompt that is one string needs the break.
+    """
+    if "<" not in text and "[" not in text:
+        return text
+    return _XTML_TOKEN_RE.sub(_break_token, text)
 
 
 def _break_token(match: re.Match[str]) -> str:

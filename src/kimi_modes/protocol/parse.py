@@ -1,14 +1,18 @@
 """Parse what a Kimi model writes into reasoning, content and tool calls (kimi-protocol.md §5).
 
-One state machine serves both entry points: :class:`StreamingParser` is fed chunks and
-returns deltas as soon as they are certain; :func:`parse_output` feeds it the whole text at
-once. So the one-shot result and the streamed one cannot drift apart.
+:class:`StreamingParser` and :func:`parse_output` serve every family; this module holds the
+``k2`` wire format's state machine (K2 to K2.7-Code), :mod:`kimi_modes.protocol.k3_parse`
+the ``xtml`` one (K3). One state machine serves both entry points: :class:`StreamingParser`
+is fed chunks and returns deltas as soon as they are certain; :func:`parse_output` feeds it
+the whole text at once. So the one-shot result and the streamed one cannot drift apart.
 
 What a caller may rely on (the spec's rules, plus the decisions it leaves open):
 
-* Reasoning (``k2-thinking``; ``k2.5`` unless ``thinking=False``) runs from the start (a
-  leading ``<think>`` is skipped) to ``</think>``, or to the first tool-call marker; with
-  neither, the whole output is reasoning. Other families and modes have no reasoning.
+* Reasoning (``k2-thinking``, ``k2.7-code``; ``k2.5``, ``k2.6`` unless ``thinking=False``)
+  runs from the start (a leading ``<think>`` is skipped) to ``</think>``, or to the first
+  tool-call marker (K2-Thinking and later sometimes open tool calls inside their thinking,
+  as vLLM's ``kimi_k25`` reasoning parser allows for); with neither, the whole output is
+  reasoning. Other families and modes have no reasoning.
 * Content is everything outside reasoning and tool calls, verbatim, except that a stretch of
   content that is only whitespace, or only the ``(no content)`` placeholder with whitespace
   around it, is dropped. The stretches are: before the tool section, and after it.
@@ -30,15 +34,21 @@ What a caller may rely on (the spec's rules, plus the decisions it leaves open):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from kimi_modes.protocol import tokens as T
-from kimi_modes.protocol.deltas import ContentDelta, Delta, ReasoningDelta, ToolCallDelta
+from kimi_modes.protocol.deltas import (
+    ContentDelta,
+    Delta,
+    ReasoningDelta,
+    ToolCallDelta,
+    coalesce,
+)
 from kimi_modes.protocol.families import family_info
 from kimi_modes.protocol.ids import function_name_from_id
-from kimi_modes.protocol.neutralize import ZERO_WIDTH_SPACE
+from kimi_modes.protocol.k3_parse import XtmlParser
 from kimi_modes.protocol.output import ParsedOutput, ToolCall
-from kimi_modes.protocol.scanner import MarkerScanner, MarkerSet
+from kimi_modes.protocol.scanner import MarkerScanner, MarkerSet, TextField
 from kimi_modes.protocol.schema import ToolSet
 
 #: A tool section (or a call id) longer than this many characters without a call marker is
@@ -63,9 +73,10 @@ def parse_output(
 ) -> ParsedOutput:
     """Parse a complete output (without the prompt; the stop token may be there or not).
 
-    ``thinking`` is the K2.5 switch the prompt was rendered with (``None``: on); ``tools`` the
-    request's tools, used to name calls whose id is a bare number and to validate arguments.
-    ``ValueError`` for an unknown family; never raises on the text itself.
+    ``thinking`` is the switch the prompt was rendered with (``None``: the family's
+    default); ``tools`` the request's tools, used to name calls whose id is a bare number
+    and to validate arguments. ``ValueError`` for an unknown family; never raises on the
+    text itself.
     """
     parser = StreamingParser(family, thinking=thinking, tools=tools)
     parser.feed(text)
@@ -73,18 +84,64 @@ def parse_output(
     return parser.result()
 
 
-class _Field:
-    """One text field of the answer being built, remembering its last characters."""
+class _Machine(Protocol):
+    def feed(self, chunk: str) -> list[Delta]: ...
+    def close(self) -> list[Delta]: ...
+    def result(self) -> ParsedOutput: ...
 
-    __slots__ = ("mark", "parts", "tail")
 
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.tail = ""
-        self.mark = 0  # the parser's marker count at the last append
+class StreamingParser:
+    """Incremental parser of one Kimi output, for every family.
 
-    def text(self) -> str:
-        return "".join(self.parts)
+    Feed chunks of any size with :meth:`feed`, then call :meth:`close` once; each returns the
+    deltas that became certain. Concatenated, the deltas give :meth:`result` field by field:
+    the reasoning, the content, and per tool-call ``index`` the arguments; a call's first
+    delta carries its ``id`` (and its ``name`` when known then; a name that only the
+    arguments can tell comes with the call's last delta). Each character is looked at a
+    bounded number of times, however the text is chunked, and the result does not depend on
+    the chunking.
+
+    The rules are the family's wire format's: this module's docstring for ``k2`` (K2 to
+    K2.7-Code), :mod:`kimi_modes.protocol.k3_parse` for ``xtml`` (K3). For ``k2`` only text
+    that could still turn out to be a marker, whitespace that may be stripped, a possible
+    ``(no content)`` placeholder, and tool-section text (up to :data:`SECTION_LIMIT`
+    characters) are held back.
+    """
+
+    def __init__(
+        self,
+        family: str,
+        *,
+        thinking: bool | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        info = family_info(family)
+        thinks, toolset = info.thinks(thinking), ToolSet(tools)
+        self._machine: _Machine = (
+            XtmlParser(thinks, toolset)
+            if info.wire_format == "xtml"
+            else _K2Parser(thinks, toolset)
+        )
+        self._closed = False
+
+    def feed(self, chunk: str) -> list[Delta]:
+        """Parse the next chunk; return the deltas it made certain (possibly none)."""
+        if self._closed:
+            raise RuntimeError("feed() after close()")
+        return coalesce(self._machine.feed(chunk))
+
+    def close(self) -> list[Delta]:
+        """End the stream: return the deltas still held back; :meth:`result` is ready after."""
+        if self._closed:
+            raise RuntimeError("close() called twice")
+        self._closed = True
+        return coalesce(self._machine.close())
+
+    def result(self) -> ParsedOutput:
+        """The parsed answer; equal to :func:`parse_output` of all text fed. After close()."""
+        if not self._closed:
+            raise RuntimeError("result() before close()")
+        return self._machine.result()
 
 
 class _Call:
@@ -96,56 +153,36 @@ class _Call:
         self.name: str | None = None
         self.error: str | None = None
         self.deferred = False  # named from its arguments once they are complete
-        self.args = _Field()
+        self.args = TextField(_MARKER_SET)
         self.args_started = False
         self.pending: list[str] = []  # trailing whitespace that may yet be stripped
 
 
-class StreamingParser:
-    """Incremental parser of one Kimi output; see the module docstring for the rules.
+class _K2Parser:
+    """The state machine for the ``k2`` wire format (the module docstring's rules)."""
 
-    Feed chunks of any size with :meth:`feed`, then call :meth:`close` once; each returns the
-    deltas that became certain. Concatenated, the deltas give :meth:`result` field by field:
-    the reasoning, the content, and per tool-call ``index`` the arguments; a call's first
-    delta carries its ``id`` (and its ``name`` when the id tells it; a name that only the
-    arguments can tell comes with the call's last delta). Only text that could still turn out
-    to be a marker, whitespace that may be stripped, a possible ``(no content)`` placeholder,
-    and tool-section text (up to :data:`SECTION_LIMIT` characters) are held back. Each
-    character is looked at a bounded number of times, however the text is chunked.
-    """
-
-    def __init__(
-        self,
-        family: str,
-        *,
-        thinking: bool | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-    ) -> None:
-        thinks = family_info(family).thinks(thinking)
-        self._tools = ToolSet(tools)
+    def __init__(self, thinks: bool, tools: ToolSet) -> None:
+        self._tools = tools
         self._scanner = MarkerScanner(_MARKER_SET)
         self._state = _REASONING if thinks else _CONTENT
         self._markers = 0
         self._out: list[Delta] = []
-        self._reasoning = _Field()
+        self._reasoning = TextField(_MARKER_SET)
         self._reasoning_started = False
         self._reasoning_ws: list[str] = []
-        self._content = _Field()
+        self._content = TextField(_MARKER_SET)
         self._piece = 0  # -1: content stretch decided; k >= 0: blank or k chars of placeholder
         self._piece_held: list[str] = []
-        self._section = _Field()
+        self._section = TextField(_MARKER_SET)
         self._section_len = 0
         self._section_calls = 0
-        self._call_id = _Field()
+        self._call_id = TextField(_MARKER_SET)
         self._call_id_len = 0
         self._calls: list[_Call] = []
         self._call: _Call | None = None
-        self._result: ParsedOutput | None = None
+        self._result = ParsedOutput()
 
     def feed(self, chunk: str) -> list[Delta]:
-        """Parse the next chunk; return the deltas it made certain (possibly none)."""
-        if self._result is not None:
-            raise RuntimeError("feed() after close()")
         if self._state == _DONE:
             return []
         for event in self._scanner.feed(chunk):
@@ -159,8 +196,6 @@ class StreamingParser:
 
     def close(self) -> list[Delta]:
         """End the stream: return the deltas still held back; :meth:`result` is ready after."""
-        if self._result is not None:
-            raise RuntimeError("close() called twice")
         if self._state != _DONE:
             for text in self._scanner.flush():
                 self._text(text)
@@ -173,9 +208,6 @@ class StreamingParser:
         return self._take()
 
     def result(self) -> ParsedOutput:
-        """The parsed answer; equal to :func:`parse_output` of all text fed. After close()."""
-        if self._result is None:
-            raise RuntimeError("result() before close()")
         return self._result
 
     # -- events ---------------------------------------------------------------------------
@@ -306,7 +338,7 @@ class StreamingParser:
 
     def _open_section(self, calls: int = 0) -> None:
         self._state = _SECTION
-        self._section = _Field()
+        self._section = TextField(_MARKER_SET)
         self._section_len = 0
         self._section_calls = calls
 
@@ -318,7 +350,7 @@ class StreamingParser:
 
     def _abandon_section(self) -> None:
         text = self._section.text()
-        self._section = _Field()
+        self._section = TextField(_MARKER_SET)
         self._enter_content()
         if text:
             self._content_text(text)
@@ -326,7 +358,7 @@ class StreamingParser:
     def _begin_call(self) -> None:
         self._state = _CALL_ID
         self._section_calls += 1
-        self._call_id = _Field()
+        self._call_id = TextField(_MARKER_SET)
         self._call_id_len = 0
 
     def _call_id_text(self, text: str) -> None:
@@ -390,57 +422,9 @@ class StreamingParser:
 
     # -- output ----------------------------------------------------------------------------
 
-    def _append(self, field: _Field, text: str) -> str:
-        """Add ``text`` to ``field``; return it, with a ZWSP in front where a marker was
-        dropped since the field's last text and the two would join into a marker string."""
-        if field.mark != self._markers:
-            if field.tail and _MARKER_SET.ends_with_partial_marker(field.tail):
-                text = ZERO_WIDTH_SPACE + text
-            field.mark = self._markers
-        field.parts.append(text)
-        tail = _MARKER_SET.window
-        field.tail = text[-tail:] if len(text) >= tail else (field.tail + text)[-tail:]
-        return text
+    def _append(self, field: TextField, text: str) -> str:
+        return field.append(text, self._markers)
 
     def _take(self) -> list[Delta]:
         out, self._out = self._out, []
-        return _coalesce(out) if len(out) > 1 else out
-
-
-def _coalesce(deltas: list[Delta]) -> list[Delta]:
-    """Merge runs of deltas of the same kind (and the same tool call) into one delta each."""
-    merged: list[Delta] = []
-    run: list[Delta] = []
-    for delta in deltas:
-        if run and not _mergeable(run[-1], delta):
-            merged.append(_merge(run))
-            run = []
-        run.append(delta)
-    if run:
-        merged.append(_merge(run))
-    return merged
-
-
-def _mergeable(a: Delta, b: Delta) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, ToolCallDelta) and isinstance(b, ToolCallDelta):
-        return a.index == b.index and b.id is None and (a.name is None or b.name is None)
-    return True
-
-
-def _merge(run: list[Delta]) -> Delta:
-    first = run[0]
-    if len(run) == 1:
-        return first
-    if isinstance(first, ReasoningDelta):
-        return ReasoningDelta("".join(d.text for d in run if isinstance(d, ReasoningDelta)))
-    if isinstance(first, ContentDelta):
-        return ContentDelta("".join(d.text for d in run if isinstance(d, ContentDelta)))
-    calls = [d for d in run if isinstance(d, ToolCallDelta)]
-    return ToolCallDelta(
-        index=first.index,
-        id=first.id,
-        name=next((d.name for d in calls if d.name is not None), None),
-        arguments="".join(d.arguments for d in calls),
-    )
+        return out

@@ -1,9 +1,11 @@
-"""Render an OpenAI chat request into the prompt a Kimi model reads (kimi-protocol.md §3).
+"""Render an OpenAI chat request into the prompt a Kimi model reads (kimi-protocol.md §3, §9).
 
-The prompt is what the model's own chat template would produce, so an engine's raw
-``/v1/completions`` endpoint can serve chats without the template (and without its quirks).
-Client text never becomes control tokens: every piece of it goes through
-:func:`~kimi_modes.protocol.neutralize.neutralize_control_tokens` first.
+The prompt is what the model's own chat template (K2.x) or encoder (K3,
+:mod:`kimi_modes.protocol.k3_render`) would produce, so an engine's raw ``/v1/completions``
+endpoint can serve chats without the template (and without its quirks). Client text never
+becomes control tokens: every piece of it goes through
+:func:`~kimi_modes.protocol.neutralize.neutralize_control_tokens` (K3: its XTML
+counterpart) first.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 from kimi_modes.protocol import tokens as T
 from kimi_modes.protocol.errors import PromptError
-from kimi_modes.protocol.families import Family, family_info, resolve_family
+from kimi_modes.protocol.families import FamilyInfo, family_info
 from kimi_modes.protocol.ids import normalize_tool_call_ids
+from kimi_modes.protocol.k3_render import render_xtml_prompt
 from kimi_modes.protocol.neutralize import neutralize_control_tokens
 from kimi_modes.protocol.tsdecl import tools_to_typescript
 
@@ -29,30 +32,50 @@ def render_prompt(
     family: str,
     *,
     thinking: bool | None = None,
+    thinking_effort: str | None = None,
+    preserve_thinking: bool | None = None,
     add_generation_prompt: bool = True,
 ) -> str:
     """Return the Kimi prompt for an OpenAI chat-completions body.
 
-    ``request`` needs ``"messages"`` (a list, possibly empty) and may have ``"tools"``; other
-    keys are ignored. ``thinking`` is the K2.5 switch (``None``: the family's default, which is
-    on); the other families ignore it. With ``add_generation_prompt`` the prompt ends with the
-    assistant header (and, for K2.5, ``<think>`` or ``<think></think>``), ready to complete.
+    ``request`` needs ``"messages"`` (a list, possibly empty) and may have ``"tools"`` (K3
+    also reads ``"tool_choice"`` and ``"response_format"``); other keys are ignored.
+    ``thinking`` is the switch of the families that have one (``None``: the family's
+    default, which is on); the others ignore it. ``thinking_effort`` is K3's (``low``,
+    ``high``, ``max``; ``None``: ``max`` with thinking on); ``preserve_thinking`` is K2.6's
+    (``None``: off), keeping the reasoning of earlier turns when thinking is on. With
+    ``add_generation_prompt`` the prompt ends with the assistant's header and, where the
+    family prefills it, the opened reasoning block (K2.x: ``<think>``, or ``<think></think>``
+    with thinking off; K3: the think channel, or the response channel with thinking off).
 
-    Tool-call ids are normalized with :func:`~kimi_modes.protocol.normalize_tool_call_ids`.
-    ``role: "developer"`` is read as ``"system"``. Assistant reasoning is read from
-    ``reasoning_content`` (or ``reasoning``, as newer vLLM builds send it).
+    K2.x: tool-call ids are normalized with
+    :func:`~kimi_modes.protocol.normalize_tool_call_ids`. ``role: "developer"`` is read as
+    ``"system"``. Assistant reasoning is read from ``reasoning_content`` (or ``reasoning``,
+    as newer vLLM builds send it).
 
     Raises ``ValueError`` for an unknown family and :class:`PromptError` (a ``ValueError``)
-    naming the offending message for a malformed request.
+    naming the offending message for a malformed request, an effort the family rejects
+    (K3 rejects ``medium``) or an effort given to a family without one.
     """
-    fam = resolve_family(family)
+    info = family_info(family)
+    effort = info.thinking_effort(thinking, thinking_effort)
     messages = request.get("messages")
     if not isinstance(messages, list | tuple):
         raise PromptError("the request needs a 'messages' list")
     for index, message in enumerate(messages):
         _check_message(message, index)
+    thinks = info.thinks(thinking)
     try:
-        return _Renderer(fam, family_info(fam).thinks(thinking)).render(
+        if info.wire_format == "xtml":
+            return render_xtml_prompt(
+                request,
+                messages,
+                thinks=thinks,
+                thinking_effort=effort,
+                add_generation_prompt=add_generation_prompt,
+            )
+        preserve = info.preserves_thinking(thinking, preserve_thinking)
+        return _Renderer(info, thinks, preserve).render(
             normalize_tool_call_ids(messages), request.get("tools"), add_generation_prompt
         )
     except RecursionError:
@@ -68,7 +91,8 @@ def _check_message(message: object, index: int) -> None:
         raise PromptError(
             f"messages[{index}] has unknown role {role!r}; expected one of {expected}"
         )
-    if role != "assistant" and message.get("content") is None:
+    declares_tools = role in _SYSTEM_ROLES and bool(message.get("tools"))  # K3 only
+    if role != "assistant" and message.get("content") is None and not declares_tools:
         raise PromptError(f"messages[{index}] ({role}) has no content")
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
         raise PromptError(f"messages[{index}] (tool) needs a string 'tool_call_id'")
@@ -78,10 +102,13 @@ def _check_message(message: object, index: int) -> None:
 
 
 class _Renderer:
-    def __init__(self, family: Family, thinks: bool) -> None:
-        self.family = family
+    """The K2.x template (kimi-protocol.md §3, §8)."""
+
+    def __init__(self, info: FamilyInfo, thinks: bool, preserve_thinking: bool) -> None:
+        self.info = info
         self.thinks = thinks
-        self.uses_think_tags = family is not Family.K2_INSTRUCT
+        self.preserve_thinking = preserve_thinking
+        self.uses_think_tags = info.thinking != "none"
 
     def render(
         self,
@@ -103,20 +130,21 @@ class _Renderer:
             default=-1,
         )
         for index, message in enumerate(messages):
-            out.append(self._message(message, index, in_history=index <= last_plain))
+            in_history = index <= last_plain and not self.preserve_thinking
+            out.append(self._message(message, index, in_history=in_history))
         if add_generation_prompt:
             out.append(T.IM_ASSISTANT + "assistant" + T.IM_MIDDLE)
-            if self.family is Family.K2_5:
+            if self.info.think_prefill:
                 out.append(T.THINK_BEGIN if self.thinks else T.THINK_BEGIN + T.THINK_END)
         return "".join(out)
 
     def _declaration(self, tools: object) -> str:
         if not isinstance(tools, list | tuple) or not all(isinstance(t, Mapping) for t in tools):
             raise PromptError("'tools' must be a list of objects")
-        if self.family is Family.K2_5:
+        if self.info.tool_declaration == "typescript":
             text = tools_to_typescript(tools)
         else:
-            sort_keys = self.family is Family.K2_THINKING
+            sort_keys = self.info.tool_declaration == "json_sorted"
             try:
                 text = json.dumps(
                     tools, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys
@@ -172,7 +200,7 @@ class _Renderer:
                 raise PromptError(f"messages[{index}]: a text part needs a string 'text'")
             return neutralize_control_tokens(text)
         if kind in _IMAGE_PART_TYPES:
-            begin = T.MEDIA_BEGIN if self.family is Family.K2_5 else T.MEDIA_START_LEGACY
+            begin = T.MEDIA_START_LEGACY if self.info.legacy_media_tokens else T.MEDIA_BEGIN
             return f"{begin}image{T.MEDIA_CONTENT}{T.MEDIA_PAD}{T.MEDIA_END}\n"
         raise PromptError(f"messages[{index}]: unsupported content part type {kind!r}")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from kimi_modes.protocol.neutralize import ZERO_WIDTH_SPACE
+
 
 class MarkerSet:
     """An immutable set of markers with the tables the scanner needs; build it once.
@@ -77,3 +79,38 @@ class MarkerScanner:
         """What was held back, as text (the stream has ended)."""
         held, self._held = self._held, ""
         return [held] if held else []
+
+
+class TextField:
+    """One text field of a parsed answer, built from the text runs between markers.
+
+    A parser drops the markers that are stray where they occur; :meth:`append` makes sure
+    the runs on either side of a dropped marker never join into a marker string.
+    """
+
+    __slots__ = ("_set", "mark", "parts", "tail")
+
+    def __init__(self, marker_set: MarkerSet) -> None:
+        self._set = marker_set
+        self.parts: list[str] = []
+        self.tail = ""  # the last characters appended (up to the marker set's window)
+        self.mark = 0  # the parser's marker count at the last append
+
+    def text(self) -> str:
+        """Everything appended so far."""
+        return "".join(self.parts)
+
+    def append(self, text: str, markers_seen: int) -> str:
+        """Add ``text``; ``markers_seen`` counts the markers the parser has met so far.
+
+        Returns what was added: ``text``, with a ZERO WIDTH SPACE in front where a marker
+        came since the last append and the field's tail could begin a marker string.
+        """
+        if self.mark != markers_seen:
+            if self.tail and self._set.ends_with_partial_marker(self.tail):
+                text = ZERO_WIDTH_SPACE + text
+            self.mark = markers_seen
+        self.parts.append(text)
+        window = self._set.window
+        self.tail = text[-window:] if len(text) >= window else (self.tail + text)[-window:]
+        return text

@@ -1,4 +1,4 @@
-"""Kimi's special tokens (kimi-protocol.md §2) as strings. Constants only."""
+"""Kimi's special tokens as strings (K2: kimi-protocol.md §2; K3: §9). Constants only."""
 
 from __future__ import annotations
 
@@ -62,3 +62,22 @@ NO_CONTENT_PLACEHOLDER = "(no content)"
 #: Bracket-style special tokens of the tokenizer besides ``[BOS]``/``[EOS]`` (unused by the
 #: chat format, but a client must not be able to inject them either).
 OTHER_BRACKET_TOKENS: tuple[str, ...] = ("[EOT]",)
+
+# -- Kimi K3 (XTML, kimi-protocol.md §9) ---------------------------------------------------
+
+#: Opens an element: ``<|open|>TAG[ key="value"]*<|sep|>``.
+XTML_OPEN = "<|open|>"
+#: Closes an element: ``<|close|>TAG<|sep|>``.
+XTML_CLOSE = "<|close|>"
+#: Ends an element's header.
+XTML_SEP = "<|sep|>"
+#: Follows every top-level message; the generation stop.
+XTML_END_OF_MSG = "<|end_of_msg|>"
+#: What an image content part becomes in a K3 prompt.
+XTML_IMAGE_PLACEHOLDER = "<|kimi_image_placeholder|>"
+
+#: Tokens a K3 engine must stop on.
+K3_STOP_STRINGS: tuple[str, ...] = (XTML_END_OF_MSG, EOS)
+
+#: The special tokens K3 output may hold (what its parser treats as structure).
+XTML_CONTROL_TOKENS: tuple[str, ...] = (BOS, EOS, XTML_OPEN, XTML_CLOSE, XTML_SEP, XTML_END_OF_MSG)
