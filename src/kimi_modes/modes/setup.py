@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from kimi_modes.config import Settings
-from kimi_modes.engines.base import Engine
+from kimi_modes.engines.base import Engine, Startable
 from kimi_modes.modes.agent import Budgets, ContextPolicy
 from kimi_modes.modes.agent_service import AgentService
 from kimi_modes.modes.catalog import Mode
@@ -164,9 +164,8 @@ async def build_modes(settings: Settings, engines: dict[str, Engine] | None = No
     """All modes. Agent and Swarm mode are included when ``store`` (open) is given."""
     engines = engines if engines is not None else build_engines(settings)
     for engine in engines.values():
-        start = getattr(engine, "start", None)
-        if start is not None:
-            await start()
+        if isinstance(engine, Startable):
+            await engine.start()
     agent = await build_agent(settings, engines, store) if store is not None else None
     swarm = build_swarm(settings, engines, store, agent) if store and agent else None
     return ChatModes(engines, mode_defaults(settings), agent=agent, swarm=swarm)
