@@ -60,6 +60,7 @@ from kimi_modes.bench.agents_client import (
 from kimi_modes.bench.agents_report import summarize
 from kimi_modes.bench.agents_results import MODE_MODELS, Target, TaskRun
 from kimi_modes.bench.agents_tasks import MODES, Task
+from kimi_modes.endpoint import api_base
 
 _ANSWER_CHARS = 4000
 _SUBAGENT_KEYS = ("id", "status", "stop_reason", "step_count", "tool_call_count", "error")
@@ -101,8 +102,7 @@ def normalize_base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BenchmarkError(f"--base-url must be an http(s) URL, not {url!r}")
-    url = url.rstrip("/")
-    return url + "/v1" if parts.path.strip("/") == "" else url
+    return api_base(url, default_v1=True)
 
 
 @dataclass(slots=True)

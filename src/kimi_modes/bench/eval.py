@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from kimi_modes.bench._errors import error_body_message
+from kimi_modes.endpoint import listed_model, server_root
 
 #: The example problems shipped with the package.
 SAMPLE_DATA = Path(__file__).with_name("data") / "gsm8k_sample.jsonl"
@@ -364,7 +365,7 @@ class EvalConfig:
 
     @property
     def root(self) -> str:
-        return self.base_url.rstrip("/").removesuffix("/v1")
+        return server_root(self.base_url)
 
     @property
     def chat_url(self) -> str:
@@ -643,7 +644,9 @@ def first_model(config: EvalConfig) -> str:
         raise EvalError(f"cannot list the models at {url}: HTTP {status}: "
                         f"{_error_message(text)}")
     try:
-        models = json.loads(text).get("data")
-        return str(models[0]["id"])
-    except (json.JSONDecodeError, AttributeError, LookupError, TypeError):
-        raise EvalError(f"{url} lists no models; give --model or --modes") from None
+        entry = listed_model(json.loads(text))
+    except json.JSONDecodeError:
+        entry = None
+    if entry is None:
+        raise EvalError(f"{url} lists no models; give --model or --modes")
+    return str(entry["id"])

@@ -48,6 +48,7 @@ from kimi_modes.bench.serve_metrics import (
     calculate_metrics,
     summarize,
 )
+from kimi_modes.endpoint import listed_model, server_root
 
 
 class BenchmarkError(Exception):
@@ -97,8 +98,7 @@ class ServeConfig:
 
     @property
     def root(self) -> str:
-        root = self.base_url.rstrip("/")
-        return root.removesuffix("/v1")
+        return server_root(self.base_url)
 
     @property
     def api_url(self) -> str:
@@ -160,10 +160,10 @@ async def first_model(session: aiohttp.ClientSession, config: ServeConfig) -> st
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         raise BenchmarkError(f"cannot list the models at {url}: {type(exc).__name__}: {exc}"
                              ) from None
-    models = data.get("data") if isinstance(data, dict) else None
-    if not models or not isinstance(models[0], dict) or "id" not in models[0]:
+    entry = listed_model(data)
+    if entry is None:
         raise BenchmarkError(f"{url} lists no models; give --model")
-    return str(models[0]["id"])
+    return str(entry["id"])
 
 
 class _Progress:

@@ -20,11 +20,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from kimi_modes.bench._errors import error_body_message
+from kimi_modes.endpoint import api_base, listed_model
 
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _MAX_WAIT = 60.0
@@ -43,8 +43,7 @@ class Endpoint:
     @property
     def root(self) -> str:
         """The base URL without a trailing slash, ``/v1`` added when it has no path."""
-        url = self.base_url.rstrip("/")
-        return url + "/v1" if urlsplit(url).path in ("", "/") else url
+        return api_base(self.base_url, default_v1=True)
 
     @property
     def chat_url(self) -> str:
@@ -177,10 +176,9 @@ async def first_model(session: aiohttp.ClientSession, endpoint: Endpoint,
         why = "no answer" if isinstance(exc, TimeoutError) else _exception_text(exc)
         raise LookupError(f"cannot list the models of {endpoint.root}: {why}") from None
     try:
-        data = json.loads(raw).get("data")
-        model = data[0]["id"]
-    except (ValueError, AttributeError, LookupError, TypeError):
-        raise LookupError(f"{endpoint.root}/models lists no model; give --model") from None
-    if not isinstance(model, str):
+        entry = listed_model(json.loads(raw))
+    except ValueError:
+        entry = None
+    if entry is None:
         raise LookupError(f"{endpoint.root}/models lists no model; give --model")
-    return model
+    return str(entry["id"])

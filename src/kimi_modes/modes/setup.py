@@ -103,7 +103,8 @@ def build_pool(settings: Settings, engines: dict[str, Engine], names: list[str],
                name: str) -> Engine:
     """An :class:`~kimi_modes.engines.pool.EnginePool` over the upstreams ``names`` (their
     caps and metrics endpoints from the settings)."""
-    from kimi_modes.engines.pool import EnginePool, PoolMember, metrics_url_for
+    from kimi_modes.endpoint import metrics_url as default_metrics_url
+    from kimi_modes.engines.pool import EnginePool, PoolMember
 
     upstreams = {u.name: u for u in settings.effective_upstreams()}
     members = []
@@ -111,7 +112,7 @@ def build_pool(settings: Settings, engines: dict[str, Engine], names: list[str],
         u = upstreams[upstream_name]
         metrics_url = u.metrics_url
         if metrics_url is None and u.kind != "embedded" and u.url:
-            metrics_url = metrics_url_for(u.url)
+            metrics_url = default_metrics_url(u.url)
         members.append(PoolMember(engines[upstream_name], max_concurrency=u.max_concurrency,
                                   metrics_url=metrics_url or None))
     s = settings.swarm
