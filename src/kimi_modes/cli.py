@@ -291,7 +291,9 @@ def parse(
 @app.command()
 def chat(
     prompt: Annotated[str, typer.Argument(help="What to ask.")],
-    mode: Annotated[str, typer.Option(help="instant or thinking.")] = "thinking",
+    mode: Annotated[
+        str, typer.Option(help="instant or thinking (agent and swarm: kimi-modes run).")
+    ] = "thinking",
     url: Annotated[
         str | None,
         typer.Option(help="A running gateway (http://host:port/v1); default: run in-process."),
@@ -304,9 +306,10 @@ def chat(
 ) -> None:
     """Ask one question from the terminal; reasoning streams dimmed, then the answer."""
     if mode not in ("instant", "thinking"):
-        raise _fail("--mode must be instant or thinking (agent and swarm come later)")
-    from kimi_modes.chat_terminal import run_chat
+        raise _fail("chat --mode must be instant or thinking; agent and swarm tasks run "
+                    "with: kimi-modes run --mode agent (or swarm)")
     from kimi_modes.config import ConfigError
+    from kimi_modes.terminal import run_chat
 
     try:
         code = asyncio.run(
@@ -341,8 +344,8 @@ def run(
     """
     if mode not in ("agent", "swarm", "instant", "thinking"):
         raise _fail("--mode must be agent, swarm, instant or thinking")
-    from kimi_modes.chat_terminal import run_chat
     from kimi_modes.config import ConfigError
+    from kimi_modes.terminal import run_chat
 
     budgets = {k: v for k, v in (("max_steps", max_steps), ("max_time", max_time),
                                  ("max_tokens", max_tokens)) if v is not None}
