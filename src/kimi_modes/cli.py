@@ -1,7 +1,12 @@
-"""The ``kimi-modes`` command: serve, chat, render, parse, simulate.
+"""The ``kimi-modes`` command and its ten subcommands, each a thin shell over the library:
 
-Each command is a thin shell over the library: ``serve`` runs :mod:`kimi_modes.server`,
-``render``/``parse`` call :mod:`kimi_modes.protocol`, ``simulate`` starts the simulated engine.
+- ``serve``: the gateway (:mod:`kimi_modes.server`, assembled by :mod:`kimi_modes.assembly`);
+- ``chat`` (Instant, Thinking) and ``run`` (Agent, Swarm, or any mode): one question or task
+  streamed to the terminal (:mod:`kimi_modes.terminal`);
+- ``render`` and ``parse``: Kimi's prompt template and output parser (:mod:`kimi_modes.protocol`);
+- ``bench serve``, ``bench agents``, ``verify tools`` and ``eval``: measuring a deployment
+  over HTTP (:mod:`kimi_modes.bench`);
+- ``simulate``: the simulated Kimi engine (:mod:`kimi_modes.engines.simulated`).
 """
 
 from __future__ import annotations

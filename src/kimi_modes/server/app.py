@@ -191,7 +191,6 @@ class Gateway:
                 "created": 0,
                 "owned_by": "kimi-modes",
                 "mode": m.mode.value,
-                "available": m.available,
                 "description": m.description,
             }
             for m in MODELS
