@@ -148,6 +148,14 @@ async def test_a_failure_half_way_releases_what_was_built(tmp_path: Path,
     assert _threads("runs-") == before
 
 
+async def test_an_engine_that_cannot_start_is_released(tmp_path: Path) -> None:
+    settings = load_settings(None, upstreams=[
+        {"name": "gguf", "kind": "embedded", "model_path": str(tmp_path / "missing.gguf")}])
+    with pytest.raises(UpstreamUnavailable, match="cannot load the model"):
+        await assemble(settings, runs=False)
+    assert _threads("kimi-embedded-gguf") == []  # its worker thread was shut down
+
+
 @pytest.mark.embedded
 async def test_the_embedded_default_is_started_and_released(tmp_path: Path) -> None:
     settings = load_settings(None, agent={"runs_db": str(tmp_path / "runs.sqlite3")})

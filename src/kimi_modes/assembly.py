@@ -111,12 +111,12 @@ async def assemble(settings: Settings, *, runs: bool = True,
     mcp: McpManager | None = None
     pools: dict[str, EnginePool] = {}
     tools: list[Tool] = []
+    agent: AgentService | None = None
+    swarm: SwarmService | None = None
     try:
         for engine in built.values():
             if isinstance(engine, Startable):
                 await engine.start()
-        agent: AgentService | None = None
-        swarm: SwarmService | None = None
         if runs:
             store = RunStore(settings.agent.runs_db)
             await store.open()
