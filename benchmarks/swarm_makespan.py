@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kimi_modes.assembly import assemble
 from kimi_modes.config import load_settings
 from kimi_modes.engines.base import ChatRequest
-from kimi_modes.modes.setup import build_modes
-from kimi_modes.runs import RunStore
 
 
 def start_simulator(script: Path, capacity: int) -> tuple[subprocess.Popen[str], str]:
@@ -58,16 +57,14 @@ async def one_swarm(url: str, tmp: Path, *, cap: int, label: str,
                                     "workspaces": str(tmp / "ws"), "max_time": 3600},
                              swarm={"max_concurrent_subagents": cap,
                                     "metrics_interval": 0.5})
-    store = RunStore(settings.agent.runs_db)
-    await store.open()
-    modes = await build_modes(settings, store=store)
-    assert modes.swarm is not None
-    try:
+    async with await assemble(settings) as app:
+        swarm, store = app.swarm, app.store
+        assert swarm is not None and store is not None
         for _ in range(1 + warmups):  # a gateway that has been up has warm connections
             started = time.monotonic()
             request = ChatRequest(
                 messages=[{"role": "user", "content": "Research all topics."}], thinking=True)
-            async for _ in modes.swarm.stream(request):
+            async for _ in swarm.stream(request):
                 pass
             makespan = time.monotonic() - started
         run = (await store.list(mode="swarm"))[0]
@@ -76,9 +73,6 @@ async def one_swarm(url: str, tmp: Path, *, cap: int, label: str,
         finished = [e.data for e in events if e.type == "subagent_finished"]
         return {"makespan": makespan, "metrics": run.metrics, "fanout_at": fanout_at,
                 "finished": finished}
-    finally:
-        await modes.aclose()
-        await store.close()
 
 
 def script_rules(n: int, t: float, o: float) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,24 +81,6 @@ def test_parse_prints_openai_shape_and_marks_invalid_calls(tmp_path: Path) -> No
 def test_parse_instant() -> None:
     out = json.loads(run("parse", "--family", "k2.5", "--no-thinking", stdin="plain").stdout)
     assert out == {"reasoning_content": None, "content": "plain", "tool_calls": []}
-
-
-def test_chat_against_a_running_gateway(start_simulator: Callable[..., Any],
-                                        start_gateway: Callable[..., Any],
-                                        upstream_toml: Callable[..., str]) -> None:
-    sim = start_simulator("--ttft", "0.01", "--tpot", "0.001")
-    gw = start_gateway(upstream_toml(sim.v1))
-    done = run("chat", "Is 97 prime?", "--mode", "thinking", "--url", gw.v1)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip()
-    done = run("chat", "hello", "--mode", "instant", "--url", gw.v1)
-    assert done.returncode == 0 and done.stdout.strip()
-
-
-def test_chat_reports_an_unreachable_gateway(unused_port: int) -> None:
-    done = run("chat", "hi", "--mode", "instant", "--url", f"http://127.0.0.1:{unused_port}/v1")
-    assert done.returncode == 1
-    assert "cannot reach" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_serve_reports_a_bad_config(tmp_path: Path) -> None:

@@ -1,7 +1,12 @@
-"""The ``kimi-modes`` command: serve, chat, render, parse, simulate.
+"""The ``kimi-modes`` command and its ten subcommands, each a thin shell over the library:
 
-Each command is a thin shell over the library: ``serve`` runs :mod:`kimi_modes.server`,
-``render``/``parse`` call :mod:`kimi_modes.protocol`, ``simulate`` starts the simulated engine.
+- ``serve``: the gateway (:mod:`kimi_modes.server`, assembled by :mod:`kimi_modes.assembly`);
+- ``chat`` (Instant, Thinking) and ``run`` (Agent, Swarm, or any mode): one question or task
+  streamed to the terminal (:mod:`kimi_modes.terminal`);
+- ``render`` and ``parse``: Kimi's prompt template and output parser (:mod:`kimi_modes.protocol`);
+- ``bench serve``, ``bench agents``, ``verify tools`` and ``eval``: measuring a deployment
+  over HTTP (:mod:`kimi_modes.bench`);
+- ``simulate``: the simulated Kimi engine (:mod:`kimi_modes.engines.simulated`).
 """
 
 from __future__ import annotations
@@ -318,7 +323,9 @@ def parse(
 @app.command()
 def chat(
     prompt: Annotated[str, typer.Argument(help="What to ask.")],
-    mode: Annotated[str, typer.Option(help="instant or thinking.")] = "thinking",
+    mode: Annotated[
+        str, typer.Option(help="instant or thinking (agent and swarm: kimi-modes run).")
+    ] = "thinking",
     url: Annotated[
         str | None,
         typer.Option(help="A running gateway (http://host:port/v1); default: run in-process."),
@@ -331,9 +338,10 @@ def chat(
 ) -> None:
     """Ask one question from the terminal; reasoning streams dimmed, then the answer."""
     if mode not in ("instant", "thinking"):
-        raise _fail("--mode must be instant or thinking (agent and swarm come later)")
-    from kimi_modes.chat_terminal import run_chat
+        raise _fail("chat --mode must be instant or thinking; agent and swarm tasks run "
+                    "with: kimi-modes run --mode agent (or swarm)")
     from kimi_modes.config import ConfigError
+    from kimi_modes.terminal import run_chat
 
     try:
         code = asyncio.run(
@@ -368,8 +376,8 @@ def run(
     """
     if mode not in ("agent", "swarm", "instant", "thinking"):
         raise _fail("--mode must be agent, swarm, instant or thinking")
-    from kimi_modes.chat_terminal import run_chat
     from kimi_modes.config import ConfigError
+    from kimi_modes.terminal import run_chat
 
     budgets = {k: v for k, v in (("max_steps", max_steps), ("max_time", max_time),
                                  ("max_tokens", max_tokens)) if v is not None}

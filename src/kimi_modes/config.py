@@ -40,6 +40,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from kimi_modes.endpoint import api_base
 from kimi_modes.engines.dialects import DIALECTS
 
 EngineKind = Literal["openai_chat", "kimi_raw", "embedded"]
@@ -104,7 +105,7 @@ class UpstreamSettings(BaseModel):
         if self.kind != "embedded" and not self.url:
             raise ValueError(f"upstream {self.name!r} of kind {self.kind!r} needs a url")
         if self.url:
-            self.url = self.url.rstrip("/")
+            self.url = api_base(self.url)
         return self
 
     @model_validator(mode="after")

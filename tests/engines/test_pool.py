@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from kimi_modes.endpoint import metrics_url
 from kimi_modes.engines.base import (
     ChatRequest,
     Engine,
@@ -30,7 +31,7 @@ from kimi_modes.engines.base import (
     UpstreamUnavailable,
 )
 from kimi_modes.engines.openai_chat import OpenAIChatEngine
-from kimi_modes.engines.pool import EnginePool, PoolMember, metrics_url_for, parse_load
+from kimi_modes.engines.pool import EnginePool, PoolMember, parse_load
 from kimi_modes.protocol.deltas import ContentDelta
 
 MODEL = "moonshotai/Kimi-K2.5"
@@ -118,13 +119,6 @@ async def make_pool() -> AsyncIterator[Callable[..., EnginePool]]:
         await engine.aclose()
 
 
-def test_metrics_url_for_drops_v1() -> None:
-    assert metrics_url_for("http://h:8000/v1") == "http://h:8000/metrics"
-    assert metrics_url_for("http://h:8000/v1/") == "http://h:8000/metrics"
-    assert metrics_url_for("http://h:8000") == "http://h:8000/metrics"
-    assert metrics_url_for("https://h/vllm/v1") == "https://h/vllm/metrics"
-
-
 def test_parse_load_reads_sglang_names_and_sums_label_sets() -> None:
     text = (
         "# HELP sglang:num_queue_reqs The number of requests in the waiting queue\n"
@@ -164,7 +158,7 @@ async def test_requests_go_where_the_engine_queue_is_shorter(
     idle = start_simulator(*FAST)
     real = parse_load(await sim_get(busy, "/metrics"))  # the simulator's own exposition
     assert (real.waiting, real.running) == (0.0, 0.0)
-    pool = make_pool([busy, idle], metrics=[metrics_url_for(s.v1) for s in (busy, idle)],
+    pool = make_pool([busy, idle], metrics=[metrics_url(s.v1) for s in (busy, idle)],
                      metrics_interval=0.1)
     async with AsyncExitStack() as backlog, httpx.AsyncClient(timeout=60) as client:
         # Three long requests straight to the busy engine: one runs, two wait in its queue.

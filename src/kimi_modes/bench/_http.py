@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from kimi_modes import endpoint
+
 #: How long listing the models may take, in seconds.
 MODELS_TIMEOUT = 30.0
 
@@ -38,13 +40,12 @@ def check_http_url(url: str, option: str = "--base-url") -> None:
 def api_base(url: str) -> str:
     """``url`` as the ``openai`` SDK's ``base_url``: no trailing slash, ``/v1`` added when it
     has no path at all (``http://h:8000`` → ``http://h:8000/v1``; ``http://h/api`` stays)."""
-    url = url.rstrip("/")
-    return url + "/v1" if urlsplit(url).path in ("", "/") else url
+    return endpoint.api_base(url, default_v1=True)
 
 
 def server_root(url: str) -> str:
     """:func:`api_base` without its trailing ``/v1``: where ``/v1/...`` paths go."""
-    return api_base(url).removesuffix("/v1")
+    return endpoint.server_root(url)
 
 
 def bearer(api_key: str | None) -> dict[str, str]:
@@ -126,12 +127,10 @@ async def list_models(session: aiohttp.ClientSession, base: str, headers: Mappin
         raise EndpointError(f"cannot list the models at {url}: {http_error(status, raw)}",
                             status)
     try:
-        data = json.loads(raw).get("data")
-    except (ValueError, AttributeError):
+        listing = json.loads(raw)
+    except ValueError:
         return []
-    if not isinstance(data, list):
-        return []
-    return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    return endpoint.listed_ids(listing)
 
 
 async def first_model(session: aiohttp.ClientSession, base: str, headers: Mapping[str, str],

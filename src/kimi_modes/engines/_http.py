@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from kimi_modes.endpoint import api_base, listed_model
 from kimi_modes.engines.base import (
     EngineError,
     UpstreamFailed,
@@ -51,7 +52,7 @@ class UpstreamClient:
         read_timeout: float = 300.0,
     ) -> None:
         self.name = name
-        self.base_url = base_url.rstrip("/")
+        self.base_url = api_base(base_url)
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -86,14 +87,9 @@ class UpstreamClient:
         if self._listing is None:
             async with self._model_lock:
                 if self._listing is None:
-                    listing = await self.get_json("/models")
-                    try:
-                        entries = [e for e in listing["data"] if isinstance(e, dict)]
-                        entry = next(
-                            (e for e in entries if e.get("id") == self._model), entries[0]
-                        )
-                    except (KeyError, IndexError, TypeError):
-                        raise UpstreamFailed(self.name, "its /v1/models lists no model") from None
+                    entry = listed_model(await self.get_json("/models"), self._model)
+                    if entry is None:
+                        raise UpstreamFailed(self.name, "its /v1/models lists no model")
                     self._listing = entry
         return self._listing
 

@@ -10,6 +10,10 @@ subclasses, which carry the HTTP status the gateway should answer with and name 
 Cancellation: closing the async iterator (``aclose()``), or cancelling the task that
 consumes it, must stop the upstream work promptly (close the HTTP response, stop the
 llama.cpp generation).
+
+Optional capabilities are declared, never discovered by attribute name: an engine that can be
+readied ahead of its first request subclasses :class:`Startable`, one that can report its
+state for ``/health`` subclasses :class:`Snapshotting`; callers test with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -161,4 +165,25 @@ class Engine(Protocol):
 
     async def aclose(self) -> None:
         """Release connections, threads and models. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class Startable(Protocol):
+    """An engine with work worth doing before its first request (the embedded engine loads
+    its model). The composition root awaits :meth:`start` once at start-up; an engine that
+    is never started still starts itself on first use."""
+
+    async def start(self) -> None:
+        """Get ready to serve; idempotent. Raises :class:`EngineError` when it cannot."""
+        ...
+
+
+@runtime_checkable
+class Snapshotting(Protocol):
+    """An engine that can report its state for ``/health`` (an engine pool: its members)."""
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """JSON-ready figures now, one dict per part (a pool's members; fields in
+        docs/pool.md). Cheap and synchronous: no I/O."""
         ...

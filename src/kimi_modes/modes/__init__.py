@@ -1,4 +1,4 @@
-"""Modes: Instant, Thinking (and, later, Agent and Swarm) on top of the engines."""
+"""Modes: Instant, Thinking, Agent and Swarm on top of the engines (every mode is an engine)."""
 
 from kimi_modes.modes.catalog import MODELS, Mode, ModeError, ModelEntry, Resolved, resolve_mode
 from kimi_modes.modes.chat import ChatModes, ChatParams, ModeDefaults

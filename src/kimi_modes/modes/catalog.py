@@ -27,7 +27,6 @@ class ModelEntry:
     id: str
     mode: Mode
     description: str
-    available: bool = True
 
 
 MODELS: tuple[ModelEntry, ...] = (

@@ -1,4 +1,4 @@
-"""Persisted, watchable, cancellable runs (Agent mode's runs and, later, Swarm's sub-agents).
+"""Persisted, watchable, cancellable runs: Agent and Swarm runs, and each swarm's sub-agents.
 
 A run is stored with its task (the messages), the mode's parameters, every event it emits
 (steps, streamed text, tool calls with arguments, results and timings, compactions), its token

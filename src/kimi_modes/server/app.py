@@ -1,10 +1,16 @@
 """The gateway's HTTP surface: a Starlette app with OpenAI and Anthropic routes.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``,
-``GET /health``, ``GET /metrics``. The server validates, authenticates, streams and maps
-errors; everything about modes lives in :mod:`kimi_modes.modes`, everything about engines in
-:mod:`kimi_modes.engines`. A client that disconnects cancels the engine stream at once (the
-upstream HTTP request is closed, an embedded generation stops).
+Routes (the table is in :func:`create_app`): ``POST /v1/chat/completions`` (also at
+``/chat/completions``), ``POST /v1/messages``, ``GET /v1/models``, ``GET /health``,
+``GET /metrics``; the runs API's five under ``/v1/runs`` (list, get, cancel, events, resume:
+:mod:`kimi_modes.server.runs_api`); the live view's six under ``/ui``
+(:mod:`kimi_modes.server.ui`). :class:`Gateway` assembles the app at start-up
+(:mod:`kimi_modes.assembly`) and releases it at shutdown.
+
+The server validates, authenticates, streams and maps errors; everything about modes lives in
+:mod:`kimi_modes.modes`, everything about engines in :mod:`kimi_modes.engines`. A client
+that disconnects cancels the engine stream at once (the upstream HTTP request is closed, an
+embedded generation stops).
 """
 
 from __future__ import annotations
@@ -27,11 +33,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from kimi_modes.assembly import Assembly, assemble
 from kimi_modes.config import Settings
 from kimi_modes.engines.base import Engine, EngineError, Event, Usage
 from kimi_modes.modes import MODELS, ChatModes, ChatParams, ModeError, resolve_mode
-from kimi_modes.modes.setup import build_modes
-from kimi_modes.runs import RunStore
 from kimi_modes.server import anthropic_api
 from kimi_modes.server.errors import APIError, openai_error_body
 from kimi_modes.server.metrics import Metrics
@@ -111,24 +116,27 @@ class Gateway:
         self.metrics = Metrics()
         self._engines = engines
         self._api_keys = [k.get_secret_value().encode() for k in settings.server.api_keys]
+        #: What :meth:`startup` assembled (engines, modes, the run store); None before.
+        self.assembly: Assembly | None = None
         self.modes: ChatModes | None = None
         #: Per upstream: whether its last request succeeded (for /health).
         self._upstream_health: dict[str, dict[str, Any]] = {}
-        self.runs = RunStore(settings.agent.runs_db)
-        self.runs_api = RunsAPI(self.runs, authorize=lambda r: self._auth(r, _OPENAI),
+        self.runs_api = RunsAPI(lambda: self.assembly.store if self.assembly else None,
+                                authorize=lambda r: self._auth(r, _OPENAI),
                                 resume=self._resumer)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        await self.runs.open()
-        self.modes = await build_modes(self.settings, self._engines, self.runs)
+        """Assemble the app from the settings (:func:`~kimi_modes.assembly.assemble`)."""
+        self.assembly = await assemble(self.settings, engines=self._engines)
+        self.modes = self.assembly.modes
         log.info("gateway ready; upstreams: %s", ", ".join(self.modes.engines))
 
     async def shutdown(self) -> None:
-        await self.runs.close()  # interrupts live runs, ends watchers
-        if self.modes is not None:
-            await self.modes.aclose()
+        """Release what :meth:`startup` assembled (live runs end as ``interrupted``)."""
+        if self.assembly is not None:
+            await self.assembly.aclose()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -183,7 +191,6 @@ class Gateway:
                 "created": 0,
                 "owned_by": "kimi-modes",
                 "mode": m.mode.value,
-                "available": m.available,
                 "description": m.description,
             }
             for m in MODELS

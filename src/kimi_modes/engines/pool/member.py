@@ -26,7 +26,7 @@ class PoolMember:
 
     ``max_concurrency``: how many of our requests it gets at once at most (``None``: no
     limit). ``metrics_url``: its Prometheus text endpoint (vLLM, SGLang, the simulated engine;
-    see :func:`~kimi_modes.engines.pool.metrics_url_for`), or ``None`` to route by our own
+    see :func:`kimi_modes.endpoint.metrics_url`), or ``None`` to route by our own
     in-flight count only.
     """
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,18 +24,6 @@ class EngineLoad:
 
     waiting: float | None
     running: float | None
-
-
-def metrics_url_for(base_url: str) -> str:
-    """The ``/metrics`` URL of an OpenAI-compatible engine at ``base_url``.
-
-    ``http://h:8000/v1`` → ``http://h:8000/metrics``: a trailing ``/v1`` is dropped, any
-    path before it kept (``http://h/vllm/v1`` → ``http://h/vllm/metrics``)."""
-    parts = urlsplit(base_url)
-    path = parts.path.rstrip("/")
-    if path.endswith("/v1"):
-        path = path[: -len("/v1")]
-    return urlunsplit((parts.scheme, parts.netloc, path + "/metrics", "", ""))
 
 
 def parse_load(text: str) -> EngineLoad:

@@ -15,6 +15,7 @@ from kimi_modes.engines.base import (
     EngineError,
     Event,
     Finish,
+    Snapshotting,
     UpstreamOverloaded,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -33,7 +34,7 @@ _STALE_ROUNDS = 5
 _SCRAPE_TIMEOUT = 2.0
 
 
-class EnginePool:
+class EnginePool(Snapshotting):
     """Several engines behind the one :class:`~kimi_modes.engines.base.Engine` interface,
     with load-aware routing, per-member caps, retries before the first event, and a
     circuit breaker per member. Create it inside a running event loop or outside any; it

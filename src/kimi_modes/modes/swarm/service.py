@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from kimi_modes.engines.base import ChatRequest, Engine
+from kimi_modes.engines.base import ChatRequest, Engine, Snapshotting
 from kimi_modes.modes.agent import AgentResult, Budgets, ContextPolicy, Emit
 from kimi_modes.modes.agent_service import AgentService
 from kimi_modes.modes.swarm.fanout import (
@@ -122,9 +122,8 @@ class SwarmService(AgentService):
         ``/health``)."""
         pools = {}
         for engine in (self.engine, self.workers.engine):
-            snapshot = getattr(engine, "snapshot", None)
-            if snapshot is not None:
-                pools[engine.name] = snapshot()
+            if isinstance(engine, Snapshotting):
+                pools[engine.name] = engine.snapshot()
         return {"subagents": self.workers.load(), "pools": pools}
 
     async def aclose(self) -> None:

@@ -1,12 +1,15 @@
-"""``kimi-modes chat``: one question, streamed to the terminal.
+"""``kimi-modes chat`` and ``kimi-modes run``: one question or task, streamed to the terminal.
 
-Reasoning is shown dimmed while it streams, then the answer in normal text. Talks to a running
-gateway (``--url``, through the same engine class used for upstreams) or runs the configured
-engine in-process (the embedded default when nothing is configured).
+Reasoning (and an agent's progress) is shown dimmed while it streams, then the answer in
+normal text. With ``--url`` it is a client of a running gateway (through the same engine class
+used for upstreams; the gateway applies the mode and runs Agent and Swarm). Otherwise the app
+is assembled in-process from the configuration (:func:`kimi_modes.assembly.assemble`; the
+embedded default when nothing is configured), with the run store only for Agent and Swarm.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,8 @@ async def run_chat(
     api_key: str | None = None,
     agent_budgets: dict[str, Any] | None = None,
 ) -> int:
-    """Stream one answer to stdout; returns the process exit code (0 ok, 1 engine error)."""
+    """Stream one answer to stdout; returns the process exit code (0 ok, 1 engine error,
+    130 interrupted). ``mode``: instant, thinking, agent or swarm."""
     from kimi_modes.modes import ChatModes, ChatParams, Mode, ModeDefaults, resolve_mode
 
     console = Console(highlight=False)
@@ -35,7 +39,7 @@ async def run_chat(
     resolved = resolve_mode(model_id)
     params = ChatParams(messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
                         extra={"agent": agent_budgets} if agent_budgets else {})
-    store = None
+    close: Callable[[], Awaitable[None]]
     if url is not None:
         from kimi_modes.engines.openai_chat import OpenAIChatEngine
 
@@ -46,19 +50,16 @@ async def run_chat(
         modes = ChatModes({"gateway": engine}, {Mode(mode): ModeDefaults(None, None)})
         if mode in ("agent", "swarm"):  # the gateway runs it: talk to it as a plain chat
             resolved = resolve_mode("kimi-k2.5-thinking")
+        close = modes.aclose
     else:
+        from kimi_modes.assembly import assemble
         from kimi_modes.config import load_settings
-        from kimi_modes.modes.setup import build_modes
-        from kimi_modes.runs import RunStore
 
-        settings = load_settings(config)
-        if mode in ("agent", "swarm"):
-            store = RunStore(settings.agent.runs_db)
-            await store.open()
-        modes = await build_modes(settings, store=store)
-    engine, request = modes.prepare(resolved, params)
+        app = await assemble(load_settings(config), runs=mode in ("agent", "swarm"))
+        modes, close = app.modes, app.aclose
     section = ""
     try:
+        engine, request = modes.prepare(resolved, params)
         async for event in modes.stream(engine, request):
             if isinstance(event, ReasoningDelta):
                 if section != "reasoning":
@@ -84,6 +85,4 @@ async def run_chat(
         err.print("\ncancelled", style="yellow")
         return 130
     finally:
-        await modes.aclose()
-        if store is not None:
-            await store.close()
+        await close()
