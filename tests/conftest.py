@@ -54,7 +54,7 @@ class Proc:
 
 
 def _start(args: list[str], log: Path, *, timeout: float = 120.0,
-           env: dict[str, str] | None = None) -> Proc:
+           env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> Proc:
     port = free_port()
     # Runs and workspaces of this server stay in the test's own directory.
     state = {"KIMI_MODES_AGENT__RUNS_DB": str(log.with_suffix(".runs.sqlite3")),
@@ -67,6 +67,7 @@ def _start(args: list[str], log: Path, *, timeout: float = 120.0,
         stderr=subprocess.STDOUT,
         env=full_env,
         cwd=REPO,
+        pass_fds=pass_fds,
     )
     proc = Proc(f"http://127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + timeout
@@ -103,13 +104,15 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     """``start_gateway(toml_text, *extra_args)`` → a running gateway with that config."""
     procs: list[Proc] = []
 
-    def start(config: str | None = None, *args: str, env: dict[str, str] | None = None) -> Proc:
+    def start(config: str | None = None, *args: str, env: dict[str, str] | None = None,
+              pass_fds: tuple[int, ...] = ()) -> Proc:
         cli = ["serve", "--no-access-log"]
         if config is not None:
             path = tmp_path / f"gateway-{len(procs)}.toml"
             path.write_text(config)
             cli += ["--config", str(path)]
-        proc = _start([*cli, *args], tmp_path / f"gateway-{len(procs)}.log", env=env)
+        proc = _start([*cli, *args], tmp_path / f"gateway-{len(procs)}.log", env=env,
+                      pass_fds=pass_fds)
         procs.append(proc)
         return proc
 

@@ -89,6 +89,11 @@ def serve(
     from pydantic import SecretStr, ValidationError
 
     from kimi_modes.config import ConfigError, UpstreamSettings, load_settings
+    from kimi_modes.tools.descriptors import seal_inherited
+
+    # What our parent left open (`flock DIR kimi-modes serve`, `exec 3<DIR`) stays open but
+    # reaches none of our children: uvloop ignores close_fds (docs/security.md).
+    seal_inherited()
 
     try:
         settings = load_settings(config)

@@ -53,6 +53,7 @@ from mcp_types import Tool as McpToolInfo
 
 from kimi_modes import __version__
 from kimi_modes.tools.base import ToolResult
+from kimi_modes.tools.descriptors import seal_inherited
 from kimi_modes.tools.mcp.config import McpServerConfig, mcp_tool_name
 from kimi_modes.tools.mcp.results import (
     closed_message,
@@ -277,6 +278,7 @@ class McpConnection:
         inner: AbstractAsyncContextManager[Any]
         if config.transport == "stdio":
             assert config.command is not None and tail is not None
+            seal_inherited()  # the SDK cannot pass close_fds, which uvloop ignores anyway
             params = StdioServerParameters(command=config.command, args=list(config.args),
                                            env=dict(config.env) or None, cwd=config.cwd)
             inner = stdio_client(params, errlog=tail.file)

@@ -21,6 +21,9 @@ or HTTP session per server) and promises:
 - :meth:`McpManager.aclose` stops everything: stdio servers get their stdin closed, then
   SIGTERM, then SIGKILL to their whole process group (the SDK's shutdown sequence), so no
   server process outlives the manager; HTTP sessions are ended with a ``DELETE``.
+- A stdio server gets stdin, stdout and stderr and no other descriptor of ours: every
+  descriptor is made non-inheritable before it starts (``tools/descriptors.py``; uvloop
+  ignores ``close_fds``).
 
 Each server is one :class:`~kimi_modes.tools.mcp.connection.McpConnection` in its own task;
 its docstring has the task model and the restart policy. Requires an asyncio event loop

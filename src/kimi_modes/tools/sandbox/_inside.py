@@ -7,25 +7,40 @@ of resource limits (``cpu``, ``as``, ``nproc``, ``fsize``: hard limits; missing 
 alone) plus, for the REPL, ``cell_cpu`` (default per-cell CPU seconds) and ``capture`` (bytes of
 each output stream kept per cell).
 
+Before anything else it closes every descriptor above 2 it was handed (but the channel below):
+whatever the gateway's process leaked to bubblewrap ends here, before any code runs.
+
 ``exec CONFIG ARGV...``
     Apply the limits (soft = hard) and exec ``ARGV``: the launcher of the ``shell`` tool.
 
 ``repl CONFIG``
     Apply the limits and serve code cells, one at a time, in one persistent namespace.
-    Protocol, one JSON object per line: the server first writes ``{"ready": true, ...}``; the
-    host then writes ``{"code": str, "cpu": int, "wall": float}`` and reads back
+    ``CONFIG["channel"]`` is the descriptor of the gateway's protocol socket. Protocol, one
+    JSON object per line: the server first writes ``{"ready": true, ...}``; the host then
+    writes ``{"code": str, "cpu": int, "wall": float}`` and reads back
     ``{"stdout": str, "stdout_bytes": int, "stderr": str, "stderr_bytes": int,
     "error": str | null, "kind": str | null}`` (``kind``: ``exception``, ``syntax``,
     ``timeout``, ``cpu``, ``memory``, ``exit``).
 
-    The protocol streams are moved off fds 0 and 1 before any user code runs: fd 0 becomes
-    ``/dev/null`` and fds 1 and 2 become pipes drained by two threads that keep the head and
-    the tail of what is written, so output of child processes is captured too and no amount of
-    output can block or exhaust the server. A cell is interrupted by ``WallTimeExceeded``
-    (``SIGALRM`` at ``wall`` seconds) or ``CPUTimeExceeded`` (``SIGXCPU`` when the soft CPU
-    limit, raised by ``cpu`` before each cell, is reached); both derive from ``BaseException``
-    so that ``except Exception`` in user code does not swallow them. Code stuck in C ignores
-    them until it returns; the host kills the interpreter when that takes too long.
+    User code never holds the gateway's socket. Before any of it runs, the interpreter (the
+    sandbox's first process; its parent is the sandbox's init) forks a *supervisor* that
+    keeps the socket and closes it in the interpreter. The supervisor is not dumpable
+    (``PR_SET_DUMPABLE`` 0), so code without capabilities cannot open its descriptors through
+    ``/proc`` or trace it. It forwards each request over a pipe, with a fresh random nonce,
+    and builds the reply itself: the output from the two pipes it drains (the interpreter's
+    fds 1 and 2; fd 0 is ``/dev/null``), the error and its kind from the interpreter's answer
+    carrying that nonce, read from a second pipe. Anything else written to that pipe is
+    ignored, so code writing made-up replies to its descriptors changes nothing; code that
+    searches the interpreter's own memory for the nonce can only make up its own call's error
+    report, as it can by raising. The output threads keep the head and the tail of what is
+    written, so output of child processes is captured too and no amount of output can block
+    or exhaust the server. A cell is interrupted by ``WallTimeExceeded`` (``SIGALRM`` at
+    ``wall`` seconds) or ``CPUTimeExceeded`` (``SIGXCPU`` when the soft CPU limit, raised by
+    ``cpu`` before each cell, is reached); both derive from ``BaseException`` so that
+    ``except Exception`` in user code does not swallow them. Code stuck in C ignores them
+    until it returns; the host kills the interpreter when that takes too long. When the
+    interpreter dies the sandbox goes with it (it is bubblewrap's child), and bubblewrap's exit
+    status is the interpreter's.
 """
 
 from __future__ import annotations
@@ -38,8 +53,10 @@ import json
 import linecache
 import os
 import resource
+import secrets
 import select
 import signal
+import socket
 import struct
 import sys
 import termios
@@ -59,6 +76,32 @@ _SETTLE_SECONDS = 0.25
 _TRACEBACK_FRAMES = 100
 #: The file name the host runs this source under (see ``runner._INSIDE_STUB``).
 SOURCE_NAME = "<sandbox>"
+_KINDS = (None, "exception", "syntax", "timeout", "cpu", "memory", "exit")
+_PR_SET_DUMPABLE = 4
+
+
+def close_descriptors(keep: tuple[int, ...] = ()) -> None:
+    """Close every open descriptor above 2 but those in ``keep``."""
+    try:
+        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every possible number
+        open_fds = list(range(3, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1 << 16)))
+    for fd in open_fds:
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """``prctl(PR_SET_DUMPABLE)``. Not dumpable, a process's ``/proc`` entries (descriptors,
+    memory) and ``ptrace`` are closed to processes without ``CAP_SYS_PTRACE``: to all of the
+    sandbox's."""
+    import ctypes  # only here: the shell tool's launcher does without it
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, int(dumpable), 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_DUMPABLE): {os.strerror(errno)}")
 
 
 def apply_limits(config: dict[str, Any], *, soft_cpu: int | None = None) -> None:
@@ -94,12 +137,9 @@ def _set_soft_cpu(seconds: int) -> None:
 
 
 class _Capture:
-    """Points ``target_fd`` at a pipe and keeps the head and the tail of what arrives there."""
+    """Keeps the head and the tail of what arrives on the pipe ``read_fd`` (a thread reads)."""
 
-    def __init__(self, target_fd: int, limit: int) -> None:
-        read_fd, write_fd = os.pipe()
-        os.dup2(write_fd, target_fd)  # inheritable: child processes write here too
-        os.close(write_fd)
+    def __init__(self, read_fd: int, limit: int, name: str) -> None:
         os.set_blocking(read_fd, False)
         self._fd = read_fd
         self._head_max = max(1, limit * 2 // 3)
@@ -108,7 +148,7 @@ class _Capture:
         self._head = bytearray()
         self._tail = bytearray()
         self._total = 0
-        threading.Thread(target=self._pump, name=f"capture-{target_fd}", daemon=True).start()
+        threading.Thread(target=self._pump, name=f"capture-{name}", daemon=True).start()
 
     def _pump(self) -> None:
         poller = select.poll()
@@ -197,20 +237,116 @@ def _on_xcpu(signum: int, frame: types.FrameType | None) -> None:
 # --------------------------------------------------------------------------- the REPL
 
 
+class _Pipes:
+    """The pipes between the interpreter and its supervisor, made before the fork."""
+
+    def __init__(self) -> None:
+        self.out_read, self.out_write = os.pipe()        # the interpreter's fd 1
+        self.err_read, self.err_write = os.pipe()        # the interpreter's fd 2
+        self.request_read, self.request_write = os.pipe()  # supervisor -> interpreter
+        self.answer_read, self.answer_write = os.pipe()    # interpreter -> supervisor
+
+    def supervisor_side(self) -> tuple[int, ...]:
+        return self.out_read, self.err_read, self.request_write, self.answer_read
+
+    def interpreter_side(self) -> tuple[int, ...]:
+        return self.out_write, self.err_write, self.request_read, self.answer_write
+
+
+class _Supervisor:
+    """Holds the gateway's socket; see the module's docstring."""
+
+    def __init__(self, config: dict[str, Any], channel: int, pipes: _Pipes) -> None:
+        set_dumpable(False)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):  # bubblewrap's; fd 2 stays for the supervisor's own last words
+            os.dup2(null, fd)
+        close_descriptors(keep=(channel, *pipes.supervisor_side()))
+        _set_soft_cpu(resource.getrlimit(resource.RLIMIT_CPU)[1])  # cells' limit: not ours
+        self.capture = int(config.get("capture", 16_000))
+        self.channel = socket.socket(fileno=channel)
+        self.requests = self.channel.makefile("rb")
+        threading.stack_size(256 * 1024)  # the threads count against RLIMIT_AS
+        self.stdout = _Capture(pipes.out_read, self.capture, "stdout")
+        self.stderr = _Capture(pipes.err_read, self.capture, "stderr")
+        self.to_interpreter = os.fdopen(pipes.request_write, "wb")
+        self.answers = pipes.answer_read
+        self.pending = b""
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self.channel.sendall(json.dumps(message).encode() + b"\n")
+
+    def answer(self, nonce: str) -> dict[str, Any] | None:
+        """The interpreter's answer carrying ``nonce``; ``None`` once it cannot come (the
+        interpreter closed its end: it died, the sandbox goes with it)."""
+        while True:
+            *lines, self.pending = self.pending.split(b"\n")
+            for line in lines:
+                with contextlib.suppress(ValueError):
+                    message = json.loads(line)
+                    if isinstance(message, dict) and message.get("nonce") == nonce:
+                        self.pending = b""
+                        return message
+            if len(self.pending) > 64 * self.capture + (1 << 20):
+                self.pending = b""  # no answer is this long: garbage
+            data = os.read(self.answers, 1 << 16)
+            if not data:
+                return None
+            self.pending += data
+
+    def serve(self) -> int:
+        ready = self.answer("ready")
+        if ready is None:
+            return 1
+        self.reply({"ready": True, "pid": ready.get("pid"), "python": ready.get("python")})
+        for line in self.requests:
+            request = json.loads(line)
+            nonce = secrets.token_hex(16)
+            try:
+                forward = {key: request[key] for key in ("cpu", "wall") if key in request}
+                forward.update(code=str(request["code"]), nonce=nonce)
+                self.to_interpreter.write(json.dumps(forward).encode() + b"\n")
+                self.to_interpreter.flush()
+            except OSError:
+                return 1
+            answer = self.answer(nonce)
+            if answer is None:
+                return 1
+            error, kind = answer.get("error"), answer.get("kind")
+            if kind not in _KINDS or not isinstance(error, (str, type(None))):
+                error, kind = "the interpreter's answer was malformed", "exception"
+            out, out_bytes = self.stdout.take()
+            err, err_bytes = self.stderr.take()
+            self.reply({"stdout": out, "stdout_bytes": out_bytes, "stderr": err,
+                        "stderr_bytes": err_bytes, "error": _clip(error, self.capture),
+                        "kind": kind})
+        return 0  # the gateway closed the socket: it kills the sandbox next
+
+
+def _clip(error: str | None, limit: int) -> str | None:
+    """``error`` cut to ``limit`` characters, keeping its end (the error itself)."""
+    if error is None or len(error) <= limit:
+        return error
+    head = limit // 3
+    return (f"{error[:head]}\n[... {len(error) - limit} characters truncated ...]\n"
+            f"{error[-(limit - head):]}")
+
+
 class _Repl:
-    def __init__(self, config: dict[str, Any]) -> None:
+    """The interpreter: runs cells in one namespace, answers the supervisor."""
+
+    def __init__(self, config: dict[str, Any], pipes: _Pipes) -> None:
         self.pid = os.getpid()
         self.default_cpu = int(config.get("cell_cpu", 30))
-        capture = self.capture = int(config.get("capture", 16_000))
-        # The protocol moves to private descriptors (not inherited across exec).
-        self.requests: IO[bytes] = os.fdopen(os.dup(0), "rb")
-        self.replies: IO[bytes] = os.fdopen(os.dup(1), "wb")
+        self.capture = int(config.get("capture", 16_000))
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        threading.stack_size(256 * 1024)  # the threads count against RLIMIT_AS
-        self.stdout = _Capture(1, capture)
-        self.stderr = _Capture(2, capture)
+        os.dup2(pipes.out_write, 1)  # inheritable: child processes write here too
+        os.dup2(pipes.err_write, 2)
+        close_descriptors(keep=(pipes.request_read, pipes.answer_write))
+        self.requests: IO[bytes] = os.fdopen(pipes.request_read, "rb")
+        self.answers = pipes.answer_write
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "reconfigure"):
                 stream.reconfigure(line_buffering=True)
@@ -223,12 +359,14 @@ class _Repl:
         signal.signal(signal.SIGXCPU, _on_xcpu)
         self.cells = 0
 
-    def reply(self, message: dict[str, Any]) -> None:
-        self.replies.write(json.dumps(message).encode() + b"\n")
-        self.replies.flush()
+    def send(self, message: dict[str, Any]) -> None:
+        # On a line of its own, whatever a cell left unfinished on the pipe.
+        data = b"\n" + json.dumps(message).encode() + b"\n"
+        while data:
+            data = data[os.write(self.answers, data):]
 
     def serve(self) -> None:
-        self.reply({"ready": True, "pid": self.pid, "python": sys.version.split()[0]})
+        self.send({"nonce": "ready", "pid": self.pid, "python": sys.version.split()[0]})
         for line in self.requests:
             request = json.loads(line)
             self.cells += 1
@@ -237,14 +375,8 @@ class _Repl:
                 with contextlib.suppress(Exception):
                     if stream is not None:
                         stream.flush()
-            out, out_bytes = self.stdout.take()
-            err, err_bytes = self.stderr.take()
-            if error is not None and len(error) > self.capture:  # keep its end: the error
-                head = self.capture // 3
-                error = (f"{error[:head]}\n[... {len(error) - self.capture} characters "
-                         f"truncated ...]\n{error[-(self.capture - head):]}")
-            self.reply({"stdout": out, "stdout_bytes": out_bytes, "stderr": err,
-                        "stderr_bytes": err_bytes, "error": error, "kind": kind})
+            self.send({"nonce": request["nonce"], "error": _clip(error, self.capture),
+                       "kind": kind})
 
     def run_cell(self, code: str, request: dict[str, Any]) -> tuple[str | None, str | None]:
         filename = f"<cell {self.cells}>"
@@ -324,6 +456,7 @@ def _chain(report: traceback.TracebackException) -> list[traceback.TracebackExce
 def main(argv: list[str]) -> int:
     mode, config = argv[1], json.loads(argv[2])
     if mode == "exec":
+        close_descriptors()
         apply_limits(config)
         try:
             os.execvp(argv[3], argv[3:])
@@ -331,8 +464,19 @@ def main(argv: list[str]) -> int:
             print(f"cannot run {argv[3]!r}: {exc}", file=sys.stderr)
             return 127
     if mode == "repl":
+        channel = int(config["channel"])
+        close_descriptors(keep=(channel,))
         apply_limits(config, soft_cpu=int(config.get("cell_cpu", 30)))
-        _Repl(config).serve()
+        pipes = _Pipes()
+        if os.fork() == 0:
+            try:
+                code = _Supervisor(config, channel, pipes).serve()
+            except BaseException as exc:  # its last words reach the gateway's log
+                print(f"sandbox supervisor: {exc!r}", file=sys.stderr, flush=True)
+                code = 1
+            os._exit(code)
+        os.close(channel)
+        _Repl(config, pipes).serve()
         return 0
     print(f"unknown mode {mode!r}", file=sys.stderr)
     return 2

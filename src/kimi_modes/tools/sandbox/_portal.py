@@ -1,8 +1,10 @@
 """Runs on the host, as root, between the gateway and bubblewrap. Standard library only.
 
 ``python3 -I -S _portal.py CONFIG BWRAP ARGS...`` with ``CONFIG`` a JSON object
-``{"uid": int, "gid": int, "binds": [[source, mountpoint], ...]}``:
+``{"uid": int, "gid": int, "binds": [[source, mountpoint], ...], "keep": [fd, ...]}``:
 
+0. close every descriptor above 2 but those in ``keep`` (what the gateway's process leaked
+   to it: uvloop does not close them);
 1. enter a new, private mount namespace (nothing here is seen by the host);
 2. bind each ``source`` (the run's workspace, say, under ``/root`` where the sandbox's user could
    not reach it) onto its ``mountpoint`` (a directory that user can reach);
@@ -16,6 +18,7 @@ host user, and bubblewrap, running as that user, must be able to reach what it b
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -29,6 +32,11 @@ _MS_PRIVATE = 1 << 18
 
 def main(argv: list[str]) -> int:
     config = json.loads(argv[1])
+    keep = {int(fd) for fd in config.get("keep", ())}
+    for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.unshare.argtypes = [ctypes.c_int]
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,9 @@ class PythonInterpreter:
         self.workspace = workspace
         self.limits = sandbox.limits
         self._process: asyncio.subprocess.Process | None = None
+        #: The protocol socket (see _inside.py), read and written here only.
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self._lost: str | None = None  # why the previous interpreter is gone
         self._lock = asyncio.Lock()
         self._stderr_tail = bytearray()
@@ -124,15 +128,29 @@ class PythonInterpreter:
         config.update(cell_cpu=max(1, round(limits.cpu_seconds)), capture=limits.output_limit)
         # A reply holds at most ~2 x output_limit characters, each at most 12 bytes of JSON.
         stream_limit = 32 * limits.output_limit + (1 << 20)
-        process = await self.sandbox.spawn("repl", config, [], self.workspace,
-                                           stdin=asyncio.subprocess.PIPE,
-                                           stream_limit=stream_limit)
-        self._process = process
+        ours, theirs = socket.socketpair()
+        try:
+            config["channel"] = theirs.fileno()
+            try:
+                process = await self.sandbox.spawn("repl", config, [], self.workspace,
+                                                   stdout=asyncio.subprocess.DEVNULL,
+                                                   pass_fds=[theirs.fileno()])
+            finally:
+                theirs.close()  # the sandbox's now: its end of file is ours
+            self._process = process
+            reader, self._writer = await asyncio.open_unix_connection(sock=ours,
+                                                                      limit=stream_limit)
+        except BaseException:
+            ours.close()
+            if self._process is not None:
+                self._discard("cancelled while starting")
+            raise
+        self._reader = reader
         self._stderr_tail = bytearray()
-        assert process.stderr is not None and process.stdout is not None
+        assert process.stderr is not None
         self._stderr_pump = asyncio.ensure_future(self._pump_stderr(process.stderr))
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), _START_TIMEOUT)
+            line = await asyncio.wait_for(reader.readline(), _START_TIMEOUT)
             ready = json.loads(line) if line else {}
         except (TimeoutError, ValueError):
             ready = {}
@@ -148,22 +166,21 @@ class PythonInterpreter:
         self._lost = None
 
     async def _pump_stderr(self, stream: asyncio.StreamReader) -> None:
-        # Only bubblewrap's own messages arrive here (the REPL moves fd 2 to its capture).
+        # Only bubblewrap's and the supervisor's own messages arrive here.
         while data := await stream.read(4096):
             self._stderr_tail = (self._stderr_tail + data)[-4096:]
 
     async def _exchange(self, code: str) -> dict[str, Any]:
-        process = self._process
-        assert process is not None and process.stdin is not None
-        assert process.stdout is not None
+        process, reader, writer = self._process, self._reader, self._writer
+        assert process is not None and reader is not None and writer is not None
         limits = self.limits
         request = {"code": code, "cpu": max(1, round(limits.cpu_seconds)),
                    "wall": limits.wall_timeout}
         deadline = limits.wall_timeout + limits.kill_grace
         try:
-            process.stdin.write(json.dumps(request).encode() + b"\n")
-            await process.stdin.drain()
-            line = await asyncio.wait_for(process.stdout.readline(), deadline)
+            writer.write(json.dumps(request).encode() + b"\n")
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), deadline)
         except TimeoutError:
             self._discard("timeout")
             raise _Lost(f"The code did not return within {deadline:g} s (the wall-clock "
@@ -209,6 +226,9 @@ class PythonInterpreter:
     def _discard(self, why: str) -> None:
         """Kill the current interpreter (if any) and remember that its state is lost."""
         process, self._process = self._process, None
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
         if process is not None:
             self.sandbox.kill(process)
             self.sandbox.reap_later(process)

@@ -24,8 +24,9 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from kimi_modes.tools.descriptors import seal_inherited
 from kimi_modes.tools.sandbox.limits import SandboxLimits
 
 __all__ = ["CommandResult", "Sandbox", "SandboxUnavailable", "wait_exited"]
@@ -161,9 +162,9 @@ class Sandbox:
                     "(Debian/Ubuntu: apt-get install bubblewrap)")
         self.bwrap = bwrap
         try:
-            help_proc = await asyncio.create_subprocess_exec(
-                bwrap, "--help", stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT)
+            help_proc = await _start_process(
+                [bwrap, "--help"], stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             help_text, _ = await asyncio.wait_for(help_proc.communicate(), _PROBE_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             return f"bubblewrap ({bwrap}) cannot be run: {exc}"
@@ -175,8 +176,8 @@ class Sandbox:
             command = self._sandbox_command(Path(ws), self._python_command(
                 "exec", {}, [self.python, "-I", "-S", "-c", "print('sandbox-ok')"]))
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                proc = await _start_process(
+                    command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE, cwd="/", start_new_session=True)
             except OSError as exc:
                 return f"bubblewrap could not be started: {exc}"
@@ -242,8 +243,10 @@ class Sandbox:
             opts += ["--setenv", key, value]
         return opts
 
-    def _sandbox_command(self, workspace: Path, inner: Sequence[str]) -> list[str]:
-        """The host command line that runs ``inner`` in a sandbox on ``workspace``."""
+    def _sandbox_command(self, workspace: Path, inner: Sequence[str],
+                         keep: Sequence[int] = ()) -> list[str]:
+        """The host command line that runs ``inner`` in a sandbox on ``workspace``; the
+        descriptors ``keep`` reach it (bubblewrap passes them on), no others."""
         command = [*self.bwrap_options(workspace), "--", *inner]
         if self.run_as is None:
             return command
@@ -252,7 +255,8 @@ class Sandbox:
         prefix = _python_prefix(self.python)
         if prefix is not None:
             binds.append([prefix, str(etc / "mnt" / "py")])
-        config = {"uid": self.run_as[0], "gid": self.run_as[1], "binds": binds}
+        config = {"uid": self.run_as[0], "gid": self.run_as[1], "binds": binds,
+                  "keep": list(keep)}
         return [sys.executable, "-I", "-S", _PORTAL, json.dumps(config), *command]
 
     def _hand_over(self, workspace: Path, *, chown: bool = True) -> None:
@@ -323,25 +327,27 @@ class Sandbox:
         argv: Sequence[str],
         workspace: Path,
         *,
-        stdin: int = asyncio.subprocess.DEVNULL,
-        stream_limit: int = 2**16,
+        stdout: int = asyncio.subprocess.PIPE,
+        pass_fds: Sequence[int] = (),
     ) -> asyncio.subprocess.Process:
-        """Start the in-sandbox program (``mode`` ``exec`` or ``repl``) in a new session, with
-        stdout and stderr piped. Raises :class:`SandboxUnavailable` when refusing."""
+        """Start the in-sandbox program (``mode`` ``exec`` or ``repl``) in a new session, stdin
+        ``/dev/null``, ``stdout`` as given, stderr piped. It gets the descriptors ``pass_fds``
+        and no other (whatever the event loop). Raises :class:`SandboxUnavailable` when
+        refusing."""
         sandbox_mode = await self.require()
         await self.prepare(workspace)
         command = self._python_command(mode, config, argv)
         if sandbox_mode == "bwrap":
-            command = self._sandbox_command(workspace, command)
+            command = self._sandbox_command(workspace, command, pass_fds)
             cwd = "/"  # not the gateway's directory: the sandbox's host user may not reach it
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:
             cwd = str(workspace)
             env = _environment(home=str(workspace))
-        return await asyncio.create_subprocess_exec(
-            *command, stdin=stdin, stdout=asyncio.subprocess.PIPE,
+        return await _start_process(
+            command, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
             stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
-            limit=stream_limit)
+            pass_fds=pass_fds)
 
     def kill(self, process: asyncio.subprocess.Process) -> None:
         """Kill ``process`` and everything it started, now (``SIGKILL``, no waiting).
@@ -404,6 +410,19 @@ class Sandbox:
             code = 128 - code
         return CommandResult(code, out.text(), err.text(), out.total, err.total, timed_out,
                              time.monotonic() - started)
+
+
+async def _start_process(command: Sequence[str], *, pass_fds: Sequence[int] = (),
+                         **options: Any) -> asyncio.subprocess.Process:
+    """``asyncio.create_subprocess_exec`` giving the child only 0-2 and ``pass_fds``.
+
+    ``close_fds`` does that on asyncio's loop; uvloop ignores it, so every descriptor above 2
+    is made non-inheritable first (none of ours is inheritable; one that is came from our
+    parent or from native code). In the sandbox, ``_inside.py`` (and ``_portal.py`` before
+    bubblewrap, as root) close what still got through."""
+    seal_inherited()
+    return await asyncio.create_subprocess_exec(
+        *command, close_fds=True, pass_fds=tuple(pass_fds), **options)
 
 
 async def wait_exited(process: asyncio.subprocess.Process, seconds: float) -> bool:
