@@ -10,8 +10,8 @@ from pathlib import Path
 
 from kimi_modes.config import Settings
 from kimi_modes.engines.base import Engine
-from kimi_modes.modes.agent import Budgets, ContextPolicy
-from kimi_modes.modes.agent_service import AgentService
+from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
+from kimi_modes.modes.agent.service import AgentService
 from kimi_modes.modes.catalog import Mode
 from kimi_modes.modes.chat import ChatModes, ModeDefaults
 from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kimi_modes.engines.base import ChatRequest, Engine, EngineError, UpstreamRejected
-from kimi_modes.modes.agent import Budgets, Emit
+from kimi_modes.modes.agent.loop import Budgets, Emit
 from kimi_modes.modes.swarm.metrics import SubagentOutcome, swarm_metrics
 from kimi_modes.modes.swarm.workers import ResumeError, SwarmWorkers
 from kimi_modes.protocol.deltas import ContentDelta

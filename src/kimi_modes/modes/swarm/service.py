@@ -1,6 +1,6 @@
 """Swarm mode as an engine: each request becomes an orchestrator run that fans out.
 
-:class:`SwarmService` is :class:`~kimi_modes.modes.agent_service.AgentService` with the
+:class:`SwarmService` is :class:`~kimi_modes.modes.agent.service.AgentService` with the
 orchestrator's tools (``spawn_subagents``, ``resume_subagents``) instead of the agent's, the
 orchestrator's budgets (15 steps by default), and the swarm's metrics recorded at the end
 (the ``swarm_metrics`` event and the run's ``metrics``). The server streams it like Agent mode:
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kimi_modes.engines.base import ChatRequest, Engine
-from kimi_modes.modes.agent import AgentResult, Budgets, ContextPolicy, Emit
-from kimi_modes.modes.agent_service import AgentService
+from kimi_modes.modes.agent.loop import AgentResult, Budgets, ContextPolicy, Emit
+from kimi_modes.modes.agent.service import AgentService
 from kimi_modes.modes.swarm.fanout import (
     ORCHESTRATOR_NOTE,
     SPAWN,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kimi_modes.engines.base import Engine
-from kimi_modes.modes.agent import (
+from kimi_modes.modes.agent.loop import (
     AgentLoop,
     AgentResult,
     Budgets,

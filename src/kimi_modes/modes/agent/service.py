@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kimi_modes.engines.base import ChatRequest, Engine, Event, Finish, Usage
-from kimi_modes.modes.agent import AgentLoop, AgentResult, Budgets, ContextPolicy, Emit
+from kimi_modes.modes.agent.loop import AgentLoop, AgentResult, Budgets, ContextPolicy, Emit
 from kimi_modes.modes.memory import TranscriptMemory
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.runs import RunStore
