@@ -20,16 +20,14 @@ from typing import Any
 
 from kimi_modes.engines.base import ChatRequest, Engine, Event, Finish, Usage
 from kimi_modes.modes.agent.loop import AgentLoop, AgentResult, Budgets, ContextPolicy, Emit
+from kimi_modes.modes.agent.progress import ChatView, run_line
 from kimi_modes.modes.memory import TranscriptMemory
-from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+from kimi_modes.protocol.deltas import ToolCallDelta
 from kimi_modes.runs import RunStore
 from kimi_modes.tools.base import RunContext, Tool
 from kimi_modes.tools.toolset import Toolset
 
 log = logging.getLogger("kimi_modes.agent")
-
-_PROGRESS_RESULT_CHARS = 300
-
 
 class AgentService:
     """Runs agent requests on ``engine`` with the tools ``tools_factory`` makes per run."""
@@ -107,9 +105,8 @@ class AgentService:
         error: str | None = None
         result: AgentResult | None = None
         try:
-            yield ReasoningDelta(f"[{self.mode} run {run.id}: GET /v1/runs/{run.id}/events "
-                                 f"to watch, /ui/runs/{run.id} in a browser]\n")
-            view = _ChatView()
+            yield run_line(self.mode, run.id)
+            view = ChatView()
             while True:
                 getter = asyncio.ensure_future(queue.get())
                 await asyncio.wait((getter, task), return_when=asyncio.FIRST_COMPLETED)
@@ -177,52 +174,6 @@ class AgentService:
         """Release what the service owns (MCP servers); the engine belongs to the caller."""
         if self._on_close is not None:
             await self._on_close()
-
-
-class _ChatView:
-    """Run events as the chat APIs show them: reasoning and progress (tool calls, short
-    results) as reasoning, the text of every step as content, steps separated by a blank
-    line. The run record keeps each step's text apart; its final answer is the last step's."""
-
-    def __init__(self) -> None:
-        self._content_step: int | None = None
-
-    def translate(self, kind: str, data: dict[str, Any]) -> list[Event]:
-        if kind == "message_delta" and data["kind"] == "content":
-            text = data["text"]
-            if self._content_step is not None and self._content_step != data["step"]:
-                text = "\n\n" + text
-            self._content_step = data["step"]
-            return [ContentDelta(text)]
-        return _progress(kind, data)
-
-
-def _progress(kind: str, data: dict[str, Any]) -> list[Event]:
-    if kind == "message_delta":
-        return [ReasoningDelta(data["text"])]
-    if kind == "tool_call" and not data.get("client"):
-        return [ReasoningDelta(f"\n[tool] {data['name']}({data['arguments']})\n")]
-    if kind == "tool_result":
-        output = str(data["output"])
-        if len(output) > _PROGRESS_RESULT_CHARS:
-            output = output[:_PROGRESS_RESULT_CHARS] + " …"
-        mark = "error" if data.get("is_error") else "result"
-        return [ReasoningDelta(f"[{mark}] {output}\n")]
-    if kind == "compaction":
-        return [ReasoningDelta(f"[compacted {data['compacted']} older tool results]\n")]
-    if kind == "step_retry":
-        return [ReasoningDelta(f"\n[step {data['step']} failed and is retried: "
-                               f"{data['error']}]\n")]
-    if kind == "fanout":
-        return [ReasoningDelta(f"[swarm] {len(data['subagents'])} sub-agents started\n")]
-    if kind == "subagent_finished":
-        state = data["status"] if data["status"] != "completed" else "done"
-        detail = data.get("error") or (data.get("answer") or "")
-        if len(detail) > _PROGRESS_RESULT_CHARS:
-            detail = detail[:_PROGRESS_RESULT_CHARS] + " …"
-        return [ReasoningDelta(f"[sub-agent {data['index'] + 1} {state}, {data['steps']} "
-                               f"steps, {data['duration']:.1f} s] {detail}\n")]
-    return []
 
 
 def _names(tools: Sequence[dict[str, Any]] | None) -> set[str]:
