@@ -23,6 +23,7 @@ EVENTS: list[Event] = [
     Finish("tool_calls"),
 ]
 
+
 def test_the_fold_and_when_calls_complete() -> None:
     builder = MessageBuilder()
     completed = [(i, done) for i, event in enumerate(EVENTS)
@@ -41,6 +42,7 @@ def test_the_fold_and_when_calls_complete() -> None:
         [ToolCall("functions.a:0", "a", '{"x": 1}'),
          ToolCall("functions.b:1", "b", "{}", "unknown function")])
 
+
 def test_an_empty_stream_and_one_without_finish() -> None:
     builder = MessageBuilder()
     assert builder.completion().message == ParsedOutput()
@@ -48,6 +50,7 @@ def test_an_empty_stream_and_one_without_finish() -> None:
     builder.add(ToolCallDelta(0, None, "f", "{}"))
     assert builder.close() == ToolCall("", "f", "{}")
     assert builder.close() is None
+
 
 def test_it_agrees_with_the_protocol_parser() -> None:
     raw = ("Easy.</think>Calling it.<|tool_calls_section_begin|><|tool_call_begin|>"
@@ -63,6 +66,7 @@ def test_it_agrees_with_the_protocol_parser() -> None:
     for delta in parser.close():
         builder.add(delta)
     assert builder.message() == parse_output(raw, "k2.5")
+
 
 async def test_collect_runs_the_hooks_in_order() -> None:
     seen: list[str] = []
@@ -82,6 +86,7 @@ async def test_collect_runs_the_hooks_in_order() -> None:
     assert seen.index("call a") == 7  # right after the delta that began call 1
     assert [c.name for c in completion.message.tool_calls] == ["a", "b"]
     assert completion.finish_reason is None
+
 
 async def test_collect_propagates_a_failing_stream() -> None:
     async def stream() -> AsyncIterator[Event]:
