@@ -45,6 +45,7 @@ def test_the_fold_and_when_calls_complete() -> None:
 
 def test_an_empty_stream_and_one_without_finish() -> None:
     builder = MessageBuilder()
+    builder.add(InvalidToolCall(3, None, "a mark for no call"))
     assert builder.completion().message == ParsedOutput()
     assert builder.completion().finish_reason is None
     builder.add(ToolCallDelta(0, None, "f", "{}"))

@@ -71,7 +71,9 @@ class MessageBuilder:
         elif isinstance(event, Usage):
             self.usage = event
         elif isinstance(event, InvalidToolCall):
-            self._calls.setdefault(event.index, _Call(event.id)).error = event.error
+            marked = self._calls.get(event.index)
+            if marked is not None:  # a mark for a call never streamed marks nothing
+                marked.error = event.error
         elif isinstance(event, Finish):
             self.finish_reason = event.reason
             return self.close()
