@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING
 from kimi_modes.config import Settings, UpstreamSettings
 from kimi_modes.endpoint import metrics_url
 from kimi_modes.engines.base import Engine, Startable
-from kimi_modes.modes.agent import Budgets, ContextPolicy
-from kimi_modes.modes.agent_service import AgentService
+from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
+from kimi_modes.modes.agent.service import AgentService
 from kimi_modes.modes.catalog import Mode
 from kimi_modes.modes.chat import ChatModes, ModeDefaults
 from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings

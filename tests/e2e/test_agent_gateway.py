@@ -29,6 +29,12 @@ RULES = [
      "reply": {"reasoning": "I will use python.",
                "content": "Let me compute that.",
                "tool_calls": [{"name": "python", "arguments": {"code": "print(6*7)"}}]}},
+    {"name": "parcel", "match": {"user": "(?i)parcel", "step": 0},
+     "reply": {"reasoning": "First the weight.",
+               "tool_calls": [{"name": "python", "arguments": {"code": "print(2+3)"}}]}},
+    {"name": "parcel-order", "match": {"user": "(?i)parcel", "step": 1},
+     "reply": {"reasoning": "Now the order.",
+               "tool_calls": [{"name": "lookup_order", "arguments": {"order": "B2"}}]}},
     {"name": "answer", "match": {"after_tool": True, "tool_result": "(\\d+)"},
      "reply": {"reasoning": "The tool printed $1.", "content": "It is $1."}},
     {"name": "sleepy", "match": {"user": "(?i)sleep", "step": 0},
@@ -100,11 +106,14 @@ def test_streamed_agent_shows_progress_in_reasoning(agent_gateway: Any) -> None:
     assert content.endswith("It is 42.")
 
 
+LOOKUP_ORDER = {"type": "function", "function": {
+    "name": "lookup_order", "description": "Look an order up.",
+    "parameters": {"type": "object", "properties": {"order": {"type": "string"}},
+                   "required": ["order"]}}}
+
+
 def test_client_tools_come_back_and_the_run_continues(agent_gateway: Any) -> None:
-    tool = {"type": "function", "function": {
-        "name": "lookup_order", "description": "Look an order up.",
-        "parameters": {"type": "object", "properties": {"order": {"type": "string"}},
-                       "required": ["order"]}}}
+    tool = LOOKUP_ORDER
     c = oa(agent_gateway)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Where is my order?"}]
     first = c.chat.completions.create(model="kimi-k2.5-agent", messages=messages, tools=[tool])
@@ -119,6 +128,43 @@ def test_client_tools_come_back_and_the_run_continues(agent_gateway: Any) -> Non
     second = c.chat.completions.create(model="kimi-k2.5-agent", messages=messages, tools=[tool])
     assert second.choices[0].message.content.startswith("Done")
     assert [r["stop_reason"] for r in runs(agent_gateway)[:2]] == ["answer", "client_tools"]
+
+
+def test_agent_progress_never_comes_back_as_reasoning(agent_gateway: Any) -> None:
+    """An agent turn that ends on a client tool call streams its progress (the run line,
+    ``[tool] python(...)``, ``[result] 5``) as reasoning; a client that continues on the
+    Thinking model, dropping reasoning_content as most clients do, must not have that text
+    sent to the engine as the assistant turn's reasoning."""
+    c = oa(agent_gateway)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Weigh my parcel"}]
+    stream = c.chat.completions.create(model="kimi-k2.5-agent", messages=messages,
+                                       tools=[LOOKUP_ORDER], stream=True)
+    reasoning, calls = "", {}
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        reasoning += getattr(delta, "reasoning_content", None) or ""
+        for call in delta.tool_calls or ():
+            entry = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+            entry["id"] = call.id or entry["id"]
+            entry["name"] = (call.function.name if call.function else None) or entry["name"]
+            entry["arguments"] += (call.function.arguments if call.function else None) or ""
+    assert "[tool] python(" in reasoning and "[result] 5" in reasoning
+    call = calls[0]
+    assert call["name"] == "lookup_order"
+    messages += [
+        {"role": "assistant", "content": "",
+         "tool_calls": [{"id": call["id"], "type": "function",
+                         "function": {"name": call["name"], "arguments": call["arguments"]}}]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "shipped"},
+    ]
+    c.chat.completions.create(model="kimi-k2.5-thinking", messages=messages,
+                              tools=[LOOKUP_ORDER])
+    last = httpx.get(agent_gateway.sim.url + "/sim/stats").json()["last_requests"][-1]
+    sent = [m for m in last["body"]["messages"] if m["role"] == "assistant"]
+    assert sent and all(not m.get("reasoning_content") and not m.get("reasoning")
+                        for m in sent), sent
 
 
 def test_mcp_tools_are_available_to_the_agent(agent_gateway: Any) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from kimi_modes.engines.base import ChatRequest
 from kimi_modes.engines.openai_chat import OpenAIChatEngine
-from kimi_modes.modes.agent import Budgets, ContextPolicy
+from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
 from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings
 from kimi_modes.protocol.deltas import ContentDelta
 from kimi_modes.runs import RunStore

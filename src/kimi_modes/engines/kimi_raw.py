@@ -17,7 +17,6 @@ from kimi_modes.engines.dialects import merge_into
 from kimi_modes.protocol import (
     PromptError,
     StreamingParser,
-    ToolCallDelta,
     family_info,
     render_prompt,
     tokens,
@@ -152,7 +151,6 @@ class KimiRawEngine:
         parser = StreamingParser(self.family, thinking=request.thinking, tools=request.tools)
         finish: str | None = None
         usage: Usage | None = None
-        saw_call = False
         async for chunk in self._client.post_stream("/completions", body):
             if chunk.get("usage"):
                 usage = usage_from(chunk["usage"])
@@ -160,16 +158,14 @@ class KimiRawEngine:
                 text = choice.get("text")
                 if text:
                     for event in parser.feed(text):
-                        saw_call = saw_call or isinstance(event, ToolCallDelta)
                         yield event
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
         for event in parser.close():
-            saw_call = saw_call or isinstance(event, ToolCallDelta)
             yield event
         if usage is not None:
             yield usage
-        if saw_call and finish in (None, "stop"):
+        if parser.result().tool_calls and finish in (None, "stop"):
             finish = "tool_calls"
         yield Finish(finish or "stop")
 

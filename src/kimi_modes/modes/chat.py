@@ -4,8 +4,9 @@
 :class:`ChatParams` (what the server read from the HTTP request, in OpenAI's shape) plus a
 :class:`~kimi_modes.modes.catalog.Resolved` mode into an engine stream, fills in the model
 card's sampling defaults where the client gave none, restores reasoning the client dropped
-from tool-call turns, remembers the reasoning of the tool-call answers it produces, and marks
-the tool calls that fail validation (:class:`~kimi_modes.engines.base.InvalidToolCall`).
+from tool-call turns, remembers the reasoning of the tool-call answers Instant and Thinking
+produce (never Agent's or Swarm's), and marks the tool calls that fail validation
+(:class:`~kimi_modes.engines.base.InvalidToolCall`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kimi_modes.engines.base import ChatRequest, Engine, Event, Finish, InvalidToolCall
+from kimi_modes.engines.message import MessageBuilder
 from kimi_modes.modes.catalog import Mode, ModeError, Resolved
 from kimi_modes.modes.memory import ReasoningMemory
-from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+from kimi_modes.protocol.output import ParsedOutput
 from kimi_modes.protocol.schema import validate_tool_call
 
 
@@ -126,46 +128,26 @@ class ChatModes:
     async def stream(self, engine: Engine, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """The engine's events, unchanged, plus one :class:`InvalidToolCall` for each tool
         call that fails :func:`~kimi_modes.protocol.validate_tool_call` against
-        ``request.tools``, added when the answer ends (just before :class:`Finish`). On a
-        normal end, the answer's reasoning is remembered if it made tool calls."""
-        reasoning: list[str] = []
-        content: list[str] = []
-        calls: dict[int, dict[str, Any]] = {}
+        ``request.tools``, added when the answer ends (just before :class:`Finish`).
+
+        On a normal end of an Instant or Thinking answer (``engine`` is one of
+        :attr:`engines`), its reasoning is remembered if it made tool calls. Agent and Swarm
+        answers never are: their reasoning stream carries progress lines meant for people,
+        not reasoning to give back to a model."""
+        builder = MessageBuilder()
         validated = False
         async for event in engine.stream(request):
             if isinstance(event, Finish) and not validated:
                 validated = True
-                for mark in _invalid_calls(calls, request.tools):
+                for mark in _invalid_calls(builder.message(), request.tools):
                     yield mark
-            if isinstance(event, ReasoningDelta):
-                reasoning.append(event.text)
-            elif isinstance(event, ContentDelta):
-                content.append(event.text)
-            elif isinstance(event, ToolCallDelta):
-                call = calls.setdefault(event.index, {"id": None, "name": None, "args": []})
-                if event.id is not None:
-                    call["id"] = event.id
-                if event.name is not None:
-                    call["name"] = event.name
-                call["args"].append(event.arguments)
+            builder.add(event)
             yield event
         if not validated:  # an engine that ended without a Finish
-            for mark in _invalid_calls(calls, request.tools):
+            for mark in _invalid_calls(builder.message(), request.tools):
                 yield mark
-        if calls and reasoning:
-            self.memory.remember(
-                {
-                    "content": "".join(content),
-                    "reasoning_content": "".join(reasoning),
-                    "tool_calls": [
-                        {
-                            "id": c["id"],
-                            "function": {"name": c["name"], "arguments": "".join(c["args"])},
-                        }
-                        for _, c in sorted(calls.items())
-                    ],
-                }
-            )
+        if any(engine is chat for chat in self.engines.values()):
+            self.memory.remember(builder.message().to_openai_message())
 
     async def aclose(self) -> None:
         if self.swarm is not None:
@@ -176,14 +158,13 @@ class ChatModes:
             await engine.aclose()
 
 
-def _invalid_calls(
-    calls: Mapping[int, dict[str, Any]], tools: list[dict[str, Any]] | None
-) -> list[InvalidToolCall]:
+def _invalid_calls(answer: ParsedOutput, tools: list[dict[str, Any]] | None
+                   ) -> list[InvalidToolCall]:
     marks = []
-    for index, call in sorted(calls.items()):
-        error = validate_tool_call(call["name"], "".join(call["args"]), tools)
+    for index, call in enumerate(answer.tool_calls):  # a call's place is its index
+        error = validate_tool_call(call.name, call.arguments, tools)
         if error is not None:
-            marks.append(InvalidToolCall(index, call["id"], error))
+            marks.append(InvalidToolCall(index, call.id or None, error))
     return marks
 
 

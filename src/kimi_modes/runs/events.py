@@ -5,10 +5,13 @@ increasing from 1, in the order the events were emitted), ``time`` (Unix seconds
 and the type's fields. On the wire (SSE, JSON) an event is one flat object, the fields next to
 ``run_id``/``seq``/``time``/``type``; the ``*Event`` TypedDicts below spell out each shape.
 
-The types the agent loop emits: ``run_started``, ``step``, ``message_delta``, ``tool_call``,
-``tool_result``, ``compaction``; the store adds ``finished`` (always the last event of a run).
-Other types are allowed (later modes add their own); clients should ignore types they do not
-know.
+The whole vocabulary is here, one TypedDict per type, and :data:`EVENT_TYPES` is derived
+from them. Every run: ``run_started``, ``step``, ``message_delta``, ``tool_call``,
+``tool_result``, ``compaction``, ``step_retry``, ``checkpoint``; a swarm's orchestrator run
+adds ``fanout``, ``subagent_started``, ``subagent_progress``, ``subagent_finished`` and
+``swarm_metrics``; the store writes ``finished`` (always the last event of a run). The modes
+emit only these (:func:`check_emitted`); clients should still ignore types they do not know,
+so that new ones can be added.
 
 :class:`Subscription` is what :meth:`~kimi_modes.runs.store.RunStore.subscribe` returns: it
 replays the stored events after a seq, then follows the live ones, and ends after
@@ -24,7 +27,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, NotRequired, TypedDict
+from typing import Any, Final, Literal, NotRequired, TypedDict, get_args, get_type_hints
 
 import orjson
 
@@ -38,12 +41,15 @@ MESSAGE_DELTA: Final = "message_delta"
 TOOL_CALL: Final = "tool_call"
 TOOL_RESULT: Final = "tool_result"
 COMPACTION: Final = "compaction"
+STEP_RETRY: Final = "step_retry"
+CHECKPOINT: Final = "checkpoint"
+FANOUT: Final = "fanout"
+SUBAGENT_STARTED: Final = "subagent_started"
+SUBAGENT_PROGRESS: Final = "subagent_progress"
+SUBAGENT_FINISHED: Final = "subagent_finished"
+SWARM_METRICS: Final = "swarm_metrics"
 FINISHED: Final = "finished"
 
-#: The types documented here; others are allowed and passed through as they are.
-EVENT_TYPES: Final = (
-    RUN_STARTED, STEP, MESSAGE_DELTA, TOOL_CALL, TOOL_RESULT, COMPACTION, FINISHED
-)
 #: Keys an event's data may not use: they are the envelope's.
 RESERVED_KEYS: Final = frozenset({"run_id", "seq", "time", "type"})
 
@@ -136,6 +142,123 @@ class CompactionEvent(TypedDict):
     window: NotRequired[int]
 
 
+class StepRetryEvent(TypedDict):
+    """The stream of ``step`` broke (an engine failed mid-answer): what the step streamed so
+    far is void and it runs again; ``attempt`` counts from 1, ``error`` says what broke."""
+
+    run_id: str
+    seq: int
+    time: float
+    type: Literal["step_retry"]
+    step: int
+    attempt: int
+    error: str
+
+
+class CheckpointEvent(TypedDict):
+    """``step`` finished: ``messages`` are what it added to the conversation (the assistant
+    message and the tool results). Sub-agents write these; a resumed run starts from them."""
+
+    run_id: str
+    seq: int
+    time: float
+    type: Literal["checkpoint"]
+    step: int
+    messages: list[dict[str, Any]]
+
+
+class FanoutSubagent(TypedDict):
+    """One sub-agent of a ``fanout``: its run ``id``, ``index`` (from 0 over the swarm run),
+    ``task``, and the run it continues when it was resumed."""
+
+    id: str
+    index: int
+    task: str
+    resumed_from: NotRequired[str]
+
+
+class FanoutEvent(TypedDict):
+    """An orchestrator's ``step`` started ``subagents`` (their runs exist, queued)."""
+
+    run_id: str
+    seq: int
+    time: float
+    type: Literal["fanout"]
+    step: int
+    subagents: list[FanoutSubagent]
+
+
+class SubagentStartedEvent(TypedDict):
+    """Sub-agent ``id`` got a slot and started at ``started_at`` (Unix seconds)."""
+
+    run_id: str
+    seq: int
+    time: float
+    type: Literal["subagent_started"]
+    id: str
+    index: int
+    started_at: float
+
+
+class SubagentProgressEvent(TypedDict):
+    """Sub-agent ``id`` began a step or called a tool: its counts so far, and the tool it
+    just called (``None`` after a step began)."""
+
+    run_id: str
+    seq: int
+    time: float
+    type: Literal["subagent_progress"]
+    id: str
+    index: int
+    steps: int
+    tool_calls: int
+    last_tool: str | None
+
+
+class SubagentFinishedEvent(TypedDict):
+    """Sub-agent ``id`` ended: its status and stop reason, counts, times (Unix seconds;
+    ``duration`` in seconds), token ``usage``, the first 500 characters of its ``answer``,
+    and ``error`` for a failure."""
+
+    run_id: str
+    seq: int
+    time: float
+    type: Literal["subagent_finished"]
+    id: str
+    index: int
+    status: str
+    stop_reason: str | None
+    steps: int
+    tool_calls: int
+    started_at: float | None
+    finished_at: float | None
+    duration: float
+    usage: dict[str, int]
+    answer: str | None
+    error: str | None
+
+
+class SwarmMetricsEvent(TypedDict):
+    """A swarm run's figures (docs/swarm.md § Metrics), written just before ``finished``
+    and stored as the run's ``metrics`` too."""
+
+    run_id: str
+    seq: int
+    time: float
+    type: Literal["swarm_metrics"]
+    wall_time: float
+    critical_steps: int
+    total_steps: int
+    orchestrator_steps: int
+    tool_calls: int
+    subagents: int
+    subagents_failed: int
+    parallelism: float
+    subagent_time: float
+    stages: list[dict[str, int]]
+    tokens: dict[str, dict[str, int]]
+
+
 class FinishedEvent(TypedDict):
     """The run ended: the last event of every run. ``final`` is what it ended with (the last
     assistant message), ``final_answer`` its text; ``usage`` the token counts
@@ -152,6 +275,28 @@ class FinishedEvent(TypedDict):
     usage: dict[str, Any] | None
     error: str | None
     metrics: dict[str, Any]
+
+
+#: Every event shape, as a union (one member per type).
+AnyEvent = (
+    RunStartedEvent | StepEvent | MessageDeltaEvent | ToolCallEvent | ToolResultEvent
+    | CompactionEvent | StepRetryEvent | CheckpointEvent | FanoutEvent | SubagentStartedEvent
+    | SubagentProgressEvent | SubagentFinishedEvent | SwarmMetricsEvent | FinishedEvent
+)
+
+#: Every event type there is, from the ``type`` literal of each shape in :data:`AnyEvent`.
+EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    value for shape in get_args(AnyEvent) for value in get_args(get_type_hints(shape)["type"])
+)
+
+
+def check_emitted(event_type: str) -> None:
+    """Raise :class:`ValueError` unless ``event_type`` is one a run's owner emits: any of
+    :data:`EVENT_TYPES` but ``finished``, which :meth:`~kimi_modes.runs.store.RunStore.finish`
+    writes."""
+    if event_type not in EVENT_TYPES or event_type == FINISHED:
+        raise ValueError(f"{event_type!r} is not an event a run emits; the vocabulary is "
+                         f"{sorted(EVENT_TYPES - {FINISHED})} (kimi_modes.runs.events)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kimi_modes.engines.base import Event, Finish, InvalidToolCall, Usage
+from kimi_modes.engines.message import MessageBuilder
 from kimi_modes.modes.chat import ChatParams
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 
@@ -253,43 +254,15 @@ def completion_body(completion_id: str, model: str, events: list[Event]) -> dict
     A tool call that failed validation carries a non-standard ``"error"`` key beside its
     ``function``; valid calls are exactly OpenAI's. ``usage`` is ``null`` when the engine
     reported none (never made up)."""
-    reasoning: list[str] = []
-    content: list[str] = []
-    calls: dict[int, dict[str, Any]] = {}
-    usage: Usage | None = None
-    errors: dict[int, str] = {}
-    finish = "stop"
+    builder = MessageBuilder()
     for event in events:
-        if isinstance(event, ContentDelta):
-            content.append(event.text)
-        elif isinstance(event, ReasoningDelta):
-            reasoning.append(event.text)
-        elif isinstance(event, ToolCallDelta):
-            call = calls.setdefault(
-                event.index,
-                {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
-            )
-            if event.id is not None:
-                call["id"] = event.id
-            if event.name is not None:
-                call["function"]["name"] = event.name
-            call["function"]["arguments"] += event.arguments
-        elif isinstance(event, Usage):
-            usage = event
-        elif isinstance(event, InvalidToolCall):
-            errors[event.index] = event.error
-        elif isinstance(event, Finish):
-            finish = event.reason
-    for index, error in errors.items():
-        if index in calls:
-            calls[index]["error"] = error
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(content) or None,
-        "reasoning_content": "".join(reasoning) or None,
-    }
-    if calls:
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+        builder.add(event)
+    answer = builder.message()
+    message = answer.to_openai_message()
+    for call, body in zip(answer.tool_calls, message.get("tool_calls", ()), strict=True):
+        if call.error is not None:
+            body["error"] = call.error
+    usage, finish = builder.usage, builder.finish_reason or "stop"
     return {
         "id": completion_id,
         "object": "chat.completion",

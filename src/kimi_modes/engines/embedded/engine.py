@@ -318,16 +318,9 @@ class EmbeddedEngine(Startable):
             repeat_penalty=1.0,
         )
         parser = StreamingParser(family, thinking=request.thinking, tools=tools)
-        reasoning: list[str] = []
-        saw_call = False
 
         def forward(deltas: list[Any]) -> None:
-            nonlocal saw_call
             for delta in deltas:
-                if isinstance(delta, ReasoningDelta):
-                    reasoning.append(delta.text)
-                elif isinstance(delta, ToolCallDelta):
-                    saw_call = True
                 job.emit(delta)
 
         def on_text(text: str) -> bool:
@@ -347,7 +340,8 @@ class EmbeddedEngine(Startable):
         if result.reason == "cancelled":
             raise _Cancelled
         forward(parser.close())
-        reasoning_text = "".join(reasoning)
+        answer = parser.result()  # the parser's own fold of what it streamed
+        reasoning_text = answer.reasoning_content or ""
         reasoning_tokens = (
             len(llama.tokenize(reasoning_text.encode("utf-8"), add_bos=False, special=True))
             if reasoning_text
@@ -363,7 +357,7 @@ class EmbeddedEngine(Startable):
         if result.reason == "length":
             job.emit(Finish("length"))
         else:
-            job.emit(Finish("tool_calls" if saw_call else "stop"))
+            job.emit(Finish("tool_calls" if answer.tool_calls else "stop"))
 
     # -- any other GGUF: its own template, emulated thinking, constrained tool calls -------
 

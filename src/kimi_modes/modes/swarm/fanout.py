@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from kimi_modes.engines.base import ChatRequest, Engine, EngineError, UpstreamRejected
-from kimi_modes.modes.agent import Budgets, Emit
+from kimi_modes.engines.message import collect
+from kimi_modes.modes.agent.loop import Budgets, Emit
 from kimi_modes.modes.swarm.metrics import SubagentOutcome, swarm_metrics
 from kimi_modes.modes.swarm.workers import ResumeError, SwarmWorkers
-from kimi_modes.protocol.deltas import ContentDelta
 from kimi_modes.runs import RunRecord
 from kimi_modes.tools.base import RunContext, Tool, ToolResult
 
@@ -286,8 +286,7 @@ def make_repairer(engine: Engine, *, max_tokens: int = 8192) -> Any:
             request = ChatRequest(messages=messages, thinking=False, temperature=0.0,
                                   max_tokens=max_tokens, extra=extra)
             try:
-                text = "".join([e.text async for e in engine.stream(request)
-                                if isinstance(e, ContentDelta)])
+                text = (await collect(engine.stream(request))).message.content or ""
             except UpstreamRejected:
                 continue
             except EngineError:

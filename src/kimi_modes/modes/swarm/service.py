@@ -1,6 +1,6 @@
 """Swarm mode as an engine: each request becomes an orchestrator run that fans out.
 
-:class:`SwarmService` is :class:`~kimi_modes.modes.agent_service.AgentService` with the
+:class:`SwarmService` is :class:`~kimi_modes.modes.agent.service.AgentService` with the
 orchestrator's tools (``spawn_subagents``, ``resume_subagents``) instead of the agent's, the
 orchestrator's budgets (15 steps by default), and the swarm's metrics recorded at the end
 (the ``swarm_metrics`` event and the run's ``metrics``). The server streams it like Agent mode:
@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from kimi_modes.engines.base import ChatRequest, Engine, Snapshotting
-from kimi_modes.modes.agent import AgentResult, Budgets, ContextPolicy, Emit
-from kimi_modes.modes.agent_service import AgentService
+from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
+from kimi_modes.modes.agent.run import AgentRun, usage_record
+from kimi_modes.modes.agent.service import AgentService
 from kimi_modes.modes.swarm.fanout import (
     ORCHESTRATOR_NOTE,
     SPAWN,
@@ -26,7 +27,6 @@ from kimi_modes.modes.swarm.fanout import (
 )
 from kimi_modes.modes.swarm.workers import SwarmWorkers
 from kimi_modes.runs import RunStore
-from kimi_modes.tools.base import RunContext
 from kimi_modes.tools.toolset import Toolset
 
 
@@ -35,8 +35,6 @@ class SwarmService(AgentService):
 
     name = "swarm"
     mode = "swarm"
-    # A hundred sub-agents report as they start and step: that must not hold them up.
-    progress_events = frozenset({"subagent_started", "subagent_progress"})
 
     def __init__(
         self,
@@ -67,17 +65,16 @@ class SwarmService(AgentService):
         self._runs: dict[str, SwarmRun] = {}
         self._repair = make_repairer(engine)
 
-    def _toolset(self, run_id: str, ctx: RunContext, emit: Emit,
-                 request: ChatRequest) -> Toolset:
+    def _toolset(self, run: AgentRun, request: ChatRequest) -> Toolset:
         wanted = request.extra.get("swarm")
         wanted = wanted if isinstance(wanted, dict) else {}
         budgets = self.workers.settings.budgets.merged({
             "max_steps": wanted.get("subagent_max_steps"),
             "max_time": wanted.get("subagent_max_time")})
-        swarm = SwarmRun(run_id, emit, self.workers, max_per_fanout=self.max_per_fanout,
+        swarm = SwarmRun(run.id, run.emit, self.workers, max_per_fanout=self.max_per_fanout,
                          max_per_run=self.max_per_run, output_limit=self.tool_output_limit,
                          budgets=budgets, max_tokens=request.max_tokens)
-        self._runs[run_id] = swarm
+        self._runs[run.id] = swarm
         # A fan-out waits at most as long as the orchestrator may run (a request may have
         # tightened that with "agent": {"max_time": ...}).
         agent = request.extra.get("agent")
@@ -97,24 +94,12 @@ class SwarmService(AgentService):
                                             "function": {"name": SPAWN}}
         return options
 
-    async def _finished(self, run_id: str, result: AgentResult | None,
-                        emit: Emit) -> dict[str, Any] | None:
-        swarm = self._runs.pop(run_id, None)
+    async def _finished(self, run: AgentRun) -> dict[str, Any] | None:
+        swarm = self._runs.pop(run.id, None)
         if swarm is None:
             return None
-        if result is not None:
-            steps, calls = result.steps, result.tool_calls
-            usage: dict[str, Any] | None = {
-                "prompt_tokens": result.usage.prompt_tokens,
-                "completion_tokens": result.usage.completion_tokens,
-                "reasoning_tokens": result.usage.reasoning_tokens}
-        else:  # failed or cancelled: count what the store saw
-            record = await self.store.get(run_id)
-            steps = record.step_count if record else 0
-            calls = record.tool_call_count if record else 0
-            usage = None
-        metrics = swarm.metrics(steps, calls, usage)
-        await emit("swarm_metrics", metrics)
+        metrics = swarm.metrics(run.steps, run.tool_calls, usage_record(run.usage))
+        await run.emit("swarm_metrics", metrics)
         return metrics
 
     def status(self) -> dict[str, Any]:

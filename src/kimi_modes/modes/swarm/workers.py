@@ -22,22 +22,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kimi_modes.engines.base import Engine
-from kimi_modes.modes.agent import (
+from kimi_modes.modes.agent.loop import (
     AgentLoop,
-    AgentResult,
     Budgets,
     ContextPolicy,
     conversation_from_events,
 )
+from kimi_modes.modes.agent.run import AgentRun, usage_record
 from kimi_modes.modes.swarm.metrics import SubagentOutcome, add_usage
 from kimi_modes.runs import RunRecord, RunStore
-from kimi_modes.tools.base import RunContext, Tool
+from kimi_modes.runs.events import STEP, SUBAGENT_PROGRESS, SUBAGENT_STARTED, TOOL_CALL
+from kimi_modes.tools.base import Tool
 from kimi_modes.tools.toolset import Toolset
 
 log = logging.getLogger("kimi_modes.swarm")
@@ -135,76 +136,59 @@ class SwarmWorkers:
         this = asyncio.current_task()
         if this is not None:
             self.store.register_cancel(record.id, this.cancel)
-        ctx: RunContext | None = None
-        loop: AgentLoop | None = None
-        result: AgentResult | None = None
-        error: str | None = None
         budgets = budgets or self.settings.budgets
+
+        async def report(kind: str, data: dict[str, Any]) -> None:
+            if kind not in (STEP, TOOL_CALL):
+                return
+            outcome.steps, outcome.tool_calls = run.steps, run.tool_calls
+            await on_event(SUBAGENT_PROGRESS, {
+                "id": record.id, "index": outcome.index, "steps": outcome.steps,
+                "tool_calls": outcome.tool_calls,
+                "last_tool": data.get("name") if kind == TOOL_CALL else None,
+            })
+
+        run = AgentRun(self.store, record, self.workspaces, observer=report)
         try:
-            self._waiting += 1
-            try:
-                await self._slots.acquire()
-            finally:
-                self._waiting -= 1
-            self._running += 1
-            try:
+            async with self._slot():
                 outcome.started_at = time.time()
                 outcome.status = "running"
-                await on_event("subagent_started", {"id": record.id, "index": outcome.index,
-                                                    "started_at": outcome.started_at})
-                workspace = self.workspaces / record.id
-                workspace.mkdir(parents=True, exist_ok=True)
-                ctx = RunContext(record.id, workspace)
-                await self.store.emit(record.id, "run_started", {"workspace": str(workspace)},
-                                      wait=False)
-                loop = self._loop(record.id, ctx, outcome, on_event, budgets, max_tokens)
-                # The loop's own time budget ends it between steps; this ends it anywhere
-                # (a tool that ignores its timeout, a stream that never finishes).
-                async with asyncio.timeout(budgets.max_time + 5.0 if budgets.max_time
-                                           else None):
-                    result = await loop.run(record.messages)
-            finally:
-                self._running -= 1
-                self._slots.release()
-            outcome.status = "completed"
-            outcome.stop_reason = result.stop_reason
+                await on_event(SUBAGENT_STARTED, {"id": record.id, "index": outcome.index,
+                                                  "started_at": outcome.started_at})
+                await run.start()
+                result = await run.execute(self._loop(run, budgets, max_tokens),
+                                           time_limit=budgets.max_time)
             content = result.final.get("content")
             outcome.answer = content if isinstance(content, str) else ""
-            outcome.usage = add_usage({}, _usage(result))
-        except asyncio.CancelledError:
-            outcome.status, outcome.stop_reason = "cancelled", "cancelled"
-            await self._record(record, outcome, ctx, result, None)
+            outcome.usage = add_usage({}, usage_record(result.usage))
+        except asyncio.CancelledError as exc:
+            run.ended_by(exc)
+            await self._record(run, outcome)
             if record.id in self._parent_cancelled:
                 self._parent_cancelled.discard(record.id)
                 raise
             return outcome  # this sub-agent alone was cancelled: an outcome like any other
-        except TimeoutError:
-            error = f"the sub-agent did not finish within {budgets.max_time:g} s"
-            outcome.status, outcome.stop_reason, outcome.error = "failed", "max_time", error
         except Exception as exc:  # reported to the orchestrator, not raised
-            error = str(exc) or type(exc).__name__
-            outcome.status, outcome.stop_reason, outcome.error = "failed", "error", error
-            log.info("sub-agent %s failed: %s", record.id, error)
-        return await self._record(record, outcome, ctx, result, error)
+            run.ended_by(exc, time_limit=budgets.max_time)
+            log.info("sub-agent %s failed: %s", record.id, run.error)
+        return await self._record(run, outcome)
 
-    def _loop(self, run_id: str, ctx: RunContext, outcome: SubagentOutcome,
-              on_event: OnEvent, budgets: Budgets, max_tokens: int | None) -> AgentLoop:
-        async def emit(kind: str, data: dict[str, Any]) -> None:
-            # Steps are not waited for (their order is kept); checkpoints are, since a
-            # resume starts from them.
-            await self.store.emit(run_id, kind, data, wait=kind != "step")
-            if kind == "step":
-                outcome.steps = data["step"]
-            elif kind == "tool_call":
-                outcome.tool_calls += 1
-            else:
-                return
-            await on_event("subagent_progress", {
-                "id": run_id, "index": outcome.index, "steps": outcome.steps,
-                "tool_calls": outcome.tool_calls,
-                "last_tool": data.get("name") if kind == "tool_call" else None,
-            })
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """Hold one of the gateway-wide sub-agent slots (waiting, first come first served)."""
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        self._running += 1
+        try:
+            yield
+        finally:
+            self._running -= 1
+            self._slots.release()
 
+    def _loop(self, run: AgentRun, budgets: Budgets, max_tokens: int | None) -> AgentLoop:
         s = self.settings
         sampling = dict(s.sampling or {})
         if max_tokens is not None:
@@ -213,33 +197,18 @@ class SwarmWorkers:
             self.engine,
             Toolset(self.tools_factory(), default_timeout=s.tool_timeout,
                     output_limit=s.tool_output_limit),
-            ctx=ctx, emit=emit, budgets=budgets, context=s.context, thinking=s.thinking,
-            sampling=sampling, system_notes=self.system_notes,
+            ctx=run.ctx, emit=run.emit, budgets=budgets, context=s.context,
+            thinking=s.thinking, sampling=sampling, system_notes=self.system_notes,
             step_retries=s.step_retries, checkpoints=True,
         )
 
-    async def _record(self, record: RunRecord, outcome: SubagentOutcome,
-                      ctx: RunContext | None, result: AgentResult | None,
-                      error: str | None) -> SubagentOutcome:
-        """Close the sub-agent's tools and finish its run (shielded: this runs while the
-        caller may be cancelled, and a run must never stay open)."""
+    async def _record(self, run: AgentRun, outcome: SubagentOutcome) -> SubagentOutcome:
+        """Finish the sub-agent's run (its tools closed, its end stored) and its outcome."""
         outcome.finished_at = time.time()
-
-        async def finish() -> None:
-            if ctx is not None:
-                await ctx.aclose()
-            await self.store.finish(
-                record.id, outcome.status, outcome.stop_reason,
-                result.final if result is not None else None,
-                _usage(result), error=error,
-                metrics={"duration": round(outcome.duration, 4)},
-            )
-
-        task = asyncio.ensure_future(finish())
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(task)
-        if not task.done():
-            await task
+        outcome.status, outcome.stop_reason = run.status, run.stop_reason
+        outcome.error = run.error
+        outcome.steps, outcome.tool_calls = run.steps, run.tool_calls
+        await run.finish({"duration": round(outcome.duration, 4)})
         return outcome
 
     # -- resuming ------------------------------------------------------------------------------
@@ -313,10 +282,3 @@ class SwarmWorkers:
         with contextlib.suppress(BaseException):
             await asyncio.gather(*self._background, return_exceptions=True)
 
-
-def _usage(result: AgentResult | None) -> dict[str, Any] | None:
-    if result is None:
-        return None
-    u = result.usage
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-            "reasoning_tokens": u.reasoning_tokens}

@@ -18,18 +18,17 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kimi_modes.engines.base import ChatRequest, Engine, Event, Finish, Usage
-from kimi_modes.modes.agent import AgentLoop, AgentResult, Budgets, ContextPolicy, Emit
+from kimi_modes.engines.base import ChatRequest, Engine, Event, Finish
+from kimi_modes.modes.agent.loop import AgentLoop, AgentResult, Budgets, ContextPolicy
+from kimi_modes.modes.agent.progress import ChatView, run_line
+from kimi_modes.modes.agent.run import AgentRun
 from kimi_modes.modes.memory import TranscriptMemory
-from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+from kimi_modes.protocol.deltas import ToolCallDelta
 from kimi_modes.runs import RunStore
-from kimi_modes.tools.base import RunContext, Tool
+from kimi_modes.tools.base import Tool
 from kimi_modes.tools.toolset import Toolset
 
 log = logging.getLogger("kimi_modes.agent")
-
-_PROGRESS_RESULT_CHARS = 300
-
 
 class AgentService:
     """Runs agent requests on ``engine`` with the tools ``tools_factory`` makes per run."""
@@ -37,8 +36,6 @@ class AgentService:
     name = "agent"
     #: The run's ``mode`` in the store.
     mode = "agent"
-    #: Event types stored without waiting for their commit (progress reports).
-    progress_events: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -74,42 +71,36 @@ class AgentService:
                                                                dict) else {}
         budgets = self.budgets.merged(overrides or {})
         messages = self.transcripts.restore(request.messages)
-        run = await self.store.create_run(
+        record = await self.store.create_run(
             mode=self.mode, model=self.model_id, messages=messages, run_id=request.run_id,
             params={"thinking": request.thinking, "budgets": _budgets_dict(budgets),
                     "client_tools": [t.get("function", {}).get("name")
                                      for t in request.tools or ()]},
         )
-        workspace = self.workspaces / run.id
-        workspace.mkdir(parents=True, exist_ok=True)
-        ctx = RunContext(run.id, workspace)
         queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
-        async def emit(kind: str, data: dict[str, Any]) -> None:
-            await self.store.emit(run.id, kind, data, wait=kind not in self.progress_events)
+        async def show(kind: str, data: dict[str, Any]) -> None:
             queue.put_nowait((kind, data))
 
+        run = AgentRun(self.store, record, self.workspaces, observer=show)
         sampling = {k: v for k, v in (("temperature", request.temperature),
                                       ("top_p", request.top_p),
                                       ("max_tokens", request.max_tokens)) if v is not None}
         sampling.update({k: v for k, v in request.extra.items() if k not in ("agent", "swarm")})
         loop = AgentLoop(
             self.engine,
-            self._toolset(run.id, ctx, emit, request),
-            ctx=ctx, emit=emit, budgets=budgets, context=self.context,
+            self._toolset(run, request),
+            ctx=run.ctx, emit=run.emit, budgets=budgets, context=self.context,
             client_tools=request.tools or (), thinking=request.thinking, sampling=sampling,
             system_notes=self.system_notes, **self._loop_options(request),
         )
-        task: asyncio.Task[AgentResult] = asyncio.create_task(loop.run(messages))
-        self.store.register_cancel(run.id, task.cancel)
-        await self.store.emit(run.id, "run_started", {"workspace": str(workspace)})
-        status, stop_reason, final, usage = "failed", "error", None, None
-        error: str | None = None
-        result: AgentResult | None = None
+        task: asyncio.Task[AgentResult] | None = None
         try:
-            yield ReasoningDelta(f"[{self.mode} run {run.id}: GET /v1/runs/{run.id}/events "
-                                 f"to watch, /ui/runs/{run.id} in a browser]\n")
-            view = _ChatView()
+            await run.start()
+            task = asyncio.create_task(run.execute(loop))
+            self.store.register_cancel(run.id, task.cancel)
+            yield run_line(self.mode, run.id)
+            view = ChatView()
             while True:
                 getter = asyncio.ensure_future(queue.get())
                 await asyncio.wait((getter, task), return_when=asyncio.FIRST_COMPLETED)
@@ -130,36 +121,29 @@ class AgentService:
                 for index, call in enumerate(client):
                     yield ToolCallDelta(index, call["id"], call["function"]["name"],
                                         call["function"]["arguments"])
-            status = "completed"  # stop_reason says whether it answered or hit a budget
-            stop_reason, final, usage = result.stop_reason, result.final, result.usage
             yield result.usage
             yield Finish(result.finish_reason)
-        except asyncio.CancelledError:
-            status, stop_reason = "cancelled", "cancelled"
-            raise
-        except Exception as exc:
-            error = str(exc)
+        except BaseException as exc:
+            if task is None:  # it failed before the loop began
+                run.ended_by(exc)
             raise
         finally:
-            if not task.done():
-                task.cancel()
-                status, stop_reason = "cancelled", "cancelled"
-            with contextlib.suppress(BaseException):
-                await task
-            await ctx.aclose()
+            if task is not None and not task.done():
+                task.cancel()  # the stream was closed: the client went away
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await task
             metrics = None
             try:
-                metrics = await self._finished(run.id, result, emit)
+                metrics = await self._finished(run)
             except Exception:  # metrics must never keep a run from being recorded
                 log.exception("run %s: computing its metrics failed", run.id)
-            await self.store.finish(run.id, status, stop_reason, final, _usage_dict(usage),
-                                    error=error, metrics=metrics)
+            await run.finish(metrics)
 
     # -- what a mode built on this service changes ------------------------------------------
 
-    def _toolset(self, run_id: str, ctx: RunContext, emit: Emit,
-                 request: ChatRequest) -> Toolset:
-        """The server-side tools of the run ``request`` started."""
+    def _toolset(self, run: AgentRun, request: ChatRequest) -> Toolset:
+        """The server-side tools of ``run``, which ``request`` started."""
         return Toolset(self.tools_factory(), default_timeout=self.tool_timeout,
                        output_limit=self.tool_output_limit)
 
@@ -167,9 +151,8 @@ class AgentService:
         """Further :class:`AgentLoop` keyword arguments for ``request``."""
         return {}
 
-    async def _finished(self, run_id: str, result: AgentResult | None,
-                        emit: Emit) -> dict[str, Any] | None:
-        """Called once the loop has ended (``result`` is ``None`` if it failed or was
+    async def _finished(self, run: AgentRun) -> dict[str, Any] | None:
+        """Called once the loop has ended (``run.result`` is ``None`` if it failed or was
         cancelled), before the run is finished; returns metrics to store with it."""
         return None
 
@@ -179,52 +162,6 @@ class AgentService:
             await self._on_close()
 
 
-class _ChatView:
-    """Run events as the chat APIs show them: reasoning and progress (tool calls, short
-    results) as reasoning, the text of every step as content, steps separated by a blank
-    line. The run record keeps each step's text apart; its final answer is the last step's."""
-
-    def __init__(self) -> None:
-        self._content_step: int | None = None
-
-    def translate(self, kind: str, data: dict[str, Any]) -> list[Event]:
-        if kind == "message_delta" and data["kind"] == "content":
-            text = data["text"]
-            if self._content_step is not None and self._content_step != data["step"]:
-                text = "\n\n" + text
-            self._content_step = data["step"]
-            return [ContentDelta(text)]
-        return _progress(kind, data)
-
-
-def _progress(kind: str, data: dict[str, Any]) -> list[Event]:
-    if kind == "message_delta":
-        return [ReasoningDelta(data["text"])]
-    if kind == "tool_call" and not data.get("client"):
-        return [ReasoningDelta(f"\n[tool] {data['name']}({data['arguments']})\n")]
-    if kind == "tool_result":
-        output = str(data["output"])
-        if len(output) > _PROGRESS_RESULT_CHARS:
-            output = output[:_PROGRESS_RESULT_CHARS] + " …"
-        mark = "error" if data.get("is_error") else "result"
-        return [ReasoningDelta(f"[{mark}] {output}\n")]
-    if kind == "compaction":
-        return [ReasoningDelta(f"[compacted {data['compacted']} older tool results]\n")]
-    if kind == "step_retry":
-        return [ReasoningDelta(f"\n[step {data['step']} failed and is retried: "
-                               f"{data['error']}]\n")]
-    if kind == "fanout":
-        return [ReasoningDelta(f"[swarm] {len(data['subagents'])} sub-agents started\n")]
-    if kind == "subagent_finished":
-        state = data["status"] if data["status"] != "completed" else "done"
-        detail = data.get("error") or (data.get("answer") or "")
-        if len(detail) > _PROGRESS_RESULT_CHARS:
-            detail = detail[:_PROGRESS_RESULT_CHARS] + " …"
-        return [ReasoningDelta(f"[sub-agent {data['index'] + 1} {state}, {data['steps']} "
-                               f"steps, {data['duration']:.1f} s] {detail}\n")]
-    return []
-
-
 def _names(tools: Sequence[dict[str, Any]] | None) -> set[str]:
     return {t.get("function", {}).get("name") for t in tools or () if isinstance(t, dict)}
 
@@ -232,10 +169,3 @@ def _names(tools: Sequence[dict[str, Any]] | None) -> set[str]:
 def _budgets_dict(budgets: Budgets) -> dict[str, Any]:
     return {"max_steps": budgets.max_steps, "max_tokens": budgets.max_tokens,
             "max_time": budgets.max_time}
-
-
-def _usage_dict(usage: Usage | None) -> dict[str, Any] | None:
-    if usage is None:
-        return None
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "reasoning_tokens": usage.reasoning_tokens}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kimi_modes.engines.openai_chat import OpenAIChatEngine
-from kimi_modes.modes.agent import AgentLoop, Budgets, ContextPolicy
+from kimi_modes.modes.agent.loop import AgentLoop, Budgets, ContextPolicy
 from kimi_modes.tools import RunContext, ToolResult, Toolset
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -36,11 +36,13 @@ from kimi_modes.engines.base import (
     ChatRequest,
     Engine,
     EngineError,
-    Finish,
+    Event,
     UpstreamRejected,
     Usage,
 )
-from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+from kimi_modes.engines.message import collect
+from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta
+from kimi_modes.protocol.output import ParsedOutput, ToolCall
 from kimi_modes.tools.base import RunContext, ToolResult
 from kimi_modes.tools.toolset import Toolset
 
@@ -112,17 +114,13 @@ class AgentResult:
 
 @dataclass
 class _Call:
-    index: int
-    id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
+    """A complete tool call of a step and, for a server tool, the task running it."""
+
+    id: str
+    name: str
+    arguments: str
     task: asyncio.Task[ToolResult] | None = None
     started: float = 0.0
-    launched: bool = False
-
-    @property
-    def args(self) -> str:
-        return "".join(self.arguments)
 
 
 class AgentLoop:
@@ -266,79 +264,47 @@ class AgentLoop:
     async def _step(
         self, request: ChatRequest, step: int, started: float
     ) -> tuple[dict[str, Any], list[_Call], Usage | None, str]:
-        reasoning: list[str] = []
-        content: list[str] = []
-        calls: dict[int, _Call] = {}
-        usage: Usage | None = None
-        finish = "stop"
-        current: _Call | None = None
-        remaining = self._time_left(started)
-        try:
-            async with asyncio.timeout(remaining):
-                async for event in self.engine.stream(request):
-                    if isinstance(event, ReasoningDelta):
-                        reasoning.append(event.text)
-                        await self.emit("message_delta",
-                                        {"step": step, "kind": "reasoning", "text": event.text})
-                    elif isinstance(event, ContentDelta):
-                        content.append(event.text)
-                        await self.emit("message_delta",
-                                        {"step": step, "kind": "content", "text": event.text})
-                    elif isinstance(event, ToolCallDelta):
-                        call = calls.get(event.index)
-                        if call is None:
-                            if current is not None:
-                                await self._start_call(current, step)
-                            call = calls[event.index] = _Call(event.index)
-                            current = call
-                        if event.id is not None:
-                            call.id = event.id
-                        if event.name is not None:
-                            call.name = event.name
-                        call.arguments.append(event.arguments)
-                    elif isinstance(event, Usage):
-                        usage = event
-                    elif isinstance(event, Finish):
-                        finish = event.reason
-        except TimeoutError:
-            for call in calls.values():
-                if call.task is not None:
-                    call.task.cancel()
-            finish = "timeout"
-            calls = {}
-        except BaseException:  # engine failure or cancellation: no call of this step survives
-            for call in calls.values():
-                if call.task is not None:
-                    call.task.cancel()
-            raise
-        ordered = [calls[i] for i in sorted(calls)]
-        for call in ordered:  # the last call: its arguments are complete when the step ends
-            if not call.launched:
-                await self._start_call(call, step)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": "".join(content),
-            "reasoning_content": "".join(reasoning) or None,
-        }
-        if ordered:
-            message["tool_calls"] = [
-                {"id": c.id, "type": "function",
-                 "function": {"name": c.name, "arguments": c.args}}
-                for c in ordered
-            ]
-        return message, ordered, usage, finish
+        calls: list[_Call] = []
 
-    async def _start_call(self, call: _Call, step: int) -> None:
-        call.launched = True
-        if not call.id:
-            call.id = f"functions.{call.name or 'unknown'}:{call.index}"
-        await self.emit("tool_call", {"step": step, "id": call.id, "name": call.name,
-                                      "arguments": call.args,
-                                      "client": call.name in self._client_names})
-        if call.name in self._client_names:
-            return
-        call.started = time.monotonic()
-        call.task = asyncio.create_task(self.toolset.call(call.name, call.args, self.ctx))
+        async def on_event(event: Event) -> None:
+            if isinstance(event, ReasoningDelta | ContentDelta):
+                kind = "reasoning" if isinstance(event, ReasoningDelta) else "content"
+                await self.emit("message_delta", {"step": step, "kind": kind,
+                                                  "text": event.text})
+
+        async def on_tool_call(call: ToolCall) -> None:
+            # Started as soon as its arguments are complete, while the model goes on.
+            calls.append(await self._start_call(call, len(calls), step))
+
+        try:
+            async with asyncio.timeout(self._time_left(started)):
+                completion = await collect(self.engine.stream(request), on_event=on_event,
+                                           on_tool_call=on_tool_call)
+        except TimeoutError:
+            _cancel(calls)
+            return {"role": "assistant", "content": None}, [], None, "timeout"
+        except BaseException:  # engine failure or cancellation: no call of this step survives
+            _cancel(calls)
+            raise
+        answer = completion.message
+        message = ParsedOutput(
+            answer.reasoning_content, answer.content,
+            [ToolCall(c.id, c.name, c.arguments) for c in calls],
+        ).to_openai_message()
+        return message, calls, completion.usage, completion.finish_reason or "stop"
+
+    async def _start_call(self, call: ToolCall, index: int, step: int) -> _Call:
+        name = call.name or ""
+        started = _Call(call.id or f"functions.{name or 'unknown'}:{index}", name,
+                        call.arguments)
+        client = name in self._client_names
+        await self.emit("tool_call", {"step": step, "id": started.id, "name": name,
+                                      "arguments": started.arguments, "client": client})
+        if not client:
+            started.started = time.monotonic()
+            started.task = asyncio.create_task(
+                self.toolset.call(name, started.arguments, self.ctx))
+        return started
 
     async def _finish_calls(self, calls: list[_Call], step: int) -> list[dict[str, Any]]:
         """Await the server-side calls and return their tool messages in call order."""
@@ -425,6 +391,12 @@ class AgentLoop:
             first_new=self._first_new,
             finish_reason=finish,
         )
+
+
+def _cancel(calls: list[_Call]) -> None:
+    for call in calls:
+        if call.task is not None:
+            call.task.cancel()
 
 
 def _with_system_notes(messages: list[dict[str, Any]], notes: Sequence[str]) -> list[
