@@ -231,15 +231,23 @@ async def test_routes_are_behind_authorize(served: Served) -> None:
             _assert_error(response, 401, "invalid API key")
 
 
-async def test_a_closed_store_answers_503(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "r.db")
-    api = RunsAPI(lambda: None)
-    closed = RunsAPI(store)
-    app = Starlette(routes=api.routes() + closed.routes("/closed"))
+async def test_a_store_not_open_yet_or_closed_answers_503(tmp_path: Path) -> None:
+    closed = RunStore(tmp_path / "r.db")
+    await closed.open()
+    run = await closed.create_run("agent", "kimi-k2.5-agent", USER)
+    await closed.close()
+    assert closed.is_closed
+    starting = RunsAPI(lambda: None)  # the gateway has no store yet
+    app = Starlette(routes=starting.routes() + RunsAPI(closed).routes("/closed"))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        _assert_error(await client.get("/v1/runs"), 503, "still starting")
-        _assert_error(await client.get("/closed/runs/x/events"), 503, "still starting")
+        err = _assert_error(await client.get("/v1/runs"), 503, "still starting")
+        assert err["code"] == "starting"
+        for method, path in (("GET", "/closed/runs"), ("GET", f"/closed/runs/{run.id}"),
+                             ("GET", f"/closed/runs/{run.id}/events"),
+                             ("DELETE", f"/closed/runs/{run.id}")):
+            err = _assert_error(await client.request(method, path), 503, "shutting down")
+            assert err["code"] == "shutting_down"
 
 
 # -- the event stream ---------------------------------------------------------------------

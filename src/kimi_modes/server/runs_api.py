@@ -104,7 +104,7 @@ class RunsAPI:
             if status is not None and status not in STATUSES:
                 raise APIError(400, f"unknown status {status!r}; one of "
                                f"{', '.join(sorted(STATUSES))}", param="status")
-            runs = await store.list(limit + 1, offset, status=status,
+            runs = await store.list_runs(limit + 1, offset, status=status,
                                     mode=query.get("mode") or None,
                                     parent_id=query.get("parent_id") or None)
         except _Denied as denied:
@@ -239,6 +239,8 @@ class RunsAPI:
             if denied is not None:
                 raise _Denied(denied)
         store = self._store if isinstance(self._store, RunStore) else self._store()
+        if store is not None and store.is_closed:
+            raise RunStoreClosed("the run store is closed")
         if store is None or not store.is_open:
             raise APIError(503, "the gateway is still starting (the run store is not open)",
                            code="starting")
