@@ -54,7 +54,7 @@ async def test_a_crashed_process_leaves_its_runs_interrupted(tmp_path: Path) -> 
         assert [e.type for e in events] == ["run_started", "step", "message_delta",
                                             "tool_call", "finished"]
     # The dead process's lock file was swept; ours went with close().
-    assert list((tmp_path / "runs.sqlite3.owners").glob("*.lock")) == []
+    assert list((tmp_path / "runs.sqlite3.stores").glob("*.lock")) == []
 
 
 async def test_runs_of_another_open_store_are_left_alone(tmp_path: Path) -> None:

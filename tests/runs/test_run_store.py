@@ -110,6 +110,36 @@ async def test_list_is_newest_first_and_filters(store: RunStore) -> None:
         await store.list_runs(status="done")
 
 
+async def test_runs_belong_to_their_owner_and_sub_agents_inherit_it(store: RunStore) -> None:
+    a = await store.create_run("swarm", "m", USER, owner="tenant-a")
+    b = await store.create_run("agent", "m", USER, owner="tenant-b")
+    nobody = await store.create_run("agent", "m", USER)  # a terminal run, no keys
+    child = await store.create_run("subagent", "m", USER, parent_id=a.id)
+    assert (a.owner, b.owner, nobody.owner, child.owner) == (
+        "tenant-a", "tenant-b", None, "tenant-a")
+    assert [r.id for r in await store.list_runs(owner="tenant-a")] == [child.id, a.id]
+    assert [r.id for r in await store.list_runs(owner="tenant-b")] == [b.id]
+    assert await store.list_runs(owner="tenant-c") == []
+    assert await store.list_runs(parent_id=a.id, owner="tenant-b") == []
+    assert len(await store.list_runs()) == 4  # no owner given: every run
+    everyone = {r.id: r.owner for r in await store.list_runs()}
+    assert everyone[nobody.id] is None and everyone[child.id] == "tenant-a"
+
+    found = await store.get(child.id, owner="tenant-a")
+    assert found is not None and found.owner == "tenant-a"
+    assert await store.get(a.id, owner="tenant-b") is None
+    assert await store.get(nobody.id, owner="tenant-a") is None
+    unscoped = await store.get(nobody.id)
+    assert unscoped is not None and unscoped.owner is None
+    assert await store.status(b.id, owner="tenant-b") == "queued"
+    assert await store.status(b.id, owner="tenant-a") is None
+    assert await store.status(b.id) == "queued"
+    # An explicit owner wins over the parent's.
+    other = await store.create_run("subagent", "m", USER, parent_id=a.id, owner="tenant-b")
+    assert other.owner == "tenant-b"
+    assert (await store.get(other.id, owner="tenant-b")) is not None
+
+
 async def test_finish_is_once_and_validated(store: RunStore) -> None:
     run = await store.create_run("agent", "m", USER)
     with pytest.raises(ValueError, match="not 'stopped'"):
@@ -175,7 +205,7 @@ async def test_the_database_is_in_wal_mode(store: RunStore) -> None:
     assert store.path is not None
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 async def test_an_in_memory_store_works(tmp_path: Path) -> None:

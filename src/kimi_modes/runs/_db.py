@@ -190,7 +190,7 @@ class RunsDatabase:
         self.path = path
         self.store_id = store_id
         self._lock = (None if path is None else
-                      StoreLock(path.with_name(path.name + ".owners"), store_id))
+                      StoreLock(path.with_name(path.name + ".stores"), store_id))
         self._writer: DatabaseThread | None = None
         self._reader: DatabaseThread | None = None
 
@@ -247,12 +247,12 @@ class RunsDatabase:
         return self._writer is not None
 
     async def _interrupt_abandoned(self) -> None:
-        owners = await self.writer.call(_sql.active_owners)
+        stores = await self.writer.call(_sql.active_stores)
         lock = self._lock
         if lock is None:
-            dead = [o for o in owners if o != self.store_id]
+            dead = [s for s in stores if s != self.store_id]
         else:
-            dead = [o for o in owners if not await asyncio.to_thread(lock.alive, o)]
+            dead = [s for s in stores if not await asyncio.to_thread(lock.alive, s)]
         if dead:
             interrupted = await self.writer.call(
                 _sql.interrupt(dead, time.time(), _INTERRUPTED_ERROR))

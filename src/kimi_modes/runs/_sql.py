@@ -18,8 +18,11 @@ from kimi_modes.runs.records import ACTIVE_STATUSES, INTERRUPTED, RunRecord, Run
 
 log = logging.getLogger("kimi_modes.runs")
 
-SCHEMA_VERSION: Final = 1
+#: The version this code writes (``PRAGMA user_version``); :data:`MIGRATIONS` brings older
+#: databases up to it.
+SCHEMA_VERSION: Final = 2
 
+#: The current schema, for a new database.
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS runs (
     id              TEXT PRIMARY KEY,
@@ -39,6 +42,7 @@ CREATE TABLE IF NOT EXISTS runs (
     step_count      INTEGER NOT NULL DEFAULT 0,
     tool_call_count INTEGER NOT NULL DEFAULT 0,
     last_seq        INTEGER NOT NULL DEFAULT 0,
+    store_id        TEXT,
     owner           TEXT,
     created_at      REAL NOT NULL,
     started_at      REAL,
@@ -48,6 +52,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at DESC);
 CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at DESC);
 CREATE TABLE IF NOT EXISTS events (
     run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     seq     INTEGER NOT NULL,
@@ -58,9 +63,21 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 
+#: ``MIGRATIONS[n]`` turns a database of version ``n - 1`` into version ``n``.
+MIGRATIONS: Final = {
+    # 2: the column that named the store (process) running a run becomes ``store_id``;
+    # ``owner`` now names the caller (API key) a run belongs to: unknown for older runs.
+    2: """
+ALTER TABLE runs RENAME COLUMN owner TO store_id;
+ALTER TABLE runs ADD COLUMN owner TEXT;
+CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at DESC);
+""",
+}
+
 SUMMARY_COLUMNS: Final = (
     "id, mode, model, status, stop_reason, error, parent_id, task, usage, metrics, "
-    "step_count, tool_call_count, last_seq, created_at, started_at, updated_at, finished_at"
+    "step_count, tool_call_count, last_seq, owner, created_at, started_at, updated_at, "
+    "finished_at"
 )
 
 Work = Callable[[sqlite3.Connection], Any]
@@ -70,7 +87,9 @@ Work = Callable[[sqlite3.Connection], Any]
 
 
 def setup_writer(conn: sqlite3.Connection) -> None:
-    """WAL mode, the schema (created or checked), foreign keys on."""
+    """WAL mode, foreign keys on, and the schema: created for a new database, migrated for
+    an older one (in one transaction, so two stores opening one file at once do not both
+    migrate it). Raises :class:`RunStoreError` for a database of a newer version."""
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 10000")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -78,13 +97,40 @@ def setup_writer(conn: sqlite3.Connection) -> None:
         log.warning("runs database is in %s mode, not WAL", mode)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _migrate(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise RunStoreError(
             f"the runs database has schema version {version}; this kimi-modes knows "
             f"{SCHEMA_VERSION}: upgrade kimi-modes or point it at another file")
-    conn.executescript(SCHEMA)
+    if version == SCHEMA_VERSION:
+        return
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
+    if exists is None:
+        _execute_script(conn, SCHEMA)
+    else:
+        for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+            log.info("runs database: migrating to schema version %d", target)
+            _execute_script(conn, MIGRATIONS[target])
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+    # Not executescript(): it commits first, and this must stay in the caller's transaction.
+    # The scripts here hold no ';' but between statements.
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def setup_reader(conn: sqlite3.Connection) -> None:
@@ -97,14 +143,25 @@ def setup_reader(conn: sqlite3.Connection) -> None:
 # -- writing ------------------------------------------------------------------------------------
 
 
-def insert_run(row: tuple[Any, ...]) -> Work:
+def insert_run(row: tuple[Any, ...]) -> Callable[[sqlite3.Connection], str | None]:
     """Insert a run: ``row`` is ``(id, parent_id, mode, model, status, task, messages,
-    params, owner, created_at, started_at, updated_at)``."""
-    def work(conn: sqlite3.Connection) -> None:
+    params, store_id, owner, created_at, started_at, updated_at)``. A run given no owner
+    takes its parent's. The work returns the owner stored."""
+    run_id, parent_id = row[0], row[1]
+    owner: str | None = row[9]
+
+    def work(conn: sqlite3.Connection) -> str | None:
         conn.execute(
             "INSERT INTO runs (id, parent_id, mode, model, status, task, messages, params,"
-            " owner, created_at, started_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+            " store_id, owner, created_at, started_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        if owner is None and parent_id is not None:
+            conn.execute("UPDATE runs SET owner = (SELECT owner FROM runs WHERE id = ?)"
+                         " WHERE id = ?", (parent_id, run_id))
+            found = conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+            inherited: str | None = None if found is None else found[0]
+            return inherited
+        return owner
 
     return work
 
@@ -161,26 +218,27 @@ def patch_metrics(run_id: str, patch: bytes, now: float) -> Callable[[sqlite3.Co
     return work
 
 
-def active_owners(conn: sqlite3.Connection) -> list[str | None]:
+def active_stores(conn: sqlite3.Connection) -> list[str | None]:
     """The stores that have queued or running runs."""
     placeholders = ", ".join("?" for _ in ACTIVE_STATUSES)
-    rows = conn.execute(f"SELECT DISTINCT owner FROM runs WHERE status IN ({placeholders})",
-                        sorted(ACTIVE_STATUSES))
+    rows = conn.execute(
+        f"SELECT DISTINCT store_id FROM runs WHERE status IN ({placeholders})",
+        sorted(ACTIVE_STATUSES))
     return [row[0] for row in rows]
 
 
-def interrupt(owners: Sequence[str | None], now: float, error: str) -> Callable[
+def interrupt(stores: Sequence[str | None], now: float, error: str) -> Callable[
         [sqlite3.Connection], int]:
-    """Mark the active runs of the stores ``owners`` interrupted, each with a ``finished``
+    """Mark the active runs of the stores ``stores`` interrupted, each with a ``finished``
     event; the work returns how many."""
     def work(conn: sqlite3.Connection) -> int:
         placeholders = ", ".join("?" for _ in ACTIVE_STATUSES)
         rows = conn.execute(
-            f"SELECT id, owner, usage, metrics FROM runs WHERE status IN ({placeholders})",
+            f"SELECT id, store_id, usage, metrics FROM runs WHERE status IN ({placeholders})",
             sorted(ACTIVE_STATUSES)).fetchall()
         count = 0
-        for run_id, owner, usage, metrics in rows:
-            if owner not in owners:
+        for run_id, store_id, usage, metrics in rows:
+            if store_id not in stores:
                 continue
             last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?",
                                 (run_id,)).fetchone()[0]
@@ -205,22 +263,35 @@ def interrupt(owners: Sequence[str | None], now: float, error: str) -> Callable[
 # -- reading ------------------------------------------------------------------------------------
 
 
-def read_record(run_id: str) -> Callable[[sqlite3.Connection], RunRecord | None]:
-    """The whole run, or ``None``."""
+def read_record(run_id: str, owner: str | None) -> Callable[[sqlite3.Connection],
+                                                             RunRecord | None]:
+    """The whole run, or ``None`` (also when ``owner`` is given and the run is not its)."""
+    sql, args = _by_id("*", run_id, owner)
+
     def work(conn: sqlite3.Connection) -> RunRecord | None:
-        row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = conn.execute(sql, args).fetchone()
         return None if row is None else _record(row)
 
     return work
 
 
-def read_status(run_id: str) -> Callable[[sqlite3.Connection], str | None]:
-    """The run's status, or ``None``."""
+def read_status(run_id: str, owner: str | None) -> Callable[[sqlite3.Connection],
+                                                            str | None]:
+    """The run's status, or ``None`` (also when ``owner`` is given and the run is not
+    its)."""
+    sql, args = _by_id("status", run_id, owner)
+
     def work(conn: sqlite3.Connection) -> str | None:
-        row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = conn.execute(sql, args).fetchone()
         return None if row is None else str(row[0])
 
     return work
+
+
+def _by_id(columns: str, run_id: str, owner: str | None) -> tuple[str, list[Any]]:
+    if owner is None:
+        return f"SELECT {columns} FROM runs WHERE id = ?", [run_id]
+    return f"SELECT {columns} FROM runs WHERE id = ? AND owner = ?", [run_id, owner]
 
 
 def read_summaries(limit: int, offset: int, filters: dict[str, str | None]) -> Callable[
@@ -265,7 +336,7 @@ def _summary_fields(row: sqlite3.Row) -> dict[str, Any]:
         "usage": orjson.loads(row["usage"]) if row["usage"] else None,
         "metrics": orjson.loads(row["metrics"]) if row["metrics"] else {},
         "step_count": row["step_count"], "tool_call_count": row["tool_call_count"],
-        "last_seq": row["last_seq"], "created_at": row["created_at"],
+        "last_seq": row["last_seq"], "owner": row["owner"], "created_at": row["created_at"],
         "started_at": row["started_at"], "updated_at": row["updated_at"],
         "finished_at": row["finished_at"],
     }

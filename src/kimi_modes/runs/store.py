@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -88,8 +89,9 @@ class RunStore:
         self.output_limit = output_limit
         self.queue_limit = queue_limit
         self.poll_interval = poll_interval
-        self.owner = uuid.uuid4().hex
-        self._db = RunsDatabase(self.path, self.owner)
+        #: This store's id: the runs it starts carry it, and its lock file is named by it.
+        self.store_id = uuid.uuid4().hex
+        self._db = RunsDatabase(self.path, self.store_id)
         self._live = LiveRuns(delta_interval=delta_interval, delta_max_chars=delta_max_chars,
                               store_event=self._store_event)
         self._state = "new"  # new → open → closing → closed
@@ -166,12 +168,16 @@ class RunStore:
         parent_id: str | None = None,
         status: str = QUEUED,
         run_id: str | None = None,
+        owner: str | None = None,
     ) -> RunRecord:
         """Store a new run and make it live in this process; returns it once committed.
 
         ``status`` is ``queued`` (the default: the ``run_started`` event moves it to
         ``running``) or ``running``. ``run_id`` defaults to ``run_`` + 32 hex digits (usable
         as a directory name). ``parent_id`` links a sub-agent to its orchestrator's run.
+        ``owner`` is who the run belongs to (the caller's id, see
+        :attr:`~kimi_modes.runs.records.RunSummary.owner`); a run given none takes its
+        parent's.
         """
         self._check_open()
         if status not in ACTIVE_STATUSES:
@@ -188,13 +194,13 @@ class RunStore:
             messages=message_list, params=param_dict, final=None,
         )
         row = (run_id, parent_id, mode, model, status, record.task, dumps(message_list),
-               dumps(param_dict), self.owner, now, record.started_at, now)
+               dumps(param_dict), self.store_id, owner, now, record.started_at, now)
         try:
-            await self._db.writer.call(_sql.insert_run(row))
+            stored_owner = await self._db.writer.call(_sql.insert_run(row))
         except sqlite3.IntegrityError:
             raise ValueError(f"a run with id {run_id!r} exists already") from None
         self._live.add(run_id)
-        return record
+        return dataclasses.replace(record, owner=stored_owner)
 
     async def emit(self, run_id: str, event_type: str,
                    data: Mapping[str, Any] | None = None, *, wait: bool = True) -> None:
@@ -340,16 +346,17 @@ class RunStore:
 
     # -- the watchers' side --------------------------------------------------------------
 
-    async def get(self, run_id: str) -> RunRecord | None:
-        """The run as stored (committed state), or ``None`` for an unknown id."""
+    async def get(self, run_id: str, *, owner: str | None = None) -> RunRecord | None:
+        """The run as stored (committed state), or ``None`` for an unknown id. With
+        ``owner``, a run that is not that owner's is ``None`` too."""
         self._check_open()
-        return await self._db.reader.call(_sql.read_record(run_id))
+        return await self._db.reader.call(_sql.read_record(run_id, owner))
 
-    async def status(self, run_id: str) -> str | None:
+    async def status(self, run_id: str, *, owner: str | None = None) -> str | None:
         """The run's stored status, or ``None`` for an unknown id (a cheap existence
-        check)."""
+        check). With ``owner``, a run that is not that owner's is ``None`` too."""
         self._check_open()
-        return await self._status(run_id)
+        return await self._db.reader.call(_sql.read_status(run_id, owner))
 
     async def list_runs(
         self,
@@ -359,13 +366,14 @@ class RunStore:
         status: str | None = None,
         mode: str | None = None,
         parent_id: str | None = None,
+        owner: str | None = None,
     ) -> list[RunSummary]:
         """Runs newest first (by creation time), ``limit`` of them after skipping ``offset``;
-        only those with ``status`` / ``mode`` / ``parent_id`` when given."""
+        only those with ``status`` / ``mode`` / ``parent_id`` / ``owner`` when given."""
         self._check_open()
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; one of {sorted(STATUSES)}")
-        filters = {"status": status, "mode": mode, "parent_id": parent_id}
+        filters = {"status": status, "mode": mode, "parent_id": parent_id, "owner": owner}
         work = _sql.read_summaries(max(0, limit), max(0, offset), filters)
         return await self._db.reader.call(work)
 
@@ -410,7 +418,7 @@ class RunStore:
         return await self._status(run_id) is not None
 
     async def _status(self, run_id: str) -> str | None:
-        return await self._db.reader.call(_sql.read_status(run_id))
+        return await self._db.reader.call(_sql.read_status(run_id, None))
 
     def _store_event(self, event: RunEvent) -> None:
         """Write ``event`` without waiting; publish it once stored (a failure is logged)."""
