@@ -67,7 +67,7 @@ async def one_swarm(url: str, tmp: Path, *, cap: int, label: str,
             async for _ in swarm.stream(request):
                 pass
             makespan = time.monotonic() - started
-        run = (await store.list(mode="swarm"))[0]
+        run = (await store.list_runs(mode="swarm"))[0]
         events = await store.events(run.id)
         fanout_at = next(e.time for e in events if e.type == "fanout")
         finished = [e.data for e in events if e.type == "subagent_finished"]

@@ -32,6 +32,23 @@ def test_toml_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize("how", ["toml", "env"])
+def test_operator_api_keys_are_secrets_beside_the_api_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    assert load_settings().server.operator_api_keys == []
+    path = tmp_path / "k.toml"
+    if how == "toml":
+        path.write_text('[server]\napi_keys = ["sk-1"]\noperator_api_keys = ["sk-op"]\n')
+    else:
+        path.write_text('[server]\napi_keys = ["sk-1"]\n')
+        monkeypatch.setenv("KIMI_MODES_SERVER__OPERATOR_API_KEYS", '["sk-op"]')
+    server = load_settings(path).server
+    assert [k.get_secret_value() for k in server.operator_api_keys] == ["sk-op"]
+    assert [k.get_secret_value() for k in server.api_keys] == ["sk-1"]
+    assert "sk-op" not in repr(server)
+
+
+@pytest.mark.parametrize("how", ["toml", "env"])
 def test_a_partial_mode_table_keeps_the_other_model_card_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:

@@ -52,8 +52,12 @@ class ServerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    #: Bearer keys (``Authorization: Bearer KEY`` or Anthropic's ``x-api-key``). Empty: no auth.
+    #: Bearer keys (``Authorization: Bearer KEY`` or Anthropic's ``x-api-key``). Empty (and no
+    #: operator keys): no auth, and every caller sees every run. Each key sees only its own runs.
     api_keys: list[SecretStr] = Field(default_factory=list)
+    #: Keys that are accepted like ``api_keys`` and see (list, read, watch, cancel, resume)
+    #: every key's runs.
+    operator_api_keys: list[SecretStr] = Field(default_factory=list)
     log_level: str = "info"
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)

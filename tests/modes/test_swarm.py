@@ -93,7 +93,7 @@ async def run_swarm(swarm: Swarm, task: str = "Do the research.") -> tuple[str, 
     async for event in swarm.service.stream(request):
         if isinstance(event, ContentDelta):
             content.append(event.text)
-    runs = await swarm.store.list(mode="swarm")
+    runs = await swarm.store.list_runs(mode="swarm")
     return runs[0].id, "".join(content)
 
 
@@ -118,7 +118,7 @@ async def test_fan_out_of_three(start_simulator: Any, tmp_path: Path) -> None:
         record = await swarm.store.get(run_id)
         assert record is not None and record.status == "completed"
         assert record.stop_reason == "answer"
-        subs = await swarm.store.list(parent_id=run_id)
+        subs = await swarm.store.list_runs(parent_id=run_id)
         assert len(subs) == 3
         assert {s.mode for s in subs} == {"subagent"}
         assert {s.status for s in subs} == {"completed"}
@@ -220,7 +220,7 @@ async def test_fan_out_over_the_limit_is_refused_not_trimmed(start_simulator: An
     try:
         run_id, answer = await run_swarm(swarm)
         assert answer == "Too many for one call."
-        assert await swarm.store.list(parent_id=run_id) == []
+        assert await swarm.store.list_runs(parent_id=run_id) == []
         result = (await events_of(swarm.store, run_id, "tool_result"))[0]
         assert result["is_error"] and "Split them over several calls" in result["output"]
     finally:
@@ -270,7 +270,7 @@ async def test_unrepairable_arguments_come_back_as_an_error(start_simulator: Any
     try:
         run_id, answer = await run_swarm(swarm)
         assert answer == "Gave up."
-        assert await swarm.store.list(parent_id=run_id) == []
+        assert await swarm.store.list_runs(parent_id=run_id) == []
     finally:
         await close(swarm)
 
@@ -364,19 +364,19 @@ async def test_cancelling_the_swarm_cancels_every_sub_agent(start_simulator: Any
 
         consumer = asyncio.create_task(consume())
         for _ in range(200):
-            runs = await swarm.store.list(mode="subagent", status="running")
+            runs = await swarm.store.list_runs(mode="subagent", status="running")
             if len(runs) == 4:
                 break
             await asyncio.sleep(0.05)
         else:
             pytest.fail("the sub-agents never started")
-        run_id = (await swarm.store.list(mode="swarm"))[0].id
+        run_id = (await swarm.store.list_runs(mode="swarm"))[0].id
         assert await swarm.store.cancel(run_id)
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(consumer, 15)
         record = await swarm.store.get(run_id)
         assert record is not None and record.status == "cancelled"
-        subs = await swarm.store.list(parent_id=run_id)
+        subs = await swarm.store.list_runs(parent_id=run_id)
         assert len(subs) == 6
         assert {s.status for s in subs} == {"cancelled"}
         # The simulator saw the sub-agents' requests go away.
@@ -406,7 +406,7 @@ async def test_cancelling_one_sub_agent_reports_it_and_the_swarm_goes_on(
     try:
         async def cancel_stuck() -> None:
             for _ in range(200):
-                for run in await swarm.store.list(mode="subagent", status="running"):
+                for run in await swarm.store.list_runs(mode="subagent", status="running"):
                     if "Stuck" in run.task:
                         await swarm.store.cancel(run.id)
                         return
@@ -418,7 +418,7 @@ async def test_cancelling_one_sub_agent_reports_it_and_the_swarm_goes_on(
         assert answer == "One was cancelled."
         record = await swarm.store.get(run_id)
         assert record is not None and record.status == "completed"
-        statuses = sorted(s.status for s in await swarm.store.list(parent_id=run_id))
+        statuses = sorted(s.status for s in await swarm.store.list_runs(parent_id=run_id))
         assert statuses == ["cancelled", "completed"]
     finally:
         await close(swarm)
@@ -458,9 +458,9 @@ async def test_a_request_time_limit_bounds_the_fan_out(start_simulator: Any,
         async for _ in swarm.service.stream(request):
             pass
         assert asyncio.get_running_loop().time() - started < 20
-        run = (await swarm.store.list(mode="swarm"))[0]
+        run = (await swarm.store.list_runs(mode="swarm"))[0]
         assert run.status == "completed" and run.stop_reason == "max_time"
-        subs = await swarm.store.list(parent_id=run.id)
+        subs = await swarm.store.list_runs(parent_id=run.id)
         assert {s.status for s in subs} == {"cancelled"}
         result = (await events_of(swarm.store, run.id, "tool_result"))[0]
         assert result["is_error"] and "did not finish within 1.5 s" in result["output"]

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from kimi_modes.runs import RunStore
+from kimi_modes.server.auth import SINGLE_USER, Caller
 from kimi_modes.server.runs_api import RunsAPI
 
 USER = [{"role": "user", "content": "Add 2 and 2."}]
@@ -38,9 +39,9 @@ class Served:
     client: httpx.AsyncClient
 
 
-def _authorize(request: Request) -> Response | None:
+def _authorize(request: Request) -> Caller | Response:
     if request.headers.get("authorization") == "Bearer secret":
-        return None
+        return SINGLE_USER
     return JSONResponse({"error": {"message": "invalid API key", "type": "authentication_error",
                                    "param": None, "code": "invalid_api_key"}}, status_code=401)
 
@@ -158,6 +159,12 @@ async def test_list_runs_newest_first_with_paging_and_filters(served: Served) ->
     assert err["param"] == "limit" and err["type"] == "invalid_request_error"
     _assert_error(await served.client.get("/v1/runs", params={"offset": "x"}), 400,
                   "offset must be an integer")
+    for huge in (2**63, 10**30):  # past SQLite's integers: refused, not a 500
+        err = _assert_error(await served.client.get("/v1/runs", params={"offset": huge}), 400,
+                            "offset must be between 0 and")
+        assert err["param"] == "offset" and err["type"] == "invalid_request_error"
+    assert (await served.client.get("/v1/runs", params={"offset": 2**63 - 1})).json()[
+        "data"] == []
     err = _assert_error(await served.client.get("/v1/runs", params={"status": "done"}), 400,
                         "unknown status 'done'")
     assert err["param"] == "status"
@@ -231,15 +238,23 @@ async def test_routes_are_behind_authorize(served: Served) -> None:
             _assert_error(response, 401, "invalid API key")
 
 
-async def test_a_closed_store_answers_503(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "r.db")
-    api = RunsAPI(lambda: None)
-    closed = RunsAPI(store)
-    app = Starlette(routes=api.routes() + closed.routes("/closed"))
+async def test_a_store_not_open_yet_or_closed_answers_503(tmp_path: Path) -> None:
+    closed = RunStore(tmp_path / "r.db")
+    await closed.open()
+    run = await closed.create_run("agent", "kimi-k2.5-agent", USER)
+    await closed.close()
+    assert closed.is_closed
+    starting = RunsAPI(lambda: None)  # the gateway has no store yet
+    app = Starlette(routes=starting.routes() + RunsAPI(closed).routes("/closed"))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        _assert_error(await client.get("/v1/runs"), 503, "still starting")
-        _assert_error(await client.get("/closed/runs/x/events"), 503, "still starting")
+        err = _assert_error(await client.get("/v1/runs"), 503, "still starting")
+        assert err["code"] == "starting"
+        for method, path in (("GET", "/closed/runs"), ("GET", f"/closed/runs/{run.id}"),
+                             ("GET", f"/closed/runs/{run.id}/events"),
+                             ("DELETE", f"/closed/runs/{run.id}")):
+            err = _assert_error(await client.request(method, path), 503, "shutting down")
+            assert err["code"] == "shutting_down"
 
 
 # -- the event stream ---------------------------------------------------------------------
@@ -339,7 +354,11 @@ async def test_event_stream_errors(served: Served) -> None:
                         "Last-Event-ID must be an integer")
     assert err["param"] == "Last-Event-ID"
     _assert_error(await served.client.get(f"/v1/runs/{run_id}/events",
-                                          params={"after": -1}), 400, "at least 0")
+                                          params={"after": -1}), 400, "between 0 and")
+    err = _assert_error(await served.client.get(f"/v1/runs/{run_id}/events",
+                                                headers={"Last-Event-ID": str(2**64)}), 400,
+                        "Last-Event-ID must be between 0 and")
+    assert err["param"] == "Last-Event-ID"
 
 
 async def test_a_client_disconnect_only_unsubscribes(served: Served) -> None:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from kimi_modes.runs import RunStore
+from kimi_modes.server.auth import tenant_id
 from kimi_modes.server.runs_api import sse_frame
 from kimi_modes.server.ui import STATIC_DIR
 
@@ -467,7 +468,8 @@ async def test_the_key_form(start_simulator: Callable[..., Proc],
     sim = start_simulator("--ttft", "0", "--tpot", "0")
     gw = start_gateway('[server]\napi_keys = ["sk-ui"]\n' + upstream_toml(sim.v1))
     async with RunStore(runs_db(gw)) as store:
-        run = await store.create_run("agent", "kimi-k2.5-agent", user("behind a key"))
+        run = await store.create_run("agent", "kimi-k2.5-agent", user("behind a key"),
+                                     owner=tenant_id("sk-ui"))  # the key's own run
         await page.goto(f"{gw.url}/ui/runs")
         form = by_testid(page, "key-form")
         await expect(form).to_be_visible()

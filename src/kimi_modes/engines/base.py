@@ -51,6 +51,9 @@ class ChatRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The id to give the run this request starts (Agent and Swarm modes); engines ignore it.
     run_id: str | None = None
+    #: Who the runs this request starts belong to (the caller's id, set by the server);
+    #: engines ignore it.
+    owner: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -25,6 +25,7 @@ live; ``GET /v1/runs/...`` (:mod:`kimi_modes.server.runs_api`) serves the same o
     ('completed', '4', ['run_started', 'step', 'message_delta', 'finished'])
 """
 
+from kimi_modes.runs.errors import RunNotFound, RunStoreClosed, RunStoreError
 from kimi_modes.runs.events import (
     EVENT_TYPES,
     CompactionEvent,
@@ -38,6 +39,7 @@ from kimi_modes.runs.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from kimi_modes.runs.live import CancelCallback
 from kimi_modes.runs.records import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -53,13 +55,7 @@ from kimi_modes.runs.records import (
     RunSummary,
     assemble_steps,
 )
-from kimi_modes.runs.store import (
-    CancelCallback,
-    RunNotFound,
-    RunStore,
-    RunStoreClosed,
-    RunStoreError,
-)
+from kimi_modes.runs.store import RunStore
 
 __all__ = [
     "ACTIVE_STATUSES",

@@ -1,4 +1,5 @@
-"""A SQLite connection owned by one dedicated thread, fed jobs from the event loop.
+"""The store's database: SQLite connections each owned by one dedicated thread, fed jobs from
+the event loop, and :class:`RunsDatabase`, the pair of them a store opens.
 
 The writer runs every job queued while it was busy in one transaction (group commit), so many
 concurrent runs cost one commit per batch rather than one per event; a job that fails is
@@ -14,10 +15,16 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from kimi_modes.runs import _sql
+from kimi_modes.runs._locks import StoreLock
+from kimi_modes.runs.errors import RunStoreClosed
 
 log = logging.getLogger("kimi_modes.runs")
 
@@ -29,6 +36,7 @@ Work = Callable[[sqlite3.Connection], Any]
 Done = Callable[[Any, BaseException | None], None]
 
 _BATCH = 512
+_INTERRUPTED_ERROR: Final = "the gateway stopped while the run was in progress"
 
 
 @dataclass(slots=True)
@@ -171,3 +179,85 @@ class DatabaseThread:
         # A closed loop: nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(deliver)
+
+
+class RunsDatabase:
+    """The database of one store: a writer thread and a reader thread on the file at
+    ``path`` (one thread for both when ``path`` is ``None``: in memory), and the store's lock
+    (:mod:`kimi_modes.runs._locks`) beside the file, held by ``store_id``."""
+
+    def __init__(self, path: Path | None, store_id: str) -> None:
+        self.path = path
+        self.store_id = store_id
+        self._lock = (None if path is None else
+                      StoreLock(path.with_name(path.name + ".stores"), store_id))
+        self._writer: DatabaseThread | None = None
+        self._reader: DatabaseThread | None = None
+
+    async def open(self) -> None:
+        """Take the lock, open both connections (the schema made or checked), and mark the
+        active runs of stores that are gone ``interrupted``. Raises what failed, with
+        everything opened so far closed again."""
+        target = ":memory:" if self.path is None else str(self.path)
+        try:
+            if self.path is not None and self._lock is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(self._lock.take)
+            self._writer = DatabaseThread(target, "runs-writer", writer=True,
+                                          setup=_sql.setup_writer)
+            await self._writer.start()
+            if self.path is None:
+                self._reader = self._writer
+            else:
+                self._reader = DatabaseThread(target, "runs-reader", writer=False,
+                                              setup=_sql.setup_reader)
+                await self._reader.start()
+            await self._interrupt_abandoned()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Finish the queued work, close the connections, let go of the lock. Idempotent."""
+        for thread in (self._reader, self._writer):
+            if thread is not None:
+                with contextlib.suppress(Exception):
+                    await thread.stop()
+        self._reader = self._writer = None
+        if self._lock is not None:
+            self._lock.release()
+
+    @property
+    def writer(self) -> DatabaseThread:
+        """The writer thread; :class:`RunStoreClosed` when the database is not open."""
+        if self._writer is None:
+            raise RunStoreClosed("the run store is not open")
+        return self._writer
+
+    @property
+    def reader(self) -> DatabaseThread:
+        """The reader thread; :class:`RunStoreClosed` when the database is not open."""
+        if self._reader is None:
+            raise RunStoreClosed("the run store is not open")
+        return self._reader
+
+    @property
+    def is_open(self) -> bool:
+        """True between a successful :meth:`open` and :meth:`close`."""
+        return self._writer is not None
+
+    async def _interrupt_abandoned(self) -> None:
+        stores = await self.writer.call(_sql.active_stores)
+        lock = self._lock
+        if lock is None:
+            dead = [s for s in stores if s != self.store_id]
+        else:
+            dead = [s for s in stores if not await asyncio.to_thread(lock.alive, s)]
+        if dead:
+            interrupted = await self.writer.call(
+                _sql.interrupt(dead, time.time(), _INTERRUPTED_ERROR))
+            if interrupted:
+                log.warning("marked %d runs left by a stopped gateway as interrupted",
+                            interrupted)
+        if lock is not None:
+            await asyncio.to_thread(lock.sweep)

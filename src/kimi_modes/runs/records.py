@@ -58,7 +58,10 @@ class RunSummary:
     ``finished_at`` by :meth:`RunStore.finish` (or by the store marking the run interrupted).
     ``task`` is the start of the last user message (at most 200 characters). ``step_count``
     and ``tool_call_count`` count the ``step`` and ``tool_call`` events persisted so far.
-    ``last_seq`` is the seq of the run's latest persisted event (0: none yet).
+    ``last_seq`` is the seq of the run's latest persisted event (0: none yet). ``owner`` is
+    who the run belongs to (the gateway's id of the API key that started it, inherited by
+    sub-agents); ``None`` when nobody does (no keys configured, a terminal run, or a run
+    stored before owners were recorded).
     """
 
     id: str
@@ -78,6 +81,7 @@ class RunSummary:
     started_at: float | None
     updated_at: float
     finished_at: float | None
+    owner: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 import uuid
@@ -38,6 +37,7 @@ from kimi_modes.config import Settings
 from kimi_modes.engines.base import Engine, EngineError, Event, Usage
 from kimi_modes.modes import MODELS, ChatModes, ChatParams, ModeError, resolve_mode
 from kimi_modes.server import anthropic_api
+from kimi_modes.server.auth import APIKeys, Caller
 from kimi_modes.server.errors import APIError, openai_error_body
 from kimi_modes.server.metrics import Metrics
 from kimi_modes.server.openai_api import ChatCompletionBody, ChunkEncoder, completion_body
@@ -115,7 +115,8 @@ class Gateway:
         self.settings = settings
         self.metrics = Metrics()
         self._engines = engines
-        self._api_keys = [k.get_secret_value().encode() for k in settings.server.api_keys]
+        self._keys = APIKeys([k.get_secret_value() for k in settings.server.api_keys],
+                             [k.get_secret_value() for k in settings.server.operator_api_keys])
         #: What :meth:`startup` assembled (engines, modes, the run store); None before.
         self.assembly: Assembly | None = None
         self.modes: ChatModes | None = None
@@ -182,7 +183,7 @@ class Gateway:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
     async def models(self, request: Request) -> Response:
-        if (denied := self._auth(request, _OPENAI)) is not None:
+        if isinstance(denied := self._auth(request, _OPENAI), Response):
             return denied
         data = [
             {
@@ -280,11 +281,12 @@ class Gateway:
         metrics.in_flight.labels(api.label).inc()
         handed_off = False
         try:
-            if (denied := self._auth(request, api)) is not None:
-                return denied
+            if isinstance(caller := self._auth(request, api), Response):
+                return caller
             try:
                 body = await self._read_json(request)
                 model, engine, chat, stream, encoder, rid = await prepare(body)
+                chat.owner = caller.owner  # the runs it starts belong to the caller
             except (APIError, ValidationError, ValueError) as exc:
                 return self._error(api, _as_api_error(exc), model_label)
             except Exception as exc:  # a bug or a misconfiguration: still the API's shape
@@ -390,21 +392,12 @@ class Gateway:
             raise APIError(503, "the gateway is still starting", code="starting")
         return self.modes
 
-    def _auth(self, request: Request, api: _Api) -> Response | None:
-        if not self._api_keys:
-            return None
-        given = request.headers.get("x-api-key", "")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        if given and any(hmac.compare_digest(given.encode(), key) for key in self._api_keys):
-            return None
-        message = (
-            "missing API key: send 'Authorization: Bearer KEY'"
-            if not given
-            else "invalid API key"
-        )
-        return self._error(api, APIError(401, message, code="invalid_api_key"), "unknown")
+    def _auth(self, request: Request, api: _Api) -> Caller | Response:
+        """The caller (server/auth.py), or the 401 to answer with."""
+        caller = self._keys.identify(request)
+        if isinstance(caller, Caller):
+            return caller
+        return self._error(api, APIError(401, caller, code="invalid_api_key"), "unknown")
 
     async def _read_json(self, request: Request) -> Any:
         limit = self.settings.server.max_body_bytes

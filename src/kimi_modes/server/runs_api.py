@@ -7,6 +7,11 @@ gateway mounts :meth:`RunsAPI.routes`. Errors come in OpenAI's shape
 (:func:`~kimi_modes.server.errors.openai_error_body`). Nothing here knows about modes: the
 store (:mod:`kimi_modes.runs`) is the only thing the handlers talk to.
 
+Every route is scoped to the caller (:class:`~kimi_modes.server.auth.Caller`): a caller sees,
+watches, cancels and resumes only the runs it owns, unless it sees all (an operator key, or a
+gateway without keys). A run of someone else answers exactly like an unknown id: 404
+``run_not_found``.
+
 The event stream: each event is one SSE message ``id: <seq>``, ``event: <type>``, ``data:
 <the event as JSON>``. A client re-attaches with the ``Last-Event-ID`` header (what
 ``EventSource`` sends on reconnect) or ``?after=<seq>``; the header wins when both are given.
@@ -37,13 +42,14 @@ from kimi_modes.runs import (
     RunStoreClosed,
     assemble_steps,
 )
+from kimi_modes.server.auth import SINGLE_USER, Caller
 from kimi_modes.server.errors import APIError, openai_error_body
 
 log = logging.getLogger("kimi_modes.server")
 
-#: ``authorize(request)``: ``None`` to let the request through, else the response to send
+#: ``authorize(request)``: the caller to serve the request for, else the response to send
 #: (the gateway's API-key check).
-Authorize = Callable[[Request], Response | None]
+Authorize = Callable[[Request], Caller | Response]
 #: ``resume(run_id)``: the new run continuing ``run_id``; raises an error with ``status``
 #: (404/409) and a message when it cannot.
 Resumer = Callable[[str], Awaitable[RunRecord]]
@@ -53,13 +59,16 @@ StoreSource = RunStore | Callable[[], RunStore | None]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _MAX_LIMIT = 100
 _DEFAULT_LIMIT = 20
+#: The largest offset or seq a query may name: SQLite's largest integer.
+_MAX_INT = 2**63 - 1
 
 
 class RunsAPI:
     """The handlers of the runs API over ``store``.
 
-    ``authorize`` guards every route (runs hold users' tasks and answers: mount them behind
-    the same keys as the chat routes). ``keepalive``: seconds of silence before the event
+    ``authorize`` guards every route and says who calls (runs hold users' tasks and answers:
+    mount them behind the same keys as the chat routes); without it every caller sees every
+    run. ``keepalive``: seconds of silence before the event
     stream sends a comment. ``cancel_wait``: how long ``DELETE`` waits for a cancelled run to
     record its end before answering (the answer then says ``cancelled``; if the run takes
     longer it says ``running`` with ``cancel_requested: true``).
@@ -81,7 +90,7 @@ class RunsAPI:
         self.cancel_wait = cancel_wait
 
     def routes(self, prefix: str = "/v1") -> list[Route]:
-        """The four routes under ``prefix``."""
+        """The five routes under ``prefix``."""
         return [
             Route(f"{prefix}/runs", self.list_runs, methods=["GET"]),
             Route(f"{prefix}/runs/{{run_id}}", self.get_run, methods=["GET"]),
@@ -94,19 +103,21 @@ class RunsAPI:
 
     async def list_runs(self, request: Request) -> Response:
         """``GET /v1/runs?limit=&offset=&status=&mode=&parent_id=``: run summaries, newest
-        first: ``{"object": "list", "data": [...], "has_more", "limit", "offset"}``."""
+        first: ``{"object": "list", "data": [...], "has_more", "limit", "offset"}``; only the
+        caller's runs."""
         try:
-            store = self._guard(request)
+            store, caller = self._guard(request)
             query = request.query_params
             limit = _int_param(query.get("limit"), "limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT)
-            offset = _int_param(query.get("offset"), "offset", 0, 0, None)
+            offset = _int_param(query.get("offset"), "offset", 0, 0, _MAX_INT)
             status = query.get("status") or None
             if status is not None and status not in STATUSES:
                 raise APIError(400, f"unknown status {status!r}; one of "
                                f"{', '.join(sorted(STATUSES))}", param="status")
-            runs = await store.list(limit + 1, offset, status=status,
-                                    mode=query.get("mode") or None,
-                                    parent_id=query.get("parent_id") or None)
+            runs = await store.list_runs(limit + 1, offset, status=status,
+                                         mode=query.get("mode") or None,
+                                         parent_id=query.get("parent_id") or None,
+                                         owner=caller.scope)
         except _Denied as denied:
             return denied.response
         except Exception as exc:
@@ -121,8 +132,8 @@ class RunsAPI:
         events (see :func:`~kimi_modes.runs.records.assemble_steps`)."""
         run_id = request.path_params["run_id"]
         try:
-            store = self._guard(request)
-            record = await store.get(run_id)
+            store, caller = self._guard(request)
+            record = await store.get(run_id, owner=caller.scope)
             if record is None:
                 raise RunNotFound(run_id)
             events = await store.events(run_id)
@@ -141,7 +152,8 @@ class RunsAPI:
         unknown."""
         run_id = request.path_params["run_id"]
         try:
-            store = self._guard(request)
+            store, caller = self._guard(request)
+            await self._visible(store, caller, run_id)
             if not await store.cancel(run_id):
                 status = await store.status(run_id)
                 if status in TERMINAL_STATUSES:
@@ -168,7 +180,8 @@ class RunsAPI:
         501 when this gateway has no swarm mode."""
         run_id = request.path_params["run_id"]
         try:
-            self._guard(request)
+            store, caller = self._guard(request)
+            await self._visible(store, caller, run_id)
             resume = self._resume() if self._resume is not None else None
             if resume is None:
                 raise APIError(501, "resuming runs needs Swarm mode, which is not running",
@@ -177,9 +190,9 @@ class RunsAPI:
                 record = await resume(run_id)
             except ValueError as exc:
                 status = getattr(exc, "status", 409)
-                raise APIError(status, str(exc),
-                               code="run_not_found" if status == 404 else "not_resumable"
-                               ) from None
+                if status == 404:
+                    raise RunNotFound(run_id) from None
+                raise APIError(status, str(exc), code="not_resumable") from None
         except _Denied as denied:
             return denied.response
         except Exception as exc:
@@ -191,14 +204,13 @@ class RunsAPI:
         404 if the run is unknown, 400 for a malformed ``Last-Event-ID`` or ``after``."""
         run_id = request.path_params["run_id"]
         try:
-            store = self._guard(request)
+            store, caller = self._guard(request)
             header = request.headers.get("last-event-id")
             if header is not None and header.strip():
-                after = _int_param(header.strip(), "Last-Event-ID", 0, 0, None)
+                after = _int_param(header.strip(), "Last-Event-ID", 0, 0, _MAX_INT)
             else:
-                after = _int_param(request.query_params.get("after"), "after", 0, 0, None)
-            if await store.status(run_id) is None:
-                raise RunNotFound(run_id)
+                after = _int_param(request.query_params.get("after"), "after", 0, 0, _MAX_INT)
+            await self._visible(store, caller, run_id)
         except _Denied as denied:
             return denied.response
         except Exception as exc:
@@ -233,16 +245,24 @@ class RunsAPI:
         finally:
             await sub.aclose()
 
-    def _guard(self, request: Request) -> RunStore:
-        if self._authorize is not None:
-            denied = self._authorize(request)
-            if denied is not None:
-                raise _Denied(denied)
+    def _guard(self, request: Request) -> tuple[RunStore, Caller]:
+        caller = SINGLE_USER if self._authorize is None else self._authorize(request)
+        if isinstance(caller, Response):
+            raise _Denied(caller)
         store = self._store if isinstance(self._store, RunStore) else self._store()
+        if store is not None and store.is_closed:
+            raise RunStoreClosed("the run store is closed")
         if store is None or not store.is_open:
             raise APIError(503, "the gateway is still starting (the run store is not open)",
                            code="starting")
-        return store
+        return store, caller
+
+    @staticmethod
+    async def _visible(store: RunStore, caller: Caller, run_id: str) -> None:
+        """:class:`RunNotFound` unless ``run_id`` exists and the caller may see it (a run of
+        someone else is not found, alike)."""
+        if await store.status(run_id, owner=caller.scope) is None:
+            raise RunNotFound(run_id)
 
 
 def sse_frame(event: RunEvent) -> bytes:

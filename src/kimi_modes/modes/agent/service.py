@@ -73,6 +73,7 @@ class AgentService:
         messages = self.transcripts.restore(request.messages)
         record = await self.store.create_run(
             mode=self.mode, model=self.model_id, messages=messages, run_id=request.run_id,
+            owner=request.owner,
             params={"thinking": request.thinking, "budgets": _budgets_dict(budgets),
                     "client_tools": [t.get("function", {}).get("name")
                                      for t in request.tools or ()]},

@@ -111,8 +111,10 @@ class SwarmWorkers:
 
     async def create(self, parent_id: str, task: str, *, index: int,
                      messages: Sequence[Mapping[str, Any]] | None = None,
-                     params: Mapping[str, Any] | None = None) -> RunRecord:
-        """Store a queued sub-agent run for ``task`` (or for ``messages``, when resuming)."""
+                     params: Mapping[str, Any] | None = None,
+                     owner: str | None = None) -> RunRecord:
+        """Store a queued sub-agent run for ``task`` (or for ``messages``, when resuming); it
+        belongs to ``owner``, by default to its parent's."""
         conversation = list(messages) if messages is not None else [
             {"role": "system", "content": SUBAGENT_SYSTEM},
             {"role": "user", "content": task},
@@ -123,7 +125,7 @@ class SwarmWorkers:
                     "budgets": {"max_steps": self.settings.budgets.max_steps,
                                 "max_time": self.settings.budgets.max_time},
                     **dict(params or {})},
-            parent_id=parent_id,
+            parent_id=parent_id, owner=owner,
         )
 
     async def run(self, record: RunRecord, outcome: SubagentOutcome,
@@ -241,7 +243,7 @@ class SwarmWorkers:
         new = await self.create(
             old.parent_id or "", str(old.params.get("task", old.task)),
             index=int(old.params.get("index", 0)), messages=messages,
-            params={"resumed_from": run_id, "steps_before": done},
+            params={"resumed_from": run_id, "steps_before": done}, owner=old.owner,
         )
         await self.store.update_metrics(run_id, {"resumed_by": new.id})
         return old, new, budgets
