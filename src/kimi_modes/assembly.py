@@ -7,7 +7,7 @@ and the scripts in benchmarks/ build the app here and nowhere else::
     from kimi_modes.config import load_settings
 
     async with await assemble(load_settings()) as app:
-        engine, request = app.modes.prepare(resolved, params)
+        engine, request = app.router.route(resolved, request, options)
         ...
 
 What a caller may rely on:
@@ -43,7 +43,8 @@ from kimi_modes.engines.base import Engine, Startable
 from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
 from kimi_modes.modes.agent.service import AgentService
 from kimi_modes.modes.catalog import Mode
-from kimi_modes.modes.chat import ChatModes, ModeDefaults
+from kimi_modes.modes.chat import ModeDefaults
+from kimi_modes.modes.router import Router
 from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings
 from kimi_modes.runs import RunStore
 from kimi_modes.tools.base import Tool
@@ -59,15 +60,15 @@ log = logging.getLogger("kimi_modes.assembly")
 
 @dataclass(eq=False)
 class Assembly:
-    """What :func:`assemble` built. ``engines``: one per upstream, by name. ``modes``: the
-    modes over them (``modes.agent`` and ``modes.swarm`` are ``None`` without a run store).
+    """What :func:`assemble` built. ``engines``: one per upstream, by name. ``router``: the
+    modes over them (``router.agent`` and ``router.swarm`` are ``None`` without a run store).
     ``store``: the open run store, or ``None``. ``pools``: the swarm's engine pools by name
     (``orchestrator``, ``workers``). ``tools``: the built-in agent tools (MCP tools come from
     ``mcp``, whose servers may come and go). Close it with :meth:`aclose` (or ``async with``)."""
 
     settings: Settings
     engines: dict[str, Engine]
-    modes: ChatModes
+    router: Router
     store: RunStore | None = None
     pools: dict[str, EnginePool] = field(default_factory=dict)
     tools: list[Tool] = field(default_factory=list)
@@ -77,13 +78,13 @@ class Assembly:
     @property
     def agent(self) -> AgentService | None:
         """Agent mode, when built."""
-        agent: AgentService | None = self.modes.agent
+        agent: AgentService | None = self.router.agent
         return agent
 
     @property
     def swarm(self) -> SwarmService | None:
         """Swarm mode, when built."""
-        swarm: SwarmService | None = self.modes.swarm
+        swarm: SwarmService | None = self.router.swarm
         return swarm
 
     async def aclose(self) -> None:
@@ -124,11 +125,11 @@ async def assemble(settings: Settings, *, runs: bool = True,
             agent = _agent(settings, built, store, tools, notes, mcp)
             pools = _pools(settings, built)
             swarm = _swarm(settings, store, agent, pools)
-        modes = ChatModes(built, mode_defaults(settings), agent=agent, swarm=swarm)
+        router = Router(built, mode_defaults(settings), agent=agent, swarm=swarm)
     except BaseException:
         await _release(store, swarm, pools, agent, mcp, built)
         raise
-    return Assembly(settings, built, modes, store, pools, tools, mcp)
+    return Assembly(settings, built, router, store, pools, tools, mcp)
 
 
 def build_engine(upstream: UpstreamSettings) -> Engine:

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kimi_modes.engines.base import Engine, EngineError, Finish
+from kimi_modes.engines.base import ChatRequest, Engine, EngineError, Finish
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 
 
@@ -31,36 +31,40 @@ async def run_chat(
 ) -> int:
     """Stream one answer to stdout; returns the process exit code (0 ok, 1 engine error,
     130 interrupted). ``mode``: instant, thinking, agent or swarm."""
-    from kimi_modes.modes import ChatModes, ChatParams, Mode, ModeDefaults, resolve_mode
+    from kimi_modes.modes import ModeOptions, resolve_mode
 
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     model_id = f"kimi-k2.5-{mode}"
     resolved = resolve_mode(model_id)
-    params = ChatParams(messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                        extra={"agent": agent_budgets} if agent_budgets else {})
+    request = ChatRequest(messages=[{"role": "user", "content": prompt}],
+                          max_tokens=max_tokens, thinking=resolved.thinking)
     close: Callable[[], Awaitable[None]]
     if url is not None:
         from kimi_modes.engines.openai_chat import OpenAIChatEngine
 
-        # The gateway applies the mode from the model id; nothing to switch here. Its agent
-        # budgets travel in the body.
+        # The gateway applies the mode from the model id (nothing to switch here) and reads
+        # the agent budgets from the body.
         engine: Engine = OpenAIChatEngine("gateway", url, model=model_id, dialect="none",
                                           api_key=api_key)
-        modes = ChatModes({"gateway": engine}, {Mode(mode): ModeDefaults(None, None)})
-        if mode in ("agent", "swarm"):  # the gateway runs it: talk to it as a plain chat
-            resolved = resolve_mode("kimi-k2.5-thinking")
-        close = modes.aclose
+        if agent_budgets:
+            request.extra["agent"] = agent_budgets
+        close = engine.aclose
     else:
         from kimi_modes.assembly import assemble
         from kimi_modes.config import load_settings
 
         app = await assemble(load_settings(config), runs=mode in ("agent", "swarm"))
-        modes, close = app.modes, app.aclose
+        close = app.aclose
+        options = ModeOptions.model_validate({"agent": agent_budgets or {}})
+        try:
+            engine, request = app.router.route(resolved, request, options)
+        except BaseException:
+            await close()
+            raise
     section = ""
     try:
-        engine, request = modes.prepare(resolved, params)
-        async for event in modes.stream(engine, request):
+        async for event in engine.stream(request):
             if isinstance(event, ReasoningDelta):
                 if section != "reasoning":
                     section = "reasoning"

@@ -2,8 +2,8 @@
 
 A request names a mode by its model id (``kimi-k2.5-instant``, ``kimi-k2.5-thinking``,
 ``kimi-k2.5-agent``, ``kimi-k2.5-swarm``); the thinking switch can also be flipped per
-request with ``chat_template_kwargs.thinking``, ``thinking: {"type": ...}`` or
-``reasoning_effort: "none"`` (only "none" is a switch, see :func:`resolve_mode`). Pure; no I/O.
+request. Each wire format decodes its own switch fields (server/); :func:`resolve_mode` takes
+the result as a plain ``bool | None``. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -98,64 +98,9 @@ def lookup_model(model: Any) -> ModelEntry:
     return entry
 
 
-def resolve_mode(
-    model: Any,
-    *,
-    chat_template_kwargs: Any = None,
-    thinking: Any = None,
-    reasoning_effort: Any = None,
-) -> Resolved:
-    """Pick the mode for a request. The per-request switches, when present, override the
-    model id's default; if several are given they must agree.
-
-    The switches: ``chat_template_kwargs.thinking`` (true/false), ``thinking.type``
-    (``enabled``/``disabled``) and ``reasoning_effort: "none"`` (off). Other reasoning_effort
-    values (``minimal`` … ``high``) are accepted and switch nothing: on kimi-k2.5-instant they
-    do not turn thinking on, on kimi-k2.5-thinking it is on anyway.
-    """
+def resolve_mode(model: Any, thinking: bool | None = None) -> Resolved:
+    """Pick the mode for a request: the model id's mode, with the thinking switch the wire
+    format decoded from the request (``None``: the model id's default, on for every mode but
+    Instant). An unknown model id raises :class:`ModeError` (404 ``model_not_found``)."""
     entry = lookup_model(model)
-    default = entry.mode != Mode.INSTANT
-    wanted: list[tuple[str, bool]] = []
-    if chat_template_kwargs is not None:
-        if not isinstance(chat_template_kwargs, dict):
-            raise ModeError(
-                "'chat_template_kwargs' must be an object", param="chat_template_kwargs"
-            )
-        if "thinking" in chat_template_kwargs:
-            value = chat_template_kwargs["thinking"]
-            if not isinstance(value, bool):
-                raise ModeError(
-                    "'chat_template_kwargs.thinking' must be true or false",
-                    param="chat_template_kwargs.thinking",
-                )
-            wanted.append(("chat_template_kwargs.thinking", value))
-        if "enable_thinking" in chat_template_kwargs:
-            raise ModeError(
-                "Kimi's template reads 'thinking', not 'enable_thinking': send "
-                "chat_template_kwargs.thinking",
-                param="chat_template_kwargs.enable_thinking",
-            )
-    if thinking is not None:
-        kind = thinking.get("type") if isinstance(thinking, dict) else None
-        if kind not in ("enabled", "disabled"):
-            raise ModeError(
-                "'thinking' must be {\"type\": \"enabled\"} or {\"type\": \"disabled\"}",
-                param="thinking",
-            )
-        wanted.append(("thinking.type", kind == "enabled"))
-    if reasoning_effort is not None:
-        if reasoning_effort not in ("none", "minimal", "low", "medium", "high"):
-            raise ModeError(
-                "'reasoning_effort' must be one of none, minimal, low, medium, high",
-                param="reasoning_effort",
-            )
-        # Kimi has one level of thinking, so only "none" is a switch (off). Other levels state
-        # no preference: clients that always send "medium" keep the model id's mode, and
-        # never get Thinking on kimi-k2.5-instant by accident.
-        if reasoning_effort == "none":
-            wanted.append(("reasoning_effort", False))
-    values = {v for _, v in wanted}
-    if len(values) > 1:
-        fields = ", ".join(f"{name}={'on' if v else 'off'}" for name, v in wanted)
-        raise ModeError(f"the thinking switches disagree: {fields}", param=wanted[0][0])
-    return Resolved(entry, values.pop() if values else default)
+    return Resolved(entry, entry.mode != Mode.INSTANT if thinking is None else thinking)

@@ -1,41 +1,25 @@
-"""Instant and Thinking: one engine call with the mode's switch and sampling defaults.
+"""Instant and Thinking: one engine call with the mode's switch, plus what a chat needs around
+it.
 
-:class:`ChatModes` owns the engines by upstream name and the per-mode settings. It turns a
-:class:`ChatParams` (what the server read from the HTTP request, in OpenAI's shape) plus a
-:class:`~kimi_modes.modes.catalog.Resolved` mode into an engine stream, fills in the model
-card's sampling defaults where the client gave none, restores reasoning the client dropped
-from tool-call turns, remembers the reasoning of the tool-call answers Instant and Thinking
-produce (never Agent's or Swarm's), and marks the tool calls that fail validation
-(:class:`~kimi_modes.engines.base.InvalidToolCall`).
+:class:`ChatMode` is an :class:`~kimi_modes.engines.base.Engine` wrapping an upstream engine.
+It restores the reasoning the caller dropped from tool-call turns of the same conversation
+(:class:`~kimi_modes.modes.memory.ReasoningMemory`), remembers the reasoning of the tool-call
+answers it produces, and marks the tool calls that fail validation
+(:class:`~kimi_modes.engines.base.InvalidToolCall`). Sampling defaults are the router's
+(:mod:`kimi_modes.modes.router`); the request arrives with them filled in.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kimi_modes.engines.base import ChatRequest, Engine, Event, Finish, InvalidToolCall
 from kimi_modes.engines.message import MessageBuilder
-from kimi_modes.modes.catalog import Mode, ModeError, Resolved
 from kimi_modes.modes.memory import ReasoningMemory
 from kimi_modes.protocol.output import ParsedOutput
 from kimi_modes.protocol.schema import validate_tool_call
-
-
-@dataclass(slots=True)
-class ChatParams:
-    """A chat request as the server read it; ``None`` means "not given by the client"."""
-
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,114 +32,48 @@ class ModeDefaults:
     max_tokens: int | None = None
 
 
-class ChatModes:
-    """Runs Instant and Thinking requests on the configured engines."""
+class ChatMode:
+    """Instant or Thinking on ``engine`` (the switch is the request's ``thinking``)."""
 
-    def __init__(
-        self,
-        engines: Mapping[str, Engine],
-        defaults: Mapping[Mode, ModeDefaults],
-        *,
-        memory: ReasoningMemory | None = None,
-        agent: Any = None,
-        swarm: Any = None,
-    ) -> None:
-        if not engines:
-            raise ValueError("at least one engine is needed")
-        self.engines = dict(engines)
-        self.defaults = dict(defaults)
-        self.memory = memory if memory is not None else ReasoningMemory()
-        self._first = next(iter(self.engines))
-        #: Agent mode (an AgentService, which has the engine signature); None: unavailable.
-        self.agent = agent
-        #: Swarm mode (a SwarmService); None: unavailable.
-        self.swarm = swarm
+    def __init__(self, engine: Engine, memory: ReasoningMemory) -> None:
+        self.engine = engine
+        self.memory = memory
+        self.name = engine.name
 
-    def engine_for(self, mode: Mode) -> Engine:
-        """The engine serving ``mode`` (its configured upstream, else the first)."""
-        wanted = self.defaults.get(mode)
-        name = wanted.upstream if wanted and wanted.upstream else self._first
-        return self.engines[name]
-
-    def prepare(self, resolved: Resolved, params: ChatParams) -> tuple[Engine, ChatRequest]:
-        """The engine and the engine request for one call; raises :class:`ModeError` for
-        modes it was built without (Agent and Swarm need a run store: 501 without one)."""
-        mode = resolved.mode
-        service = {Mode.AGENT: self.agent, Mode.SWARM: self.swarm}.get(mode)
-        if service is not None:
-            if mode is Mode.SWARM and params.tools:
-                raise ModeError(
-                    "kimi-k2.5-swarm runs its own tools and cannot call the client's; send "
-                    "tools to kimi-k2.5-agent instead", param="tools")
-            # The agent samples like the chat mode its thinking switch selects.
-            sampling = self.defaults.get(Mode.THINKING if resolved.thinking else Mode.INSTANT)
-            sampling = sampling or ModeDefaults(None, None)
-            return service, ChatRequest(
-                messages=[dict(m) for m in params.messages],
-                tools=params.tools or None,
-                tool_choice=params.tool_choice,
-                thinking=resolved.thinking,
-                temperature=_first(params.temperature, sampling.temperature),
-                top_p=_first(params.top_p, sampling.top_p),
-                max_tokens=params.max_tokens,
-                stop=params.stop,
-                seed=params.seed,
-                extra=dict(params.extra),
-            )
-        if mode in (Mode.AGENT, Mode.SWARM):
-            raise ModeError(
-                f"{resolved.entry.id} is not running here (it needs the run store, which "
-                "this process did not open); use kimi-k2.5-instant or kimi-k2.5-thinking",
-                status=501,
-                param="model",
-                code="mode_not_available",
-            )
-        defaults = self.defaults.get(mode) or ModeDefaults(None, None)
-        request = ChatRequest(
-            messages=self.memory.restore(params.messages),
-            tools=params.tools or None,
-            tool_choice=params.tool_choice,
-            thinking=resolved.thinking,
-            temperature=_first(params.temperature, defaults.temperature),
-            top_p=_first(params.top_p, defaults.top_p),
-            max_tokens=_first(params.max_tokens, defaults.max_tokens),
-            stop=params.stop,
-            seed=params.seed,
-            extra=dict(params.extra),
-        )
-        return self.engine_for(mode), request
-
-    async def stream(self, engine: Engine, request: ChatRequest) -> AsyncGenerator[Event, None]:
-        """The engine's events, unchanged, plus one :class:`InvalidToolCall` for each tool
-        call that fails :func:`~kimi_modes.protocol.validate_tool_call` against
-        ``request.tools``, added when the answer ends (just before :class:`Finish`).
-
-        On a normal end of an Instant or Thinking answer (``engine`` is one of
-        :attr:`engines`), its reasoning is remembered if it made tool calls. Agent and Swarm
-        answers never are: their reasoning stream carries progress lines meant for people,
-        not reasoning to give back to a model."""
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
+        """The engine's events for ``request`` (its messages with the caller's dropped
+        reasoning restored), plus the marks of :func:`marked`. On a normal end, the answer's
+        reasoning is remembered for this caller and conversation if it made tool calls."""
+        restored = replace(request, messages=self.memory.restore(request.owner,
+                                                                 request.messages))
         builder = MessageBuilder()
-        validated = False
-        async for event in engine.stream(request):
-            if isinstance(event, Finish) and not validated:
-                validated = True
-                for mark in _invalid_calls(builder.message(), request.tools):
-                    yield mark
-            builder.add(event)
+        async for event in marked(self.engine.stream(restored), request.tools, builder):
             yield event
-        if not validated:  # an engine that ended without a Finish
-            for mark in _invalid_calls(builder.message(), request.tools):
-                yield mark
-        if any(engine is chat for chat in self.engines.values()):
-            self.memory.remember(builder.message().to_openai_message())
+        self.memory.remember(request.owner, request.messages,
+                             builder.message().to_openai_message())
 
     async def aclose(self) -> None:
-        if self.swarm is not None:
-            await self.swarm.aclose()
-        if self.agent is not None:
-            await self.agent.aclose()
-        for engine in self.engines.values():
-            await engine.aclose()
+        """Nothing of its own: the engine belongs to whoever built it."""
+
+
+async def marked(events: AsyncIterator[Event], tools: list[dict[str, Any]] | None,
+                 builder: MessageBuilder | None = None) -> AsyncGenerator[Event, None]:
+    """``events`` unchanged, plus one :class:`InvalidToolCall` for each tool call that fails
+    :func:`~kimi_modes.protocol.validate_tool_call` against ``tools``, added when the answer
+    ends (just before :class:`Finish`, or at the end of a stream without one). ``builder``,
+    when given, is fed every event."""
+    builder = builder if builder is not None else MessageBuilder()
+    validated = False
+    async for event in events:
+        if isinstance(event, Finish) and not validated:
+            validated = True
+            for mark in _invalid_calls(builder.message(), tools):
+                yield mark
+        builder.add(event)
+        yield event
+    if not validated:
+        for mark in _invalid_calls(builder.message(), tools):
+            yield mark
 
 
 def _invalid_calls(answer: ParsedOutput, tools: list[dict[str, Any]] | None
@@ -166,10 +84,3 @@ def _invalid_calls(answer: ParsedOutput, tools: list[dict[str, Any]] | None
         if error is not None:
             marks.append(InvalidToolCall(index, call.id or None, error))
     return marks
-
-
-def _first(*values: Any) -> Any:
-    for value in values:
-        if value is not None:
-            return value
-    return None

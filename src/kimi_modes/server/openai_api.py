@@ -11,10 +11,12 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kimi_modes.engines.base import Event, Finish, InvalidToolCall, Usage
+from kimi_modes.engines.base import ChatRequest, Event, Finish, InvalidToolCall, Usage
 from kimi_modes.engines.message import MessageBuilder
-from kimi_modes.modes.chat import ChatParams
+from kimi_modes.modes.options import AgentOptions, ModeOptions, SwarmOptions
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+from kimi_modes.server.errors import APIError, openai_error_body
+from kimi_modes.server.wire import WireRequest
 
 # OpenAI / vLLM sampling parameters forwarded to the engine as they are.
 PASSTHROUGH = (
@@ -28,29 +30,7 @@ PASSTHROUGH = (
     "ignore_eos",
     "min_tokens",
     "parallel_tool_calls",
-    "agent",  # Agent/Swarm budgets: {"max_steps", "max_tokens", "max_time"}
-    "swarm",  # Swarm options: {"fan_out", "subagent_max_steps", "subagent_max_time"}
 )
-
-
-class _AgentOptions(BaseModel):
-    """``agent``: per-request budgets of an Agent or Swarm run (may only tighten the
-    server's)."""
-
-    model_config = ConfigDict(extra="forbid")
-    max_steps: int | None = Field(None, ge=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_time: float | None = Field(None, gt=0)
-
-
-class _SwarmOptions(BaseModel):
-    """``swarm``: ``fan_out: "required"`` makes the orchestrator's first step fan out;
-    sub-agent budgets (may only tighten the server's)."""
-
-    model_config = ConfigDict(extra="forbid")
-    fan_out: Literal["auto", "required"] | None = None
-    subagent_max_steps: int | None = Field(None, ge=1)
-    subagent_max_time: float | None = Field(None, gt=0)
 
 
 class _Function(BaseModel):
@@ -117,8 +97,8 @@ class ChatCompletionBody(BaseModel):
     chat_template_kwargs: dict[str, Any] | None = None
     thinking: dict[str, Any] | None = None
     reasoning_effort: str | None = None
-    agent: _AgentOptions | None = None
-    swarm: _SwarmOptions | None = None
+    agent: AgentOptions | None = None
+    swarm: SwarmOptions | None = None
 
     @field_validator("messages")
     @classmethod
@@ -130,8 +110,9 @@ class ChatCompletionBody(BaseModel):
                 raise ValueError(f"message {i} (user) has no content")
         return messages
 
-    def to_params(self) -> ChatParams:
-        """The request as the modes take it (``developer`` becomes ``system``)."""
+    def to_wire(self) -> WireRequest:
+        """The request as the gateway takes it (``developer`` becomes ``system``; the
+        thinking switch decoded by :func:`thinking_switch`)."""
         messages = []
         for m in self.messages:
             msg = m.model_dump(exclude_none=True)
@@ -144,11 +125,9 @@ class ChatCompletionBody(BaseModel):
         extra = {}
         for key in PASSTHROUGH:
             value = fields.get(key, others.get(key))
-            if isinstance(value, BaseModel):
-                value = value.model_dump(exclude_none=True)
             if value is not None:
                 extra[key] = value
-        return ChatParams(
+        request = ChatRequest(
             messages=messages,
             tools=[t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None,
             tool_choice=self.tool_choice,
@@ -159,6 +138,69 @@ class ChatCompletionBody(BaseModel):
             seed=self.seed,
             extra=extra,
         )
+        options = ModeOptions(agent=self.agent or AgentOptions(),
+                              swarm=self.swarm or SwarmOptions())
+        return WireRequest(
+            self.model, request, thinking_switch(self), options, stream=self.stream,
+            include_usage=bool(self.stream_options and self.stream_options.include_usage))
+
+
+def thinking_switch(body: ChatCompletionBody) -> bool | None:
+    """The thinking switch an OpenAI body sets: ``chat_template_kwargs.thinking``
+    (true/false), ``thinking.type`` (``enabled``/``disabled``, Moonshot's form) and
+    ``reasoning_effort: "none"`` (off); ``None`` when it sets none. If several are given
+    they must agree. Other reasoning_effort values (``minimal`` … ``high``) switch nothing:
+    Kimi K2.x has one level of thinking, and clients that always send ``medium`` keep the
+    model id's mode. Raises :class:`APIError` (400) naming the field."""
+    wanted: list[tuple[str, bool]] = []
+    kwargs = body.chat_template_kwargs
+    if kwargs is not None:
+        if "thinking" in kwargs:
+            if not isinstance(kwargs["thinking"], bool):
+                raise APIError(400, "'chat_template_kwargs.thinking' must be true or false",
+                               param="chat_template_kwargs.thinking")
+            wanted.append(("chat_template_kwargs.thinking", kwargs["thinking"]))
+        if "enable_thinking" in kwargs:
+            raise APIError(400, "Kimi's template reads 'thinking', not 'enable_thinking': "
+                           "send chat_template_kwargs.thinking",
+                           param="chat_template_kwargs.enable_thinking")
+    if body.thinking is not None:
+        kind = body.thinking.get("type")
+        if kind not in ("enabled", "disabled"):
+            raise APIError(400, "'thinking' must be {\"type\": \"enabled\"} or "
+                           "{\"type\": \"disabled\"}", param="thinking")
+        wanted.append(("thinking.type", kind == "enabled"))
+    effort = body.reasoning_effort
+    if effort is not None:
+        if effort not in ("none", "minimal", "low", "medium", "high"):
+            raise APIError(400, "'reasoning_effort' must be one of none, minimal, low, "
+                           "medium, high", param="reasoning_effort")
+        if effort == "none":
+            wanted.append(("reasoning_effort", False))
+    values = {v for _, v in wanted}
+    if len(values) > 1:
+        fields = ", ".join(f"{name}={'on' if v else 'off'}" for name, v in wanted)
+        raise APIError(400, f"the thinking switches disagree: {fields}", param=wanted[0][0])
+    return values.pop() if values else None
+
+
+class OpenAIChat:
+    """``POST /v1/chat/completions`` as a :class:`~kimi_modes.server.wire.WireFormat`."""
+
+    label = "chat_completions"
+    id_prefix = "chatcmpl-"
+
+    def parse(self, body: dict[str, Any]) -> WireRequest:
+        return ChatCompletionBody.model_validate(body).to_wire()
+
+    def encoder(self, answer_id: str, wire: WireRequest) -> ChunkEncoder:
+        return ChunkEncoder(answer_id, wire.model, include_usage=wire.include_usage)
+
+    def body(self, answer_id: str, wire: WireRequest, events: list[Event]) -> dict[str, Any]:
+        return completion_body(answer_id, wire.model, events)
+
+    def error_body(self, err: APIError) -> dict[str, Any]:
+        return openai_error_body(err)
 
 
 class ChunkEncoder:
@@ -227,9 +269,9 @@ class ChunkEncoder:
         return out + b"data: [DONE]\n\n"
 
     @staticmethod
-    def error(body: dict[str, Any]) -> bytes:
+    def error(err: APIError) -> bytes:
         """An error after the stream started: a data frame with ``error``, then ``[DONE]``."""
-        return b"data: " + orjson.dumps(body) + b"\n\ndata: [DONE]\n\n"
+        return b"data: " + orjson.dumps(openai_error_body(err)) + b"\n\ndata: [DONE]\n\n"
 
 
 def invalid_call_body(mark: InvalidToolCall) -> dict[str, Any]:

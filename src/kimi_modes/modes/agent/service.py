@@ -23,6 +23,7 @@ from kimi_modes.modes.agent.loop import AgentLoop, AgentResult, Budgets, Context
 from kimi_modes.modes.agent.progress import ChatView, run_line
 from kimi_modes.modes.agent.run import AgentRun
 from kimi_modes.modes.memory import TranscriptMemory
+from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
 from kimi_modes.protocol.deltas import ToolCallDelta
 from kimi_modes.runs import RunStore
 from kimi_modes.tools.base import Tool
@@ -50,7 +51,6 @@ class AgentService:
         tool_output_limit: int = 16_000,
         system_notes: Sequence[str] = (),
         model_id: str = "kimi-k2.5-agent",
-        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -63,14 +63,13 @@ class AgentService:
         self.system_notes = list(system_notes)
         self.model_id = model_id
         self.transcripts = TranscriptMemory()
-        self._on_close = on_close
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
-        """Run the agent on ``request`` and stream it in the engine vocabulary."""
-        overrides = request.extra.get("agent") if isinstance(request.extra.get("agent"),
-                                                               dict) else {}
-        budgets = self.budgets.merged(overrides or {})
-        messages = self.transcripts.restore(request.messages)
+    async def stream(self, request: ChatRequest, options: ModeOptions = NO_OPTIONS
+                     ) -> AsyncGenerator[Event, None]:
+        """Run the agent on ``request`` with ``options`` and stream it in the engine
+        vocabulary."""
+        budgets = self.budgets.merged(options.agent.budgets())
+        messages = self.transcripts.restore(request.owner, request.messages)
         record = await self.store.create_run(
             mode=self.mode, model=self.model_id, messages=messages, run_id=request.run_id,
             owner=request.owner,
@@ -87,13 +86,13 @@ class AgentService:
         sampling = {k: v for k, v in (("temperature", request.temperature),
                                       ("top_p", request.top_p),
                                       ("max_tokens", request.max_tokens)) if v is not None}
-        sampling.update({k: v for k, v in request.extra.items() if k not in ("agent", "swarm")})
+        sampling.update(request.extra)
         loop = AgentLoop(
             self.engine,
-            self._toolset(run, request),
+            self._toolset(run, request, options),
             ctx=run.ctx, emit=run.emit, budgets=budgets, context=self.context,
             client_tools=request.tools or (), thinking=request.thinking, sampling=sampling,
-            system_notes=self.system_notes, **self._loop_options(request),
+            system_notes=self.system_notes, **self._loop_options(options),
         )
         task: asyncio.Task[AgentResult] | None = None
         try:
@@ -118,7 +117,8 @@ class AgentService:
             if result.stop_reason == "client_tools":
                 client = [c for c in result.final.get("tool_calls", [])
                           if c["function"]["name"] in _names(request.tools)]
-                self.transcripts.remember(client, result.messages[result.first_new:])
+                self.transcripts.remember(request.owner, request.messages, client,
+                                          result.messages[result.first_new:])
                 for index, call in enumerate(client):
                     yield ToolCallDelta(index, call["id"], call["function"]["name"],
                                         call["function"]["arguments"])
@@ -143,13 +143,13 @@ class AgentService:
 
     # -- what a mode built on this service changes ------------------------------------------
 
-    def _toolset(self, run: AgentRun, request: ChatRequest) -> Toolset:
-        """The server-side tools of ``run``, which ``request`` started."""
+    def _toolset(self, run: AgentRun, request: ChatRequest, options: ModeOptions) -> Toolset:
+        """The server-side tools of ``run``, which ``request`` with ``options`` started."""
         return Toolset(self.tools_factory(), default_timeout=self.tool_timeout,
                        output_limit=self.tool_output_limit)
 
-    def _loop_options(self, request: ChatRequest) -> dict[str, Any]:
-        """Further :class:`AgentLoop` keyword arguments for ``request``."""
+    def _loop_options(self, options: ModeOptions) -> dict[str, Any]:
+        """Further :class:`AgentLoop` keyword arguments for a request with ``options``."""
         return {}
 
     async def _finished(self, run: AgentRun) -> dict[str, Any] | None:
@@ -158,9 +158,8 @@ class AgentService:
         return None
 
     async def aclose(self) -> None:
-        """Release what the service owns (MCP servers); the engine belongs to the caller."""
-        if self._on_close is not None:
-            await self._on_close()
+        """Nothing of its own to release: the engine, the tools and the MCP servers belong to
+        the assembly that built them."""
 
 
 def _names(tools: Sequence[dict[str, Any]] | None) -> set[str]:

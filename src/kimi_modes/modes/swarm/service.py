@@ -17,6 +17,7 @@ from kimi_modes.engines.base import ChatRequest, Engine, Snapshotting
 from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
 from kimi_modes.modes.agent.run import AgentRun, usage_record
 from kimi_modes.modes.agent.service import AgentService
+from kimi_modes.modes.options import ModeOptions
 from kimi_modes.modes.swarm.fanout import (
     ORCHESTRATOR_NOTE,
     SPAWN,
@@ -50,13 +51,12 @@ class SwarmService(AgentService):
         output_limit: int = 64_000,
         step_retries: int = 3,
         model_id: str = "kimi-k2.5-swarm",
-        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
             engine, store, workspaces=workspaces, tools_factory=list, budgets=budgets,
             context=context, tool_timeout=budgets.max_time or 3600.0,
             tool_output_limit=output_limit, system_notes=[ORCHESTRATOR_NOTE],
-            model_id=model_id, on_close=on_close,
+            model_id=model_id,
         )
         self.workers = workers
         self.max_per_fanout = max_per_fanout
@@ -65,34 +65,28 @@ class SwarmService(AgentService):
         self._runs: dict[str, SwarmRun] = {}
         self._repair = make_repairer(engine)
 
-    def _toolset(self, run: AgentRun, request: ChatRequest) -> Toolset:
-        wanted = request.extra.get("swarm")
-        wanted = wanted if isinstance(wanted, dict) else {}
+    def _toolset(self, run: AgentRun, request: ChatRequest, options: ModeOptions) -> Toolset:
         budgets = self.workers.settings.budgets.merged({
-            "max_steps": wanted.get("subagent_max_steps"),
-            "max_time": wanted.get("subagent_max_time")})
+            "max_steps": options.swarm.subagent_max_steps,
+            "max_time": options.swarm.subagent_max_time})
         swarm = SwarmRun(run.id, run.emit, self.workers, max_per_fanout=self.max_per_fanout,
                          max_per_run=self.max_per_run, output_limit=self.tool_output_limit,
                          budgets=budgets, max_tokens=request.max_tokens)
         self._runs[run.id] = swarm
         # A fan-out waits at most as long as the orchestrator may run (a request may have
         # tightened that with "agent": {"max_time": ...}).
-        agent = request.extra.get("agent")
-        limit = agent.get("max_time") if isinstance(agent, dict) else None
-        timeout = min(self.tool_timeout, limit) if isinstance(limit, int | float) else \
-            self.tool_timeout
+        limit = options.agent.max_time
+        timeout = min(self.tool_timeout, limit) if limit is not None else self.tool_timeout
         return Toolset([SpawnTool(swarm, timeout=timeout), ResumeTool(swarm, timeout=timeout)],
                        default_timeout=timeout, output_limit=self.tool_output_limit,
                        repairer=self._repair)
 
-    def _loop_options(self, request: ChatRequest) -> dict[str, Any]:
-        options: dict[str, Any] = {"step_retries": self.step_retries}
-        wanted = request.extra.get("swarm")
-        if isinstance(wanted, dict) and wanted.get("fan_out") == "required":
+    def _loop_options(self, options: ModeOptions) -> dict[str, Any]:
+        loop: dict[str, Any] = {"step_retries": self.step_retries}
+        if options.swarm.fan_out == "required":
             # The first step must fan out (grammar-constrained where the engine can).
-            options["first_tool_choice"] = {"type": "function",
-                                            "function": {"name": SPAWN}}
-        return options
+            loop["first_tool_choice"] = {"type": "function", "function": {"name": SPAWN}}
+        return loop
 
     async def _finished(self, run: AgentRun) -> dict[str, Any] | None:
         swarm = self._runs.pop(run.id, None)

@@ -1,0 +1,70 @@
+"""What an API is to the gateway: a wire format that reads request bodies and writes answers.
+
+Each API the gateway serves (OpenAI chat completions in :mod:`~kimi_modes.server.openai_api`,
+Anthropic messages in :mod:`~kimi_modes.server.anthropic_api`) is one :class:`WireFormat`.
+It parses a body into one :class:`WireRequest` (the engine request, the thinking switch it
+decoded from its own fields, the Agent/Swarm options) and encodes the engine's events as a
+streamed or whole answer and errors in its own shape. The request handling in
+:mod:`~kimi_modes.server.run` is the same for every API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kimi_modes.engines.base import ChatRequest, Event
+from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
+from kimi_modes.server.errors import APIError
+
+
+@dataclass(slots=True)
+class WireRequest:
+    """A request body as a wire format read it.
+
+    ``model`` is the id the client asked for; ``request`` the engine request (messages and
+    tools in OpenAI's chat shape, wire field names gone); ``thinking`` the switch the body
+    set (``None``: the model id's default); ``options`` the Agent and Swarm options;
+    ``include_usage``: a streamed answer ends with the usage."""
+
+    model: str
+    request: ChatRequest
+    thinking: bool | None = None
+    options: ModeOptions = NO_OPTIONS
+    stream: bool = False
+    include_usage: bool = True
+
+
+class StreamEncoder(Protocol):
+    """Writes one streamed answer: ``start`` once, ``feed`` per event (may be empty),
+    ``end`` once, or ``error`` instead of ``end`` when the stream fails after it started."""
+
+    def start(self) -> bytes: ...
+    def feed(self, event: Event) -> bytes: ...
+    def end(self) -> bytes: ...
+    def error(self, err: APIError) -> bytes: ...
+
+
+class WireFormat(Protocol):
+    """One API. ``label`` names it in metrics and logs; ``id_prefix`` starts the ids of its
+    answers (the run an Agent or Swarm request starts is ``run_`` + the same suffix)."""
+
+    label: str
+    id_prefix: str
+
+    def parse(self, body: dict[str, Any]) -> WireRequest:
+        """The request in ``body`` (a JSON object); raises :class:`APIError` (or pydantic's
+        ``ValidationError``) for one that cannot be served."""
+        ...
+
+    def encoder(self, answer_id: str, wire: WireRequest) -> StreamEncoder:
+        """The encoder of a streamed answer to ``wire``."""
+        ...
+
+    def body(self, answer_id: str, wire: WireRequest, events: list[Event]) -> dict[str, Any]:
+        """The whole answer to ``wire`` from its finished events."""
+        ...
+
+    def error_body(self, err: APIError) -> dict[str, Any]:
+        """``err`` in this API's error shape."""
+        ...
