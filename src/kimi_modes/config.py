@@ -62,8 +62,17 @@ class ServerSettings(BaseModel):
     #: Bearer keys (``Authorization: Bearer KEY`` or Anthropic's ``x-api-key``). Empty: no auth.
     api_keys: list[SecretStr] = Field(default_factory=list)
     log_level: str = "info"
-    #: Largest request body accepted, in bytes.
+    #: Largest request body accepted, in bytes; enforced while the body is read (chunked
+    #: uploads included), so a larger one never sits in memory whole.
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    #: Seconds a connection may take to send a request's complete header block (counted from
+    #: the connection, or from the first byte of a later request on it); then it is closed.
+    header_timeout: float = Field(10.0, gt=0)
+    #: Seconds a request's whole body may take to arrive once its headers have; then 408.
+    body_timeout: float = Field(60.0, gt=0)
+    #: Browser origins allowed to call the API (CORS), e.g. ``["https://app.example"]``;
+    #: ``["*"]`` allows any. Empty: no CORS headers at all (browsers refuse cross-origin calls).
+    cors_allow_origins: list[str] = Field(default_factory=list)
 
 
 class UpstreamSettings(BaseModel):

@@ -23,7 +23,7 @@ import orjson
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -42,6 +42,9 @@ from kimi_modes.server.ui import RunsUI
 log = logging.getLogger("kimi_modes.server")
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: Answers after which the connection is closed: the rest of the body was not read, and a
+#: client that sends too much or too slowly gets no second request on the same connection.
+_CLOSE_AFTER = frozenset({408, 413})
 
 
 class _Encoder(Protocol):
@@ -278,6 +281,8 @@ class Gateway:
             try:
                 body = await self._read_json(request)
                 model, engine, chat, stream, encoder, rid = await prepare(body)
+            except ClientGone:
+                return self._client_gone(api, model_label, "while sending the request body")
             except (APIError, ValidationError, ValueError) as exc:
                 return self._error(api, _as_api_error(exc), model_label)
             except Exception as exc:  # a bug or a misconfiguration: still the API's shape
@@ -400,13 +405,33 @@ class Gateway:
         return self._error(api, APIError(401, message, code="invalid_api_key"), "unknown")
 
     async def _read_json(self, request: Request) -> Any:
+        """The body as a JSON object, read piece by piece: over ``server.max_body_bytes`` it
+        is a 413 as soon as the limit is passed (no more is read), slower than
+        ``server.body_timeout`` a 408; a client that leaves mid-body raises
+        :class:`ClientGone`."""
         limit = self.settings.server.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise APIError(413, f"request body larger than {limit} bytes")
-        raw = await request.body()
-        if len(raw) > limit:
-            raise APIError(413, f"request body larger than {limit} bytes")
+            raise _body_too_large(limit)
+        timeout = self.settings.server.body_timeout
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(timeout), contextlib.aclosing(request.stream()) as body:
+                async for chunk in body:
+                    size += len(chunk)
+                    if size > limit:
+                        # Built here, not kept in a local: an exception held by the frame its
+                        # traceback holds is a cycle, and the chunks would wait for the GC.
+                        raise _body_too_large(limit)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise APIError(408, f"the request body did not arrive within {timeout:g} s",
+                           code="request_timeout") from None
+        except ClientDisconnect:
+            raise ClientGone from None
+        raw = b"".join(chunks)
+        del chunks
         if not raw:
             raise APIError(400, "the request body is empty; send a JSON object")
         try:
@@ -417,11 +442,20 @@ class Gateway:
             raise APIError(400, "the request body must be a JSON object")
         return body
 
+    def _client_gone(self, api: _Api, model: str, when: str) -> Response:
+        """Count a client that left (status 499, the nginx convention) and log one line."""
+        self.metrics.disconnects.labels(api.label).inc()
+        self.metrics.requests.labels(api.label, model, "499").inc()
+        log.info("%s: the client disconnected %s", api.label, when)
+        return Response(status_code=499)
+
     def _error(self, api: _Api, err: APIError, model: str) -> Response:
         self.metrics.requests.labels(api.label, model, str(err.status)).inc()
         if err.status >= 500:
             log.warning("%s: %s", err.status, err.message)
         response = _json(api.error_body(err), status=err.status)
+        if err.status in _CLOSE_AFTER:
+            response.headers["Connection"] = "close"
         if err.retry_after is not None:
             response.headers["Retry-After"] = str(max(1, round(err.retry_after)))
         return response
@@ -504,6 +538,10 @@ async def _wait_disconnect(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _body_too_large(limit: int) -> APIError:
+    return APIError(413, f"request body larger than {limit} bytes", code="request_too_large")
 
 
 def _as_api_error(exc: Exception) -> APIError:
