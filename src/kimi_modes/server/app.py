@@ -452,7 +452,7 @@ class Gateway:
     def _error(self, api: _Api, err: APIError, model: str) -> Response:
         self.metrics.requests.labels(api.label, model, str(err.status)).inc()
         if err.status >= 500:
-            log.warning("%s: %s", err.status, err.message)
+            log.warning("%s: %s", err.status, err.detail or err.message)
         response = _json(api.error_body(err), status=err.status)
         if err.status in _CLOSE_AFTER:
             response.headers["Connection"] = "close"
