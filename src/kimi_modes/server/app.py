@@ -33,6 +33,7 @@ from kimi_modes.modes import MODELS, ChatModes, ChatParams, ModeError, resolve_m
 from kimi_modes.modes.setup import build_modes
 from kimi_modes.runs import RunStore
 from kimi_modes.server import anthropic_api
+from kimi_modes.server.cors import cors_middleware
 from kimi_modes.server.errors import APIError, openai_error_body
 from kimi_modes.server.metrics import Metrics
 from kimi_modes.server.openai_api import ChatCompletionBody, ChunkEncoder, completion_body
@@ -149,17 +150,26 @@ class Gateway:
     # -- plain routes ----------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
-        """``ok``; ``degraded`` when the last request to some upstream failed (each upstream
-        with its last error); ``starting`` (503) before the engines are ready. With Swarm
-        mode, ``swarm`` holds the sub-agents running and queued and each engine pool's
-        members (docs/pool.md)."""
+        """Liveness for anyone: ``{"status": "ok"}``; ``degraded`` when the last request to
+        some upstream failed; ``starting`` (503) before the engines are ready.
+
+        A caller with a valid API key (anyone, when no keys are configured) also gets
+        ``upstreams`` (each upstream's last error, which names its URL) and, with Swarm mode,
+        ``swarm``: the sub-agents running and queued and each engine pool's members
+        (docs/pool.md)."""
+        detailed = self._auth(request, _OPENAI) is None
         if self.modes is None:
-            return _json({"status": "starting", "upstreams": {}}, status=503)
+            starting: dict[str, Any] = {"status": "starting"}
+            if detailed:
+                starting["upstreams"] = {}
+            return _json(starting, status=503)
         upstreams = {name: self._upstream_health.get(name, {"ok": None})
                      for name in self.modes.engines}
         degraded = any(state.get("ok") is False for state in upstreams.values())
-        body: dict[str, Any] = {"status": "degraded" if degraded else "ok",
-                                "upstreams": upstreams}
+        body: dict[str, Any] = {"status": "degraded" if degraded else "ok"}
+        if not detailed:
+            return _json(body)
+        body["upstreams"] = upstreams
         if self.modes.swarm is not None:
             body["swarm"] = self.modes.swarm.status()
         return _json(body)
@@ -507,7 +517,8 @@ def create_app(
         return _json(api.error_body(APIError(status, message)), status=status)
 
     app = Starlette(routes=routes, lifespan=gateway.lifespan if owns_lifecycle else None,
-                    exception_handlers={HTTPException: http_error})
+                    exception_handlers={HTTPException: http_error},
+                    middleware=cors_middleware(settings.server.cors_allow_origins))
     app.state.gateway = gateway
     return app
 
