@@ -81,6 +81,21 @@ def test_api_key_env_reads_the_key_from_the_environment(
         load_settings(path)
 
 
+def test_a_key_from_api_key_env_stays_out_of_dumps_and_survives_revalidation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``serve`` validates the loaded settings again after applying its flags.
+    path = tmp_path / "k.toml"
+    path.write_text('[[upstreams]]\nname = "a"\nurl = "http://h/v1"\napi_key_env = "MY_KEY"\n')
+    monkeypatch.setenv("MY_KEY", "sk-from-env")
+    settings = load_settings(path)
+    dumped = settings.model_dump()
+    assert dumped["upstreams"][0]["api_key"] is None
+    assert "sk-from-env" not in settings.model_dump_json()
+    again = type(settings).model_validate(dumped).upstreams[0]
+    assert again.api_key is not None and again.api_key.get_secret_value() == "sk-from-env"
+
+
 def test_api_key_and_api_key_env_exclude_each_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

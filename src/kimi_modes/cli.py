@@ -138,6 +138,7 @@ def _run_gateway(settings: Any, *, access_log: bool) -> None:
     import uvicorn
 
     from kimi_modes.server.app import Gateway, create_app
+    from kimi_modes.server.connection import header_deadline_protocol
 
     level = settings.server.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -160,7 +161,8 @@ def _run_gateway(settings: Any, *, access_log: bool) -> None:
         log_level=settings.server.log_level.lower(),
         access_log=access_log,
         loop="auto",
-        http="auto",
+        # httptools, with a deadline for the header block (slow-loris); the body's is the app's.
+        http=header_deadline_protocol(settings.server.header_timeout),
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

@@ -32,7 +32,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,8 +67,17 @@ class ServerSettings(BaseModel):
     #: every key's runs.
     operator_api_keys: list[SecretStr] = Field(default_factory=list)
     log_level: str = "info"
-    #: Largest request body accepted, in bytes.
+    #: Largest request body accepted, in bytes; enforced while the body is read (chunked
+    #: uploads included), so a larger one never sits in memory whole.
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    #: Seconds a connection may take to send a request's complete header block (counted from
+    #: the connection, or from the first byte of a later request on it); then it is closed.
+    header_timeout: float = Field(10.0, gt=0)
+    #: Seconds a request's whole body may take to arrive once its headers have; then 408.
+    body_timeout: float = Field(60.0, gt=0)
+    #: Browser origins allowed to call the API (CORS), e.g. ``["https://app.example"]``;
+    #: ``["*"]`` allows any. Empty: no CORS headers at all (browsers refuse cross-origin calls).
+    cors_allow_origins: list[str] = Field(default_factory=list)
 
 
 class UpstreamSettings(BaseModel):
@@ -78,7 +95,9 @@ class UpstreamSettings(BaseModel):
     #: Sent as ``Authorization: Bearer``. Prefer ``api_key_env`` to keep it out of the file.
     api_key: SecretStr | None = None
     #: The name of an environment variable holding the API key, read when the settings are
-    #: loaded (an error if it is not set). Excludes ``api_key``.
+    #: loaded (an error if it is not set) into ``api_key``. Excludes an ``api_key`` in the
+    #: file; a dump of the settings leaves the key out, so validating the dump again reads the
+    #: variable again.
     api_key_env: str | None = None
     #: False when the engine was started without a reasoning parser: reasoning then arrives
     #: in the content, and we split it ourselves.
@@ -112,14 +131,30 @@ class UpstreamSettings(BaseModel):
             self.url = api_base(self.url)
         return self
 
+    @field_serializer("api_key", mode="wrap")
+    def _dump_key(self, value: SecretStr | None, handler: SerializerFunctionWrapHandler) -> Any:
+        # A key read from api_key_env is not part of the configuration's data: leaving it out
+        # keeps the secret out of dumps, and lets a dump validate again (not "sets both").
+        return None if self.api_key_env is not None else handler(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_key_source(cls, data: Any) -> Any:
+        # Checked on the raw input only: once read, the key from api_key_env sits in api_key,
+        # and validating those settings again must not count it as a second source.
+        if isinstance(data, dict) and data.get("api_key") is not None and data.get(
+            "api_key_env"
+        ) is not None:
+            raise ValueError(
+                f"upstream {data.get('name', 'default')!r} sets both api_key and api_key_env; "
+                "keep one"
+            )
+        return data
+
     @model_validator(mode="after")
     def _key_from_environment(self) -> UpstreamSettings:
         if self.api_key_env is None:
             return self
-        if self.api_key is not None:
-            raise ValueError(
-                f"upstream {self.name!r} sets both api_key and api_key_env; keep one"
-            )
         value = os.environ.get(self.api_key_env, "").strip()
         if not value:
             raise ValueError(

@@ -28,7 +28,7 @@ import orjson
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -38,6 +38,7 @@ from kimi_modes.engines.base import Engine, EngineError, Event, Usage
 from kimi_modes.modes import MODELS, ChatModes, ChatParams, ModeError, resolve_mode
 from kimi_modes.server import anthropic_api
 from kimi_modes.server.auth import APIKeys, Caller
+from kimi_modes.server.cors import cors_middleware
 from kimi_modes.server.errors import APIError, openai_error_body
 from kimi_modes.server.metrics import Metrics
 from kimi_modes.server.openai_api import ChatCompletionBody, ChunkEncoder, completion_body
@@ -47,6 +48,9 @@ from kimi_modes.server.ui import RunsUI
 log = logging.getLogger("kimi_modes.server")
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: Answers after which the connection is closed: the rest of the body was not read, and a
+#: client that sends too much or too slowly gets no second request on the same connection.
+_CLOSE_AFTER = frozenset({408, 413})
 
 
 class _Encoder(Protocol):
@@ -155,17 +159,26 @@ class Gateway:
     # -- plain routes ----------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
-        """``ok``; ``degraded`` when the last request to some upstream failed (each upstream
-        with its last error); ``starting`` (503) before the engines are ready. With Swarm
-        mode, ``swarm`` holds the sub-agents running and queued and each engine pool's
-        members (docs/pool.md)."""
+        """Liveness for anyone: ``{"status": "ok"}``; ``degraded`` when the last request to
+        some upstream failed; ``starting`` (503) before the engines are ready.
+
+        A caller with a valid API key (anyone, when no keys are configured) also gets
+        ``upstreams`` (each upstream's last error, which names its URL) and, with Swarm mode,
+        ``swarm``: the sub-agents running and queued and each engine pool's members
+        (docs/pool.md)."""
+        detailed = self._auth(request, _OPENAI) is None
         if self.modes is None:
-            return _json({"status": "starting", "upstreams": {}}, status=503)
+            starting: dict[str, Any] = {"status": "starting"}
+            if detailed:
+                starting["upstreams"] = {}
+            return _json(starting, status=503)
         upstreams = {name: self._upstream_health.get(name, {"ok": None})
                      for name in self.modes.engines}
         degraded = any(state.get("ok") is False for state in upstreams.values())
-        body: dict[str, Any] = {"status": "degraded" if degraded else "ok",
-                                "upstreams": upstreams}
+        body: dict[str, Any] = {"status": "degraded" if degraded else "ok"}
+        if not detailed:
+            return _json(body)
+        body["upstreams"] = upstreams
         if self.modes.swarm is not None:
             body["swarm"] = self.modes.swarm.status()
         return _json(body)
@@ -287,6 +300,8 @@ class Gateway:
                 body = await self._read_json(request)
                 model, engine, chat, stream, encoder, rid = await prepare(body)
                 chat.owner = caller.owner  # the runs it starts belong to the caller
+            except ClientGone:
+                return self._client_gone(api, model_label, "while sending the request body")
             except (APIError, ValidationError, ValueError) as exc:
                 return self._error(api, _as_api_error(exc), model_label)
             except Exception as exc:  # a bug or a misconfiguration: still the API's shape
@@ -400,13 +415,33 @@ class Gateway:
         return self._error(api, APIError(401, caller, code="invalid_api_key"), "unknown")
 
     async def _read_json(self, request: Request) -> Any:
+        """The body as a JSON object, read piece by piece: over ``server.max_body_bytes`` it
+        is a 413 as soon as the limit is passed (no more is read), slower than
+        ``server.body_timeout`` a 408; a client that leaves mid-body raises
+        :class:`ClientGone`."""
         limit = self.settings.server.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise APIError(413, f"request body larger than {limit} bytes")
-        raw = await request.body()
-        if len(raw) > limit:
-            raise APIError(413, f"request body larger than {limit} bytes")
+            raise _body_too_large(limit)
+        timeout = self.settings.server.body_timeout
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(timeout), contextlib.aclosing(request.stream()) as body:
+                async for chunk in body:
+                    size += len(chunk)
+                    if size > limit:
+                        # Built here, not kept in a local: an exception held by the frame its
+                        # traceback holds is a cycle, and the chunks would wait for the GC.
+                        raise _body_too_large(limit)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise APIError(408, f"the request body did not arrive within {timeout:g} s",
+                           code="request_timeout") from None
+        except ClientDisconnect:
+            raise ClientGone from None
+        raw = b"".join(chunks)
+        del chunks
         if not raw:
             raise APIError(400, "the request body is empty; send a JSON object")
         try:
@@ -417,11 +452,20 @@ class Gateway:
             raise APIError(400, "the request body must be a JSON object")
         return body
 
+    def _client_gone(self, api: _Api, model: str, when: str) -> Response:
+        """Count a client that left (status 499, the nginx convention) and log one line."""
+        self.metrics.disconnects.labels(api.label).inc()
+        self.metrics.requests.labels(api.label, model, "499").inc()
+        log.info("%s: the client disconnected %s", api.label, when)
+        return Response(status_code=499)
+
     def _error(self, api: _Api, err: APIError, model: str) -> Response:
         self.metrics.requests.labels(api.label, model, str(err.status)).inc()
         if err.status >= 500:
-            log.warning("%s: %s", err.status, err.message)
+            log.warning("%s: %s", err.status, err.detail or err.message)
         response = _json(api.error_body(err), status=err.status)
+        if err.status in _CLOSE_AFTER:
+            response.headers["Connection"] = "close"
         if err.retry_after is not None:
             response.headers["Retry-After"] = str(max(1, round(err.retry_after)))
         return response
@@ -473,7 +517,8 @@ def create_app(
         return _json(api.error_body(APIError(status, message)), status=status)
 
     app = Starlette(routes=routes, lifespan=gateway.lifespan if owns_lifecycle else None,
-                    exception_handlers={HTTPException: http_error})
+                    exception_handlers={HTTPException: http_error},
+                    middleware=cors_middleware(settings.server.cors_allow_origins))
     app.state.gateway = gateway
     return app
 
@@ -504,6 +549,10 @@ async def _wait_disconnect(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _body_too_large(limit: int) -> APIError:
+    return APIError(413, f"request body larger than {limit} bytes", code="request_too_large")
 
 
 def _as_api_error(exc: Exception) -> APIError:

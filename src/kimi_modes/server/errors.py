@@ -11,7 +11,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kimi_modes.engines.base import EngineError
+from kimi_modes.engines.base import (
+    EngineError,
+    UpstreamOverloaded,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from kimi_modes.modes.catalog import ModeError
 
 _OPENAI_TYPES = {
@@ -20,6 +26,7 @@ _OPENAI_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
@@ -28,7 +35,9 @@ _OPENAI_TYPES = {
 
 
 class APIError(Exception):
-    """A failure to report to the client with ``status`` and ``message``."""
+    """A failure to report to the client with ``status`` and ``message``.
+
+    ``detail`` is for the operator's log only (an upstream's URL, say) and never sent."""
 
     def __init__(
         self,
@@ -38,12 +47,14 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code
+        self.detail = detail
         #: Seconds the client should wait (from an overloaded upstream), sent as Retry-After.
         self.retry_after = retry_after
 
@@ -55,11 +66,27 @@ class APIError(Exception):
         if isinstance(exc, ModeError):
             return cls(exc.status, exc.message, param=exc.param, code=exc.code)
         if isinstance(exc, EngineError):
-            return cls(exc.status, str(exc), code=exc.kind,
-                       retry_after=getattr(exc, "retry_after", None))
+            return cls(exc.status, upstream_message(exc), code=exc.kind,
+                       retry_after=getattr(exc, "retry_after", None), detail=str(exc))
         if isinstance(exc, ValidationError):
             return cls(400, validation_message(exc), param=_first_loc(exc))
         return cls(500, f"internal error: {type(exc).__name__}: {exc}", code="internal_error")
+
+
+def upstream_message(exc: EngineError) -> str:
+    """What a client is told about a failed upstream: its configured name and what went
+    wrong, never its URL or address (those stay in ``str(exc)``, for the operator's log).
+
+    A refusal (400/413/422) and "busy" (429/503) pass the upstream's own words on, since the
+    client acts on them; an unreachable, silent or failing upstream is named only."""
+    name = repr(exc.upstream)
+    if isinstance(exc, UpstreamRejected | UpstreamOverloaded):
+        return str(exc)
+    if isinstance(exc, UpstreamUnavailable):
+        return f"upstream {name} cannot be reached"
+    if isinstance(exc, UpstreamTimeout):
+        return f"upstream {name} did not answer in time"
+    return f"upstream {name} failed; the gateway's log has the details"
 
 
 def validation_message(exc: ValidationError) -> str:
