@@ -9,13 +9,13 @@ embedded default when nothing is configured), with the run store only for Agent 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from kimi_modes.engines.base import ChatRequest, Engine, EngineError, Finish
+from kimi_modes.engines.base import ChatRequest, Engine, EngineError, Event, Finish
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 
 
@@ -49,6 +49,7 @@ async def run_chat(
                                           api_key=api_key)
         if agent_budgets:
             request.extra["agent"] = agent_budgets
+        events: AsyncIterator[Event] = engine.stream(request)
         close = engine.aclose
     else:
         from kimi_modes.assembly import assemble
@@ -58,13 +59,14 @@ async def run_chat(
         close = app.aclose
         options = ModeOptions.model_validate({"agent": agent_budgets or {}})
         try:
-            engine, request = app.router.route(resolved, request, options)
+            routed, request = app.router.route(resolved, request, options)
         except BaseException:
             await close()
             raise
+        events = routed.stream(request)
     section = ""
     try:
-        async for event in engine.stream(request):
+        async for event in events:
             if isinstance(event, ReasoningDelta):
                 if section != "reasoning":
                     section = "reasoning"

@@ -55,8 +55,8 @@ def _text(content: Any) -> Any:
         return content.strip()
     if isinstance(content, list):
         texts = [p.get("text") for p in content if isinstance(p, Mapping)]
-        if all(isinstance(t, str) for t in texts) and len(texts) == len(content):
-            return "".join(texts).strip()
+        if len(texts) == len(content) and all(isinstance(t, str) for t in texts):
+            return "".join(str(t) for t in texts).strip()
     return content  # anything else (images, ...) as it is
 
 

@@ -9,9 +9,9 @@ sampling defaults and the thinking switch, so the server only calls ``engine.str
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from kimi_modes.engines.base import ChatRequest, Engine, Event
 from kimi_modes.modes.agent.service import AgentService
@@ -22,6 +22,15 @@ from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
 from kimi_modes.modes.swarm.service import SwarmService
 
 _NO_DEFAULTS = ModeDefaults(None, None)
+
+
+class ModeEngine(Protocol):
+    """What :meth:`Router.route` hands out: an engine whose stream is an async generator (the
+    server closes it the moment the client leaves)."""
+
+    name: str
+
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]: ...
 
 
 class Router:
@@ -52,7 +61,7 @@ class Router:
         return self._chat[mode].engine
 
     def route(self, resolved: Resolved, request: ChatRequest,
-              options: ModeOptions = NO_OPTIONS) -> tuple[Engine, ChatRequest]:
+              options: ModeOptions = NO_OPTIONS) -> tuple[ModeEngine, ChatRequest]:
         """The engine for ``resolved``'s mode and ``request`` as it goes to it: the thinking
         switch set and the mode's sampling defaults filled in where the client gave none
         (Agent and Swarm sample like the chat mode their switch selects). Raises
@@ -102,7 +111,7 @@ class _Bound:
         self._service = service
         self._options = options
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         return marked(self._service.stream(request, self._options), request.tools)
 
     async def aclose(self) -> None:

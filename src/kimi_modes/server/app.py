@@ -20,96 +20,41 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from kimi_modes.assembly import Assembly, assemble
 from kimi_modes.config import Settings
 from kimi_modes.engines.base import Engine, EngineError, Event, Usage
-from kimi_modes.modes import MODELS, ChatModes, ChatParams, ModeError, resolve_mode
-from kimi_modes.server import anthropic_api
+from kimi_modes.modes import MODELS, ModeError, Router, resolve_mode
+from kimi_modes.modes.router import ModeEngine
+from kimi_modes.server.anthropic_api import AnthropicMessages
 from kimi_modes.server.auth import APIKeys, Caller
 from kimi_modes.server.cors import cors_middleware
-from kimi_modes.server.errors import APIError, openai_error_body
+from kimi_modes.server.errors import APIError
 from kimi_modes.server.metrics import Metrics
-from kimi_modes.server.openai_api import ChatCompletionBody, ChunkEncoder, completion_body
+from kimi_modes.server.openai_api import OpenAIChat
+from kimi_modes.server.run import ClientGone, collect, read_json, until_disconnect
 from kimi_modes.server.runs_api import RunsAPI
 from kimi_modes.server.ui import RunsUI
+from kimi_modes.server.wire import StreamEncoder, WireFormat
 
 log = logging.getLogger("kimi_modes.server")
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_OPENAI: WireFormat = OpenAIChat()
+_ANTHROPIC: WireFormat = AnthropicMessages()
 #: Answers after which the connection is closed: the rest of the body was not read, and a
 #: client that sends too much or too slowly gets no second request on the same connection.
 _CLOSE_AFTER = frozenset({408, 413})
-
-
-class _Encoder(Protocol):
-    def start(self) -> bytes: ...
-    def feed(self, event: Event) -> bytes: ...
-    def end(self) -> bytes: ...
-    def error(self, err: APIError) -> bytes: ...
-
-
-class _OpenAIStream:
-    def __init__(self, inner: ChunkEncoder) -> None:
-        self.inner = inner
-
-    def start(self) -> bytes:
-        return self.inner.start()
-
-    def feed(self, event: Event) -> bytes:
-        return self.inner.feed(event)
-
-    def end(self) -> bytes:
-        return self.inner.end()
-
-    def error(self, err: APIError) -> bytes:
-        return self.inner.error(openai_error_body(err))
-
-
-class _AnthropicStream:
-    def __init__(self, inner: anthropic_api.MessageStreamEncoder) -> None:
-        self.inner = inner
-
-    def start(self) -> bytes:
-        return self.inner.start()
-
-    def feed(self, event: Event) -> bytes:
-        return self.inner.feed(event)
-
-    def end(self) -> bytes:
-        return self.inner.finish()
-
-    def error(self, err: APIError) -> bytes:
-        return self.inner.error(err.status, err.message)
-
-
-@dataclass
-class _Api:
-    """What differs between the two APIs: the label, and how an error body looks."""
-
-    label: str
-    error_body: Callable[[APIError], dict[str, Any]]
-
-
-_OPENAI = _Api("chat_completions", openai_error_body)
-_ANTHROPIC = _Api(
-    "messages", lambda err: anthropic_api.anthropic_error_body(err.status, err.message)
-)
-
-
-class ClientGone(Exception):
-    """The client closed the connection before the answer was ready."""
 
 
 class Gateway:
@@ -123,7 +68,8 @@ class Gateway:
                              [k.get_secret_value() for k in settings.server.operator_api_keys])
         #: What :meth:`startup` assembled (engines, modes, the run store); None before.
         self.assembly: Assembly | None = None
-        self.modes: ChatModes | None = None
+        #: The modes (None before start-up).
+        self.router: Router | None = None
         #: Per upstream: whether its last request succeeded (for /health).
         self._upstream_health: dict[str, dict[str, Any]] = {}
         self.runs_api = RunsAPI(lambda: self.assembly.store if self.assembly else None,
@@ -135,8 +81,8 @@ class Gateway:
     async def startup(self) -> None:
         """Assemble the app from the settings (:func:`~kimi_modes.assembly.assemble`)."""
         self.assembly = await assemble(self.settings, engines=self._engines)
-        self.modes = self.assembly.modes
-        log.info("gateway ready; upstreams: %s", ", ".join(self.modes.engines))
+        self.router = self.assembly.router
+        log.info("gateway ready; upstreams: %s", ", ".join(self.router.engines))
 
     async def shutdown(self) -> None:
         """Release what :meth:`startup` assembled (live runs end as ``interrupted``)."""
@@ -153,7 +99,7 @@ class Gateway:
 
     def _resumer(self) -> Any:
         """The swarm's sub-agent resumer, once the swarm runs (None otherwise)."""
-        swarm = self.modes.swarm if self.modes is not None else None
+        swarm = self.router.swarm if self.router is not None else None
         return swarm.workers.resume_detached if swarm is not None else None
 
     # -- plain routes ----------------------------------------------------------------------
@@ -166,21 +112,21 @@ class Gateway:
         ``upstreams`` (each upstream's last error, which names its URL) and, with Swarm mode,
         ``swarm``: the sub-agents running and queued and each engine pool's members
         (docs/pool.md)."""
-        detailed = self._auth(request, _OPENAI) is None
-        if self.modes is None:
+        detailed = isinstance(self._auth(request, _OPENAI), Caller)
+        if self.router is None:
             starting: dict[str, Any] = {"status": "starting"}
             if detailed:
                 starting["upstreams"] = {}
             return _json(starting, status=503)
         upstreams = {name: self._upstream_health.get(name, {"ok": None})
-                     for name in self.modes.engines}
+                     for name in self.router.engines}
         degraded = any(state.get("ok") is False for state in upstreams.values())
         body: dict[str, Any] = {"status": "degraded" if degraded else "ok"}
         if not detailed:
             return _json(body)
         body["upstreams"] = upstreams
-        if self.modes.swarm is not None:
-            body["swarm"] = self.modes.swarm.status()
+        if self.router.swarm is not None:
+            body["swarm"] = self.router.swarm.status()
         return _json(body)
 
     def _upstream_failed(self, exc: EngineError) -> None:
@@ -188,7 +134,7 @@ class Gateway:
         self._upstream_health[exc.upstream] = {"ok": False, "error": str(exc),
                                                "since": time.time()}
 
-    def _upstream_ok(self, engine: Engine) -> None:
+    def _upstream_ok(self, engine: ModeEngine) -> None:
         if self._upstream_health.get(engine.name, {}).get("ok") is not True:
             self._upstream_health[engine.name] = {"ok": True}
 
@@ -211,83 +157,20 @@ class Gateway:
         ]
         return _json({"object": "list", "data": data})
 
-    # -- the two chat APIs -----------------------------------------------------------------
+    # -- the chat APIs (each a WireFormat) ------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
-        async def prepare(body: Any) -> tuple[str, Engine, Any, bool, _Encoder | None, str]:
-            parsed = ChatCompletionBody.model_validate(body)
-            resolved = resolve_mode(
-                parsed.model,
-                chat_template_kwargs=parsed.chat_template_kwargs,
-                thinking=parsed.thinking,
-                reasoning_effort=parsed.reasoning_effort,
-            )
-            engine, chat = self._modes().prepare(resolved, parsed.to_params())
-            key = uuid.uuid4().hex
-            cid = "chatcmpl-" + key
-            chat.run_id = "run_" + key  # an Agent/Swarm run is findable from the response id
-            include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-            encoder = (
-                _OpenAIStream(ChunkEncoder(cid, parsed.model, include_usage=include_usage))
-                if parsed.stream
-                else None
-            )
-            return parsed.model, engine, chat, parsed.stream, encoder, cid
-
-        return await self._serve(request, _OPENAI, prepare, completion_body)
+        return await self._serve(request, _OPENAI)
 
     async def messages(self, request: Request) -> Response:
-        estimate = [0]  # the prompt-size estimate, for the non-streamed body too
-
-        def final_body(mid: str, model: str, events: list[Event]) -> dict[str, Any]:
-            return anthropic_api.build_message_response(
-                mid, model, events, input_tokens_estimate=estimate[0]
-            )
-
-        async def prepare(body: Any) -> tuple[str, Engine, Any, bool, _Encoder | None, str]:
-            try:
-                req = anthropic_api.parse_messages_request(body)
-            except anthropic_api.AnthropicRequestError as exc:
-                raise APIError(400, exc.message, param=exc.param) from None
-            resolved = resolve_mode(
-                req.model,
-                thinking=None
-                if req.thinking is None
-                else {"type": "enabled" if req.thinking else "disabled"},
-            )
-            params = ChatParams(
-                messages=req.messages,
-                tools=req.tools,
-                tool_choice=req.tool_choice,
-                temperature=req.temperature,
-                top_p=req.top_p,
-                max_tokens=req.max_tokens,
-                stop=req.stop,
-                extra=dict(req.extra),
-            )
-            engine, chat = self._modes().prepare(resolved, params)
-            key = uuid.uuid4().hex
-            mid = "msg_" + key
-            chat.run_id = "run_" + key
-            estimate[0] = _estimate_tokens(body)
-            encoder = (
-                _AnthropicStream(anthropic_api.MessageStreamEncoder(mid, req.model, estimate[0]))
-                if req.stream
-                else None
-            )
-            return req.model, engine, chat, req.stream, encoder, mid
-
-        return await self._serve(request, _ANTHROPIC, prepare, final_body)
+        return await self._serve(request, _ANTHROPIC)
 
     # -- shared request handling -----------------------------------------------------------
 
-    async def _serve(
-        self,
-        request: Request,
-        api: _Api,
-        prepare: Callable[[Any], Awaitable[tuple[str, Engine, Any, bool, _Encoder | None, str]]],
-        final_body: Callable[[str, str, list[Event]], dict[str, Any]],
-    ) -> Response:
+    async def _serve(self, request: Request, api: WireFormat) -> Response:
+        """One chat request on ``api``: authenticate, read and parse the body, route it to its
+        mode's engine, then answer whole or streamed. Every failure is an answer in the API's
+        own shape; before the first event a streamed request can still get a real status."""
         started = time.perf_counter()
         metrics = self.metrics
         model_label = "unknown"
@@ -297,9 +180,16 @@ class Gateway:
             if isinstance(caller := self._auth(request, api), Response):
                 return caller
             try:
-                body = await self._read_json(request)
-                model, engine, chat, stream, encoder, rid = await prepare(body)
-                chat.owner = caller.owner  # the runs it starts belong to the caller
+                body = await read_json(request, self.settings.server.max_body_bytes,
+                                       self.settings.server.body_timeout)
+                wire = api.parse(body)
+                resolved = resolve_mode(wire.model, wire.thinking)
+                key = uuid.uuid4().hex
+                answer_id = api.id_prefix + key
+                # An Agent/Swarm run is findable from the answer's id and belongs to the caller.
+                wire.request.run_id = "run_" + key
+                wire.request.owner = caller.owner
+                engine, chat = self._router().route(resolved, wire.request, wire.options)
             except ClientGone:
                 return self._client_gone(api, model_label, "while sending the request body")
             except (APIError, ValidationError, ValueError) as exc:
@@ -307,11 +197,11 @@ class Gateway:
             except Exception as exc:  # a bug or a misconfiguration: still the API's shape
                 log.exception("could not prepare the request")
                 return self._error(api, APIError.from_exception(exc), model_label)
-            model_label = model
-            events = self._modes().stream(engine, chat)
-            if stream and encoder is not None:
+            model_label = wire.model
+            events = engine.stream(chat)
+            if wire.stream:
                 try:
-                    first = await _until_disconnect(request, anext(events))
+                    first = await until_disconnect(request, anext(events))
                 except StopAsyncIteration:
                     first = None
                 except ClientGone:
@@ -330,12 +220,13 @@ class Gateway:
                 self._upstream_ok(engine)
                 handed_off = True
                 return StreamingResponse(
-                    self._stream_body(api, model_label, encoder, first, events, started),
+                    self._stream_body(api, model_label, api.encoder(answer_id, wire), first,
+                                      events, started),
                     media_type="text/event-stream",
                     headers=_SSE_HEADERS,
                 )
             try:
-                collected = await _until_disconnect(request, _collect(events))
+                collected = await until_disconnect(request, collect(events))
             except ClientGone:
                 metrics.disconnects.labels(api.label).inc()
                 return Response(status_code=499)
@@ -349,16 +240,16 @@ class Gateway:
             self._count_tokens(model_label, collected)
             metrics.requests.labels(api.label, model_label, "200").inc()
             metrics.latency.labels(api.label, model_label).observe(time.perf_counter() - started)
-            return _json(final_body(rid, model_label, collected))
+            return _json(api.body(answer_id, wire, collected))
         finally:
             if not handed_off:
                 metrics.in_flight.labels(api.label).dec()
 
     async def _stream_body(
         self,
-        api: _Api,
+        api: WireFormat,
         model: str,
-        encoder: _Encoder,
+        encoder: StreamEncoder,
         first: Event | None,
         events: AsyncGenerator[Event, None],
         started: float,
@@ -402,64 +293,26 @@ class Gateway:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _modes(self) -> ChatModes:
-        if self.modes is None:
+    def _router(self) -> Router:
+        if self.router is None:
             raise APIError(503, "the gateway is still starting", code="starting")
-        return self.modes
+        return self.router
 
-    def _auth(self, request: Request, api: _Api) -> Caller | Response:
+    def _auth(self, request: Request, api: WireFormat) -> Caller | Response:
         """The caller (server/auth.py), or the 401 to answer with."""
         caller = self._keys.identify(request)
         if isinstance(caller, Caller):
             return caller
         return self._error(api, APIError(401, caller, code="invalid_api_key"), "unknown")
 
-    async def _read_json(self, request: Request) -> Any:
-        """The body as a JSON object, read piece by piece: over ``server.max_body_bytes`` it
-        is a 413 as soon as the limit is passed (no more is read), slower than
-        ``server.body_timeout`` a 408; a client that leaves mid-body raises
-        :class:`ClientGone`."""
-        limit = self.settings.server.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _body_too_large(limit)
-        timeout = self.settings.server.body_timeout
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(timeout), contextlib.aclosing(request.stream()) as body:
-                async for chunk in body:
-                    size += len(chunk)
-                    if size > limit:
-                        # Built here, not kept in a local: an exception held by the frame its
-                        # traceback holds is a cycle, and the chunks would wait for the GC.
-                        raise _body_too_large(limit)
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise APIError(408, f"the request body did not arrive within {timeout:g} s",
-                           code="request_timeout") from None
-        except ClientDisconnect:
-            raise ClientGone from None
-        raw = b"".join(chunks)
-        del chunks
-        if not raw:
-            raise APIError(400, "the request body is empty; send a JSON object")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise APIError(400, f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise APIError(400, "the request body must be a JSON object")
-        return body
-
-    def _client_gone(self, api: _Api, model: str, when: str) -> Response:
+    def _client_gone(self, api: WireFormat, model: str, when: str) -> Response:
         """Count a client that left (status 499, the nginx convention) and log one line."""
         self.metrics.disconnects.labels(api.label).inc()
         self.metrics.requests.labels(api.label, model, "499").inc()
         log.info("%s: the client disconnected %s", api.label, when)
         return Response(status_code=499)
 
-    def _error(self, api: _Api, err: APIError, model: str) -> Response:
+    def _error(self, api: WireFormat, err: APIError, model: str) -> Response:
         self.metrics.requests.labels(api.label, model, str(err.status)).inc()
         if err.status >= 500:
             log.warning("%s: %s", err.status, err.detail or err.message)
@@ -523,47 +376,10 @@ def create_app(
     return app
 
 
-async def _collect(events: AsyncIterator[Event]) -> list[Event]:
-    return [event async for event in events]
-
-
-async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
-    """Await ``work``, unless the client disconnects first: then cancel it and raise
-    :class:`ClientGone`."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(request))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    raise ClientGone
-
-
-async def _wait_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _body_too_large(limit: int) -> APIError:
-    return APIError(413, f"request body larger than {limit} bytes", code="request_too_large")
-
-
 def _as_api_error(exc: Exception) -> APIError:
     if isinstance(exc, APIError | ValidationError | ModeError):
         return APIError.from_exception(exc)
     return APIError(400, str(exc))
-
-
-def _estimate_tokens(body: Any) -> int:
-    """A rough prompt size for Anthropic's message_start (the engine's count comes later)."""
-    return max(1, len(orjson.dumps(body)) // 4)
 
 
 def _json(body: Any, status: int = 200) -> Response:

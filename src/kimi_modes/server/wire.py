@@ -25,7 +25,8 @@ class WireRequest:
     ``model`` is the id the client asked for; ``request`` the engine request (messages and
     tools in OpenAI's chat shape, wire field names gone); ``thinking`` the switch the body
     set (``None``: the model id's default); ``options`` the Agent and Swarm options;
-    ``include_usage``: a streamed answer ends with the usage."""
+    ``include_usage``: a streamed answer ends with the usage; ``prompt_estimate``: a rough
+    prompt size in tokens, for an API that must state one before the engine counts."""
 
     model: str
     request: ChatRequest
@@ -33,6 +34,7 @@ class WireRequest:
     options: ModeOptions = NO_OPTIONS
     stream: bool = False
     include_usage: bool = True
+    prompt_estimate: int = 0
 
 
 class StreamEncoder(Protocol):

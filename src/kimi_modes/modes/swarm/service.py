@@ -9,7 +9,6 @@ reasoning, progress lines (fan-outs, each sub-agent's end) and the answer.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 

@@ -2,9 +2,10 @@
 
 Three pieces, mounted by the server on ``POST /v1/messages``:
 
-* :func:`parse_messages_request` validates a request body and turns it into an
-  :class:`AnthropicRequest` whose ``messages`` and ``tools`` are in OpenAI's chat shape (what
-  :class:`~kimi_modes.engines.base.ChatRequest` takes). Bad input raises
+* :func:`parse_messages_request` validates a request body and turns it into a
+  :class:`~kimi_modes.server.wire.WireRequest` whose engine request has ``messages`` and
+  ``tools`` in OpenAI's chat shape (what :class:`~kimi_modes.engines.base.ChatRequest` takes);
+  :class:`AnthropicMessages` is the whole API as a wire format. Bad input raises
   :class:`AnthropicRequestError`, whose message names the offending field and how to fix it.
 * :class:`MessageStreamEncoder` turns the engine's event stream into Anthropic's SSE frames
   (``message_start``, ``content_block_*``, ``message_delta``, ``message_stop``, ``ping``,
@@ -17,11 +18,11 @@ Decisions a caller may rely on:
 
 * **Temperature**: Anthropic's range is 0–1; like Moonshot's own Anthropic-compatible API,
   the engine runs at ``requested × 0.6`` (:data:`TEMPERATURE_SCALE`), so Anthropic's 1.0 is
-  Kimi's recommended 0.6. ``AnthropicRequest.temperature`` already holds the mapped value.
+  Kimi's recommended 0.6. The engine request's ``temperature`` already holds the mapped value.
 * **Thinking switch**: ``{"type": "enabled"}`` → ``True``, ``{"type": "disabled"}`` →
   ``False``, absent or ``{"type": "adaptive"}`` → ``None`` (the mode decides);
-  ``{"type": "between_tools"}`` → ``True``. ``budget_tokens`` is kept in
-  ``AnthropicRequest.thinking_budget`` but Kimi has no reasoning budget, so no engine uses it.
+  ``{"type": "between_tools"}`` → ``True``. ``budget_tokens`` is required with ``enabled``
+  (as Anthropic's API does) but Kimi has no reasoning budget, so no engine uses it.
   ``display`` is ignored: reasoning is always returned.
 * **Thinking signatures**: Kimi's reasoning is not signed. Thinking blocks carry the constant
   :data:`THINKING_SIGNATURE` so clients that require a non-empty signature work; it proves
@@ -41,7 +42,6 @@ from __future__ import annotations
 from kimi_modes.server.anthropic_api.errors import anthropic_error_body, anthropic_error_type
 from kimi_modes.server.anthropic_api.request import (
     TEMPERATURE_SCALE,
-    AnthropicRequest,
     AnthropicRequestError,
     parse_messages_request,
 )
@@ -52,12 +52,13 @@ from kimi_modes.server.anthropic_api.response import (
     build_message_response,
     tool_input,
 )
+from kimi_modes.server.anthropic_api.wire import AnthropicMessages
 
 __all__ = [
     "RAW_ARGUMENTS_KEY",
     "TEMPERATURE_SCALE",
     "THINKING_SIGNATURE",
-    "AnthropicRequest",
+    "AnthropicMessages",
     "AnthropicRequestError",
     "MessageStreamEncoder",
     "anthropic_error_body",

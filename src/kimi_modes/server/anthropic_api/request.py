@@ -1,4 +1,5 @@
-"""``POST /v1/messages`` bodies → :class:`AnthropicRequest` in the engines' OpenAI chat shape.
+"""``POST /v1/messages`` bodies → a :class:`~kimi_modes.server.wire.WireRequest` whose engine
+request is in the engines' OpenAI chat shape.
 
 See :func:`parse_messages_request` for what is accepted, and the package docstring for the
 decisions (temperature scale, thinking switch, tool ids).
@@ -8,14 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kimi_modes.engines.base import ChatRequest
+from kimi_modes.modes.options import ModeOptions
+from kimi_modes.server.wire import WireRequest
 
 __all__ = [
     "TEMPERATURE_SCALE",
-    "AnthropicRequest",
     "AnthropicRequestError",
     "parse_messages_request",
 ]
@@ -35,33 +39,6 @@ class AnthropicRequestError(ValueError):
         super().__init__(message)
         self.message = message
         self.param = param
-
-
-@dataclass(slots=True)
-class AnthropicRequest:
-    """A validated Messages request, converted to the OpenAI chat shape the engines take.
-
-    ``messages`` and ``tools`` follow OpenAI's chat-completions format (assistant messages may
-    carry ``reasoning_content`` and ``tool_calls``; tool results are ``role: tool`` messages).
-    ``tool_choice`` is OpenAI's (``"auto"``, ``"required"``, ``"none"`` or a function choice).
-    ``thinking`` is ``None`` when the client left it to the mode. ``temperature`` is already
-    scaled by :data:`TEMPERATURE_SCALE`. ``extra`` holds OpenAI sampling parameters to pass
-    through unchanged (``top_k``; ``parallel_tool_calls: False`` from
-    ``disable_parallel_tool_use``).
-    """
-
-    model: str
-    messages: list[dict[str, Any]]
-    max_tokens: int
-    stream: bool = False
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    thinking: bool | None = None
-    thinking_budget: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Lenient(BaseModel):
@@ -453,9 +430,9 @@ def _convert_tool_choice(
     return {"type": "function", "function": {"name": choice.name}}
 
 
-def _convert_thinking(raw: dict[str, Any] | None) -> tuple[bool | None, int | None]:
+def _convert_thinking(raw: dict[str, Any] | None) -> bool | None:
     if raw is None:
-        return None, None
+        return None
     thinking = _validate(_Thinking, raw, "thinking")
     if thinking.type == "enabled":
         if thinking.budget_tokens is None:
@@ -464,15 +441,15 @@ def _convert_thinking(raw: dict[str, Any] | None) -> tuple[bool | None, int | No
                 "(Kimi has no budget; any value ≥ 1 works)",
                 "thinking.budget_tokens",
             )
-        return True, thinking.budget_tokens
+        return True  # Kimi has no reasoning budget: budget_tokens is checked, not used
     if thinking.type == "disabled":
-        return False, None
+        return False
     if thinking.type == "between_tools":
-        return True, None
-    return None, None  # adaptive: the mode decides
+        return True
+    return None  # adaptive: the mode decides
 
 
-def parse_messages_request(body: Any) -> AnthropicRequest:
+def parse_messages_request(body: Any) -> WireRequest:
     """Validate a ``POST /v1/messages`` body and convert it to the engines' chat shape.
 
     Accepts what the ``anthropic`` SDK sends (unknown fields are ignored): ``system`` as a
@@ -480,8 +457,10 @@ def parse_messages_request(body: Any) -> AnthropicRequest:
     ``data:`` URL, or ``url``), document (``text`` or ``content`` sources), ``tool_result``,
     ``thinking``, ``redacted_thinking`` (dropped) and ``tool_use`` blocks; custom ``tools``;
     ``tool_choice``; ``thinking``; ``temperature`` (scaled, see :data:`TEMPERATURE_SCALE`),
-    ``top_p``, ``top_k`` (into ``extra``), ``stop_sequences``, ``stream``; ``metadata`` is
-    ignored. Raises :class:`AnthropicRequestError` on anything else.
+    ``top_p``, ``top_k`` (into ``extra``), ``stop_sequences``, ``stream``; the Agent and
+    Swarm options ``agent`` and ``swarm`` (:class:`~kimi_modes.modes.options.ModeOptions`,
+    as on the OpenAI API); ``metadata`` is ignored. Raises :class:`AnthropicRequestError` on
+    anything else.
     """
     if not isinstance(body, dict):
         raise AnthropicRequestError("the request body must be a JSON object", None)
@@ -493,21 +472,23 @@ def parse_messages_request(body: Any) -> AnthropicRequest:
     tool_choice = (
         _convert_tool_choice(parsed.tool_choice, tools, extra) if parsed.tool_choice else None
     )
-    thinking, budget = _convert_thinking(parsed.thinking)
+    thinking = _convert_thinking(parsed.thinking)
     temperature = (
         round(parsed.temperature * TEMPERATURE_SCALE, 6) if parsed.temperature is not None else None
     )
-    return AnthropicRequest(
-        model=parsed.model,
+    try:
+        options = ModeOptions.from_body(body)
+    except ValidationError as exc:
+        raise _readable(exc, "") from None
+    request = ChatRequest(
         messages=_convert_messages(parsed),
         max_tokens=parsed.max_tokens,
-        stream=parsed.stream,
         tools=tools,
         tool_choice=tool_choice,
-        thinking=thinking,
-        thinking_budget=budget,
         temperature=temperature,
         top_p=parsed.top_p,
         stop=list(parsed.stop_sequences) if parsed.stop_sequences else None,
         extra=extra,
     )
+    return WireRequest(parsed.model, request, thinking, options, stream=parsed.stream,
+                       prompt_estimate=max(1, len(orjson.dumps(body)) // 4))

@@ -15,6 +15,7 @@ import orjson
 from kimi_modes.engines.base import Event, Finish, Usage
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.server.anthropic_api.errors import anthropic_error_body
+from kimi_modes.server.errors import APIError
 
 __all__ = [
     "RAW_ARGUMENTS_KEY",
@@ -306,7 +307,7 @@ def _sse(frames: list[_Frame]) -> bytes:
 class MessageStreamEncoder:
     """Engine events → the SSE bytes of an Anthropic ``stream: true`` answer.
 
-    Call :meth:`start` once, :meth:`feed` for each engine event, then :meth:`finish` (or
+    Call :meth:`start` once, :meth:`feed` for each engine event, then :meth:`end` (or
     :meth:`error` when the engine fails mid-stream). Every method returns complete SSE frames
     (``event: NAME\\ndata: JSON\\n\\n``), possibly none (``b""``), ready to write.
 
@@ -315,7 +316,7 @@ class MessageStreamEncoder:
     block, each tool call → a ``tool_use`` block announced with the engine's id and name and
     an empty ``input``, whose input follows whole in one ``input_json_delta`` when the call is
     complete (see the module docstring). ``feed`` before ``start`` starts the message first;
-    ``finish`` and ``error`` after the end return ``b""``; ``feed`` after the end raises
+    ``end`` and ``error`` after the end return ``b""``; ``feed`` after the end raises
     :class:`RuntimeError`, and a tool call whose deltas resume after another block began
     raises :class:`ValueError`.
     """
@@ -325,7 +326,7 @@ class MessageStreamEncoder:
 
     @property
     def finished(self) -> bool:
-        """Whether ``finish`` or ``error`` has ended the stream."""
+        """Whether ``end`` or ``error`` has ended the stream."""
         return self._assembler.done
 
     def start(self, *, ping: bool = True) -> bytes:
@@ -343,7 +344,7 @@ class MessageStreamEncoder:
         """Frames for one engine event (``Usage`` and ``Finish`` are remembered, give none)."""
         return _sse(self._assembler.feed(event))
 
-    def finish(self) -> bytes:
+    def end(self) -> bytes:
         """Close the open block; ``message_delta`` (stop_reason, usage); ``message_stop``.
 
         ``stop_reason``: ``tool_use`` when a tool was called (unless the answer was cut at
@@ -354,7 +355,7 @@ class MessageStreamEncoder:
         """
         return _sse(self._assembler.finish())
 
-    def error(self, status: int, message: str) -> bytes:
+    def error(self, err: APIError) -> bytes:
         """An ``event: error`` frame (see :func:`anthropic_error_body`); ends the stream.
 
         The SDK raises it as an ``APIStatusError`` whose ``type`` and ``api_message`` are
@@ -364,7 +365,7 @@ class MessageStreamEncoder:
         if self._assembler.done:
             return b""
         self._assembler.done = True
-        return _sse([("error", anthropic_error_body(status, message))])
+        return _sse([("error", anthropic_error_body(err.status, err.message))])
 
     def message(self) -> dict[str, Any]:
         """The message the frames so far accumulate to (the non-streaming body's shape)."""
@@ -378,7 +379,7 @@ def build_message_response(
 
     Content blocks come in the order the engine produced them (``thinking`` with
     :data:`THINKING_SIGNATURE`, ``text``, ``tool_use`` with its parsed ``input``, see
-    :func:`tool_input`); ``stop_reason`` and ``usage`` as :meth:`MessageStreamEncoder.finish`
+    :func:`tool_input`); ``stop_reason`` and ``usage`` as :meth:`MessageStreamEncoder.end`
     reports them (``input_tokens`` falls back to ``input_tokens_estimate`` when the engine
     reported no usage). It equals what the SDK accumulates from the streamed answer.
     """
