@@ -101,6 +101,14 @@ def test_k3_on_32_h100() -> None:
     assert not plan(Request("k3", accelerator("h100"), nodes=3, context=32_768)).fits
 
 
+def test_k3_on_16_b200_at_tp8_pp2() -> None:
+    """8 B200 leave 180 × 0.9 − 10 = 152 GiB for 181.6 GiB of weights per GPU; 16 take 90.8:
+    TP8 within a node × PP2 across two, as the recipe's multi_node_tp_pp profile."""
+    p = plan(Request("k3", accelerator("b200"), nodes=2))
+    assert p.fits and p.min_gpus == 16
+    assert layout(p) == (8, 2, 1, 1, 2, 16)
+
+
 def test_bf16_k25_on_4_mi355x_is_refused_with_the_arithmetic() -> None:
     """2,052.8 GB = 1,911.8 GiB / 4 = 477.9 GiB per GPU > 249.2 usable; 8 MI355X (239.0 GiB
     each) is the least that holds it."""
