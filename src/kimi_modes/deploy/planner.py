@@ -108,7 +108,8 @@ class Plan:
         return {key: data[key] for key in JSON_KEYS}
 
 
-def gib(value: float) -> str:
+def _gib(value: float) -> str:
+    """``value`` GiB as text, one decimal."""
     return f"{value:,.1f} GiB"
 
 
@@ -229,7 +230,7 @@ def _plan_gpus(request: Request, m: Model, ckpt: Checkpoint, engine: Engine, kv_
             if engine.memory_model == "share_of_free" else
             f"{acc.memory_gib:g} × {engine.fraction:.2f} ({engine.fraction_flag}) − "
             f"{engine.reserve_gib:g} GiB activation/runtime reserve = "
-            f"{gib(valid[0].usable_gib if valid else 0)} for weights + KV"))
+            f"{_gib(valid[0].usable_gib if valid else 0)} for weights + KV"))
     reasons.append(
         f"KV: {m.architecture.kv_elements_per_token_per_layer} values per token per layer × "
         f"{dtype_bytes} B × {m.architecture.cached_layers} layers = {kv_token:,} B per token, "
@@ -249,8 +250,8 @@ def _plan_gpus(request: Request, m: Model, ckpt: Checkpoint, engine: Engine, kv_
     if smaller:
         lay = smaller[-1]
         reasons.append(
-            f"{lay.gpus} GPU(s) ({_describe(lay)}): weights {gib(lay.weights_gib)} per GPU "
-            f"leave {gib(lay.kv_gib)} for KV"
+            f"{lay.gpus} GPU(s) ({_describe(lay)}): weights {_gib(lay.weights_gib)} per GPU "
+            f"leave {_gib(lay.kv_gib)} for KV"
             + (f" = {lay.tokens:,} tokens, short of one {context:,}-token sequence"
                if lay.kv_gib > 0 else ", so the weights alone do not fit"))
     if best is None:
@@ -260,7 +261,7 @@ def _plan_gpus(request: Request, m: Model, ckpt: Checkpoint, engine: Engine, kv_
         lay = best[1]
         reasons.append(
             f"minimum: {best[0]} GPUs ({_describe(lay)} per replica): weights "
-            f"{gib(lay.weights_gib)} per GPU, KV {gib(lay.kv_gib)} per GPU = {lay.tokens:,} "
+            f"{_gib(lay.weights_gib)} per GPU, KV {_gib(lay.kv_gib)} per GPU = {lay.tokens:,} "
             f"tokens = {seqs(lay)} sequence(s) of {context:,} per replica")
 
     # The layout on the hardware given: the minimum's replica shape, repeated; else the
@@ -287,8 +288,8 @@ def _plan_gpus(request: Request, m: Model, ckpt: Checkpoint, engine: Engine, kv_
                        f"{context:,}")
     else:
         reasons.append(f"does not fit on {here}: " + (
-            f"weights {gib(ckpt.weights_bytes / GIB)} / {lay.gpus} GPUs ({_describe(lay)}) = "
-            f"{gib(lay.weights_gib)} per GPU > {gib(lay.usable_gib)} usable "
+            f"weights {_gib(ckpt.weights_bytes / GIB)} / {lay.gpus} GPUs ({_describe(lay)}) = "
+            f"{_gib(lay.weights_gib)} per GPU > {_gib(lay.usable_gib)} usable "
             f"({acc.memory_gib:g} × {engine.fraction:.2f} − {engine.reserve_gib:g})"
             if lay.kv_gib <= 0 else
             f"{replicas} replica(s) of {_describe(lay)} hold {sequences} sequence(s) of "
@@ -324,14 +325,14 @@ def _plan_pooled(request: Request, m: Model, ckpt: Checkpoint, engine: Engine, k
     fits = sequences >= request.concurrency
     reasons.append(
         f"pool: {gpus} × ({acc.memory_gib:g} − {engine.reserve_gib:g} GiB compute buffers) + "
-        f"CPU RAM {request.cpu_ram_gib:g} − {HOST_RESERVE_GIB:g} GiB for the OS = {gib(pool)}; "
-        f"weights {gib(ckpt.weights_bytes / GIB)}; unsloth's rule: RAM + VRAM must hold the "
+        f"CPU RAM {request.cpu_ram_gib:g} − {HOST_RESERVE_GIB:g} GiB for the OS = {_gib(pool)}; "
+        f"weights {_gib(ckpt.weights_bytes / GIB)}; unsloth's rule: RAM + VRAM must hold the "
         "quant, else llama.cpp pages from disk")
     reasons.append(
         f"KV: {m.architecture.kv_elements_per_token_per_layer} × 2 B × "
         f"{m.architecture.cached_layers} layers = {kv_token:,} B per token (F16 MLA latent "
         "cache; llama.cpp's layout for Kimi unverified)")
-    reasons.append(f"{'fits' if fits else 'does not fit'}: {gib(max(spare, 0))} left = "
+    reasons.append(f"{'fits' if fits else 'does not fit'}: {_gib(max(spare, 0))} left = "
                    f"{tokens:,} tokens = {sequences} sequence(s) of {context:,}")
     return Plan(
         fits=fits, min_gpus=min_gpus, weights_bytes=ckpt.weights_bytes,
@@ -354,7 +355,7 @@ def _plan_exo(request: Request, m: Model, ckpt: Checkpoint, engine: Engine, kv_d
     kv_layer = kv_token // m.architecture.cached_layers
     reasons.append(
         f"each {acc.name}: {acc.memory_gib:g} − {HOST_RESERVE_GIB:g} GiB for macOS = "
-        f"{gib(avail / GIB)} as exo's ram_available (exo measures it; macOS also caps "
+        f"{_gib(avail / GIB)} as exo's ram_available (exo measures it; macOS also caps "
         "GPU-wired memory unless iogpu.wired_limit_mb is raised)")
 
     def capacity(placement: exo.Placement) -> int:
@@ -435,7 +436,7 @@ def plan(request: Request) -> Plan:
         f"engine: {engine.name}" + (" (best for this checkpoint and hardware)"
                                     if request.engine == "best" else ""),
         f"weights: {ckpt.repo} ({ckpt.format}) {ckpt.weights_bytes / 1e9:,.1f} GB = "
-        f"{gib(ckpt.weights_bytes / GIB)} [{ckpt.source}]",
+        f"{_gib(ckpt.weights_bytes / GIB)} [{ckpt.source}]",
         kv_reason,
     ]
     if ckpt.estimate:
