@@ -433,6 +433,15 @@ def _register_simulate() -> None:
 _register_simulate()
 
 
+def _register_deploy() -> None:
+    from kimi_modes.deploy.cli import app as deploy_app
+
+    app.add_typer(deploy_app, name="deploy")
+
+
+_register_deploy()
+
+
 def main() -> None:
     """Entry point of the ``kimi-modes`` console script."""
     app()
