@@ -16,9 +16,15 @@ import pytest
 
 from kimi_modes.assembly import assemble
 from kimi_modes.config import Settings, load_settings
-from kimi_modes.engines.base import Finish, Snapshotting, Startable, UpstreamUnavailable
+from kimi_modes.engines.base import (
+    ChatRequest,
+    Finish,
+    Snapshotting,
+    Startable,
+    UpstreamUnavailable,
+)
 from kimi_modes.engines.openai_chat import OpenAIChatEngine
-from kimi_modes.modes import ChatParams, ModeError, resolve_mode
+from kimi_modes.modes import ModeError, resolve_mode
 from kimi_modes.tools.mcp import McpConfigError
 
 Start = Callable[..., Any]  # the start_simulator fixture
@@ -59,8 +65,8 @@ async def test_builds_every_mode_on_the_simulated_engine_and_closes_it_all(
         assert list(app.engines) == ["sim"]
         assert isinstance(app.engines["sim"], OpenAIChatEngine)
         assert app.store is not None and app.store.is_open
-        assert app.agent is app.modes.agent is not None
-        assert app.swarm is app.modes.swarm is not None
+        assert app.agent is app.router.agent is not None
+        assert app.swarm is app.router.swarm is not None
         assert set(app.pools) == {"orchestrator", "workers"}
         for pool in app.pools.values():
             assert isinstance(pool, Snapshotting)
@@ -69,10 +75,10 @@ async def test_builds_every_mode_on_the_simulated_engine_and_closes_it_all(
         names = {t.name for t in app.tools}
         assert {"python", "shell", "read_file", "write_file"} <= names
         assert names <= {t.name for t in app.agent.tools_factory()}
-        engine, request = app.modes.prepare(
+        engine, request = app.router.route(
             resolve_mode("kimi-k2.5-instant"),
-            ChatParams(messages=[{"role": "user", "content": "Hi"}], max_tokens=8))
-        events = [event async for event in app.modes.stream(engine, request)]
+            ChatRequest(messages=[{"role": "user", "content": "Hi"}], max_tokens=8))
+        events = [event async for event in engine.stream(request)]
         assert isinstance(events[-1], Finish)
     finally:
         await app.aclose()
@@ -88,8 +94,8 @@ async def test_without_runs_it_connects_to_nothing_and_writes_nothing(
         assert app.store is None and app.agent is None and app.swarm is None
         assert app.pools == {} and app.tools == [] and app.mcp is None
         with pytest.raises(ModeError):
-            app.modes.prepare(resolve_mode("kimi-k2.5-agent"),
-                              ChatParams(messages=[{"role": "user", "content": "Hi"}]))
+            app.router.route(resolve_mode("kimi-k2.5-agent"),
+                             ChatRequest(messages=[{"role": "user", "content": "Hi"}]))
     assert not (tmp_path / "runs.sqlite3").exists()
 
 

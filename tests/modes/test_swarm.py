@@ -15,6 +15,7 @@ import pytest
 from kimi_modes.engines.base import ChatRequest
 from kimi_modes.engines.openai_chat import OpenAIChatEngine
 from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
+from kimi_modes.modes.options import AgentOptions, ModeOptions
 from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings
 from kimi_modes.protocol.deltas import ContentDelta
 from kimi_modes.runs import RunStore
@@ -452,10 +453,10 @@ async def test_a_request_time_limit_bounds_the_fan_out(start_simulator: Any,
                           "--script", write_script(tmp_path, fan_out_rules(tasks, sub_ttft=60)))
     swarm = await make_swarm(sim, tmp_path)
     try:
-        request = ChatRequest(messages=[{"role": "user", "content": "go"}], thinking=True,
-                              extra={"agent": {"max_time": 1.5}})
+        request = ChatRequest(messages=[{"role": "user", "content": "go"}], thinking=True)
+        options = ModeOptions(agent=AgentOptions(max_time=1.5))
         started = asyncio.get_running_loop().time()
-        async for _ in swarm.service.stream(request):
+        async for _ in swarm.service.stream(request, options):
             pass
         assert asyncio.get_running_loop().time() - started < 20
         run = (await swarm.store.list_runs(mode="swarm"))[0]

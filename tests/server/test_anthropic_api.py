@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any, cast
 
 import anthropic
@@ -20,13 +21,12 @@ from anthropic.types import MessageParam, RawMessageStartEvent, ToolParam, ToolU
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kimi_modes.engines.base import Event, Finish, InvalidToolCall, Usage
+from kimi_modes.engines.base import ChatRequest, Event, Finish, InvalidToolCall, Usage
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.server.anthropic_api import (
     RAW_ARGUMENTS_KEY,
     TEMPERATURE_SCALE,
     THINKING_SIGNATURE,
-    AnthropicRequest,
     AnthropicRequestError,
     MessageStreamEncoder,
     anthropic_error_body,
@@ -35,6 +35,8 @@ from kimi_modes.server.anthropic_api import (
     parse_messages_request,
     tool_input,
 )
+from kimi_modes.server.errors import APIError
+from kimi_modes.server.wire import WireRequest
 
 USER: MessageParam = {"role": "user", "content": "Hi"}
 WEATHER_TOOL: ToolParam = {
@@ -48,8 +50,17 @@ def body(**fields: Any) -> dict[str, Any]:
     return {"model": "kimi-k2.5", "max_tokens": 256, "messages": [USER], **fields}
 
 
-def parse(**fields: Any) -> AnthropicRequest:
-    return parse_messages_request(body(**fields))
+def flat(wire: WireRequest) -> Any:
+    """The engine request's fields beside the wire's own (``thinking``, ``stream``, ...)."""
+    request = wire.request
+    fields = {f: getattr(request, f) for f in request.__slots__}
+    fields.update(model=wire.model, thinking=wire.thinking, stream=wire.stream,
+                  options=wire.options)
+    return SimpleNamespace(**fields)
+
+
+def parse(**fields: Any) -> Any:
+    return flat(parse_messages_request(body(**fields)))
 
 
 def rejects(request: Any, *fragments: str) -> AnthropicRequestError:
@@ -64,12 +75,11 @@ def rejects(request: Any, *fragments: str) -> AnthropicRequestError:
 
 
 def test_minimal_request() -> None:
-    request = parse()
-    assert request == AnthropicRequest(
-        model="kimi-k2.5",
-        messages=[{"role": "user", "content": "Hi"}],
-        max_tokens=256,
-    )
+    wire = parse_messages_request(body())
+    assert wire.model == "kimi-k2.5"
+    assert wire.request == ChatRequest(messages=[{"role": "user", "content": "Hi"}],
+                                       max_tokens=256)
+    request = flat(wire)
     assert request.thinking is None  # absent: the mode decides
     assert request.stream is False
 
@@ -126,21 +136,26 @@ def test_temperature_above_anthropic_range_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(
-    ("thinking", "switch", "budget"),
+    ("thinking", "switch"),
     [
-        ({"type": "enabled", "budget_tokens": 2048}, True, 2048),
-        ({"type": "disabled"}, False, None),
-        ({"type": "adaptive"}, None, None),
-        ({"type": "between_tools"}, True, None),
-        (None, None, None),
+        ({"type": "enabled", "budget_tokens": 2048}, True),
+        ({"type": "disabled"}, False),
+        ({"type": "adaptive"}, None),
+        ({"type": "between_tools"}, True),
+        (None, None),
     ],
 )
-def test_thinking_switch(
-    thinking: dict[str, Any] | None, switch: bool | None, budget: int | None
-) -> None:
+def test_thinking_switch(thinking: dict[str, Any] | None, switch: bool | None) -> None:
     request = parse(thinking=thinking) if thinking is not None else parse()
     assert request.thinking is switch
-    assert request.thinking_budget == budget
+
+
+def test_agent_and_swarm_options_are_read_as_on_the_openai_api() -> None:
+    request = parse(agent={"max_steps": 2, "max_time": 30}, swarm={"fan_out": "required"})
+    assert request.options.agent.max_steps == 2 and request.options.agent.max_time == 30
+    assert request.options.swarm.fan_out == "required"
+    rejects(body(agent={"max_steps": 0}), "agent.max_steps")
+    rejects(body(swarm={"fan_out": "always"}), "swarm.fan_out")
 
 
 def test_thinking_enabled_needs_a_budget() -> None:
@@ -555,7 +570,7 @@ def test_accepts_bodies_the_sdk_builds() -> None:
             extra_body={"temperature": 0.5, "top_k": 20},
         )
     )
-    request = parse_messages_request(sent)
+    request = flat(parse_messages_request(sent))
     assert request.thinking is True and request.temperature == 0.3
     assert request.extra == {"top_k": 20, "parallel_tool_calls": False}
     assert request.messages[0] == {"role": "system", "content": "Sys"}
@@ -582,7 +597,7 @@ def test_an_answer_sent_back_round_trips() -> None:
     sent = capture_request(
         lambda c: c.messages.create(model="kimi", max_tokens=64, messages=follow_up)
     )
-    messages = parse_messages_request(sent).messages
+    messages = parse_messages_request(sent).request.messages
     assert messages[1] == {
         "role": "assistant",
         "content": "",
@@ -676,7 +691,7 @@ def client(handler: Callable[[httpx2.Request], httpx2.Response]) -> anthropic.An
 
 def encode(events: list[Event], *, estimate: int = 3) -> bytes:
     encoder = MessageStreamEncoder("msg_01", "kimi-k2.5", estimate)
-    return encoder.start() + b"".join(encoder.feed(e) for e in events) + encoder.finish()
+    return encoder.start() + b"".join(encoder.feed(e) for e in events) + encoder.end()
 
 
 def sse_response(payload: bytes, chunk: int | None = None) -> httpx2.Response:
@@ -898,9 +913,9 @@ def test_interleaved_kinds_open_new_blocks() -> None:
 def test_error_mid_stream_reaches_the_sdk() -> None:
     encoder = MessageStreamEncoder("msg_01", "kimi", 3)
     payload = encoder.start() + encoder.feed(ContentDelta("partial"))
-    payload += encoder.error(503, "upstream 'gpu-1' is overloaded")
+    payload += encoder.error(APIError(503, "upstream 'gpu-1' is overloaded"))
     assert encoder.finished
-    assert encoder.finish() == b"" and encoder.error(500, "again") == b""
+    assert encoder.end() == b"" and encoder.error(APIError(500, "again")) == b""
     assert payload.endswith(
         b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
         b'"message":"upstream \'gpu-1\' is overloaded"}}\n\n'
@@ -918,7 +933,7 @@ def test_error_mid_stream_reaches_the_sdk() -> None:
 def test_ping_is_skipped_by_the_sdk() -> None:
     encoder = MessageStreamEncoder("msg_01", "kimi", 3)
     payload = encoder.start(ping=False) + encoder.ping() + encoder.feed(ContentDelta("x"))
-    payload += encoder.ping() + encoder.finish()
+    payload += encoder.ping() + encoder.end()
     assert payload.count(b"event: ping\n") == 2
     assert [b.type for b in sdk_stream(payload).content] == ["text"]
 
@@ -940,8 +955,8 @@ def test_encoder_lifecycle() -> None:
     assert encoder.start() == b""
     assert encoder.message()["content"] == [{"type": "text", "text": "x"}]
     assert encoder.message()["stop_reason"] is None
-    assert encoder.finish().endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
-    assert encoder.finish() == b""
+    assert encoder.end().endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    assert encoder.end() == b""
     with pytest.raises(RuntimeError):
         encoder.feed(ContentDelta("late"))
 

@@ -80,3 +80,61 @@ def test_stream_lists_invalid_tool_calls_on_the_finish_chunk() -> None:
     assert all("invalid_tool_calls" not in c for c in chunks[:-2])
     valid = stream([*CALLS[:1], Finish("tool_calls")], include_usage=False)
     assert all("invalid_tool_calls" not in c for c in valid)
+
+
+# --------------------------------------------------------------------- reading a request body
+
+import pytest  # noqa: E402
+
+from kimi_modes.server.errors import APIError  # noqa: E402
+from kimi_modes.server.openai_api import OpenAIChat  # noqa: E402
+
+
+def parsed(**fields: object) -> object:
+    return OpenAIChat().parse({"model": "kimi-k2.5-thinking",
+                               "messages": [{"role": "user", "content": "hi"}], **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "thinking"),
+    [
+        ({"chat_template_kwargs": {"thinking": False}}, False),
+        ({"chat_template_kwargs": {"thinking": True}}, True),
+        ({"thinking": {"type": "disabled"}}, False),
+        ({"thinking": {"type": "enabled"}}, True),
+        ({"reasoning_effort": "none"}, False),
+        ({"reasoning_effort": "high"}, None),
+        ({"reasoning_effort": "medium", "chat_template_kwargs": {"thinking": True}}, True),
+        ({"reasoning_effort": "low", "thinking": {"type": "disabled"}}, False),
+        ({}, None),
+    ],
+)
+def test_the_thinking_switch_of_a_body(fields: dict, thinking: bool | None) -> None:
+    # reasoning_effort levels other than "none" switch nothing: clients that always send
+    # one keep the mode their model id names.
+    assert parsed(**fields).thinking is thinking  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"chat_template_kwargs": {"thinking": "yes"}}, "chat_template_kwargs.thinking"),
+        ({"chat_template_kwargs": {"enable_thinking": False}},
+         "chat_template_kwargs.enable_thinking"),
+        ({"thinking": {"type": "maybe"}}, "thinking"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"chat_template_kwargs": {"thinking": True}, "reasoning_effort": "none"},
+         "chat_template_kwargs.thinking"),
+    ],
+)
+def test_bad_or_disagreeing_switches_are_400_naming_the_field(fields: dict, param: str) -> None:
+    with pytest.raises(APIError) as info:
+        parsed(**fields)
+    assert info.value.status == 400 and info.value.param == param
+
+
+def test_agent_and_swarm_options_travel_beside_the_request() -> None:
+    wire = parsed(agent={"max_steps": 3}, swarm={"fan_out": "required"}, top_k=5)
+    assert wire.options.agent.max_steps == 3  # type: ignore[attr-defined]
+    assert wire.options.swarm.fan_out == "required"  # type: ignore[attr-defined]
+    assert wire.request.extra == {"top_k": 5}  # type: ignore[attr-defined]

@@ -82,7 +82,7 @@ class InvalidToolCall:
     usable as it is; ``error`` says why in one sentence (unknown function, arguments that are
     not a JSON object or fail the tool's JSON schema).
 
-    Engines do not produce it: :meth:`kimi_modes.modes.ChatModes.stream` validates every call
+    Engines do not produce it: :func:`kimi_modes.modes.chat.marked` validates every call
     at the end of an answer and adds one of these per invalid call, just before
     :class:`Finish`. The call itself has been streamed like any other: it is marked, never
     dropped. An encoder with no way to say it ignores it (the Anthropic one does).

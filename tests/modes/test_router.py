@@ -1,0 +1,101 @@
+"""Router: the engine and the request each mode gets (defaults, switch, options, refusals)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kimi_modes.engines.base import ChatRequest, Event, Finish
+from kimi_modes.engines.scripted import ScriptedEngine
+from kimi_modes.modes import (
+    AgentOptions,
+    ChatMode,
+    Mode,
+    ModeDefaults,
+    ModeError,
+    ModeOptions,
+    Router,
+    resolve_mode,
+)
+from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+
+DEFAULTS = {Mode.INSTANT: ModeDefaults(0.6, 0.95, max_tokens=100),
+            Mode.THINKING: ModeDefaults(1.0, 0.95, upstream="big")}
+
+
+class FakeService:
+    """Stands for an Agent service: records what it was given (the Router's contract)."""
+
+    name = "agent"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[ChatRequest, ModeOptions]] = []
+
+    async def stream(self, request: ChatRequest, options: ModeOptions) -> Any:
+        self.calls.append((request, options))
+        yield ReasoningDelta("[agent run run_x]\n")
+        yield ToolCallDelta(0, "functions.f:0", "f", "{}")
+        yield Finish("tool_calls")
+
+
+def router(**services: Any) -> Router:
+    engines = {"small": ScriptedEngine([ContentDelta("hi"), Finish("stop")], name="small"),
+               "big": ScriptedEngine([ContentDelta("hi"), Finish("stop")], name="big")}
+    return Router(engines, DEFAULTS, **services)
+
+
+def test_chat_modes_get_their_upstream_and_sampling_defaults() -> None:
+    r = router()
+    engine, request = r.route(resolve_mode("kimi-k2.5-instant"), ChatRequest([]))
+    assert isinstance(engine, ChatMode) and engine.engine is r.engines["small"]
+    assert (request.thinking, request.temperature, request.top_p, request.max_tokens) == (
+        False, 0.6, 0.95, 100)
+    engine, request = r.route(resolve_mode("kimi-k2.5-instant", True),
+                              ChatRequest([], temperature=0.2))
+    assert isinstance(engine, ChatMode) and engine.engine is r.engines["big"]
+    assert (request.thinking, request.temperature, request.max_tokens) == (True, 0.2, None)
+
+
+async def test_agent_gets_its_options_and_the_sampling_of_its_switch() -> None:
+    service = FakeService()
+    r = router(agent=service)
+    options = ModeOptions(agent=AgentOptions(max_steps=3))
+    engine, request = r.route(resolve_mode("kimi-k2.5-agent", False),
+                              ChatRequest([{"role": "user", "content": "x"}]), options)
+    events: list[Event] = [e async for e in engine.stream(request)]
+    (given, given_options), = service.calls
+    assert given_options is options and given.thinking is False
+    assert (given.temperature, given.max_tokens) == (0.6, None)  # no chat max_tokens default
+    assert events[-1] == Finish("tool_calls")
+
+
+def test_agent_and_swarm_without_a_run_store_are_501() -> None:
+    for model in ("kimi-k2.5-agent", "kimi-k2.5-swarm"):
+        with pytest.raises(ModeError) as info:
+            router().route(resolve_mode(model), ChatRequest([]))
+        assert info.value.status == 501 and info.value.code == "mode_not_available"
+
+
+def test_swarm_refuses_client_tools() -> None:
+    service = FakeService()
+    with pytest.raises(ModeError) as info:
+        router(swarm=service).route(resolve_mode("kimi-k2.5-swarm"), ChatRequest(
+            [], tools=[{"type": "function", "function": {"name": "f"}}]))
+    assert info.value.status == 400 and info.value.param == "tools"
+
+
+async def test_agent_progress_is_never_restored_as_reasoning() -> None:
+    service = FakeService()
+    r = router(agent=service)
+    question = [{"role": "user", "content": "x"}]
+    engine, request = r.route(resolve_mode("kimi-k2.5-agent"), ChatRequest(question))
+    [e async for e in engine.stream(request)]
+    continued = [*question, {"role": "assistant", "content": "", "tool_calls": [{
+        "id": "functions.f:0", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "functions.f:0", "content": "ok"}]
+    engine, request = r.route(resolve_mode("kimi-k2.5-thinking"), ChatRequest(continued))
+    [e async for e in engine.stream(request)]
+    sent = r.engines["big"]
+    assert isinstance(sent, ScriptedEngine)
+    assert "reasoning_content" not in sent.requests[-1].messages[1]
