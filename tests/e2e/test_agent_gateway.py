@@ -292,3 +292,29 @@ def test_run_command_in_process(tmp_path: Path, agent_gateway: Any,
     with sqlite3.connect(db) as conn:
         assert conn.execute("select status, stop_reason from runs").fetchall() == [
             ("completed", "answer")]
+
+
+def test_hidden_steps_come_back_only_to_their_own_conversation(agent_gateway: Any) -> None:
+    """A run that paused on a client tool call had hidden steps (its python call). Its own
+    continuation gets them back; another conversation that happens to hold the same call
+    (Kimi's ids repeat: ``functions.lookup_order:0``) must not have them spliced in."""
+    c = oa(agent_gateway)
+    question: list[dict[str, Any]] = [{"role": "user", "content": "Weigh my parcel"}]
+    first = c.chat.completions.create(model="kimi-k2.5-agent", messages=question,
+                                      tools=[LOOKUP_ORDER])
+    call = first.choices[0].message.tool_calls[0]
+    answer = [{"role": "assistant", "content": "",
+               "tool_calls": [call.model_dump(exclude_none=True)]},
+              {"role": "tool", "tool_call_id": call.id, "content": "shipped"}]
+
+    def python_steps_sent() -> int:
+        last = httpx.get(agent_gateway.sim.url + "/sim/stats").json()["last_requests"][-1]
+        return sum(1 for m in last["body"]["messages"] for tc in m.get("tool_calls") or ()
+                   if tc["function"]["name"] == "python")
+
+    other = [{"role": "user", "content": "Ship this parcel to Lyon"}, *answer]
+    c.chat.completions.create(model="kimi-k2.5-agent", messages=other, tools=[LOOKUP_ORDER])
+    assert python_steps_sent() == 0
+    c.chat.completions.create(model="kimi-k2.5-agent", messages=[*question, *answer],
+                              tools=[LOOKUP_ORDER])
+    assert python_steps_sent() == 1
