@@ -279,3 +279,76 @@ def test_swarm_on_the_embedded_model(embedded_gateway: Any) -> None:
     assert calls[0]["name"] == "spawn_subagents"
     assert json.loads(calls[0]["arguments"])["tasks"]
     assert detail["metrics"]["subagents"] == len(subs)
+
+
+def _running_swarm(gw: Any, n: int) -> str:
+    """The id of the swarm run once its ``n`` sub-agents are all running."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        running = [r for r in swarm_runs(gw) if r["status"] == "running"]
+        if running and len([s for s in children(gw, running[0]["id"])
+                            if s["status"] == "running"]) == n:
+            return str(running[0]["id"])
+        time.sleep(0.05)
+    raise AssertionError("the swarm never had all its sub-agents running")
+
+
+def test_a_streamed_swarm_whose_client_leaves_is_cancelled(
+        tmp_path: Path, start_simulator: Callable[..., Any],
+        start_gateway: Callable[..., Any]) -> None:
+    """The client closes its stream mid-swarm: the run and its sub-agents end as cancelled
+    (not ``running`` forever), and DELETE afterwards says it already finished."""
+    tasks = [f"Topic {i}" for i in range(3)]
+    sim = start_simulator("--ttft", "0", "--tpot", "0",
+                          "--script", script(tmp_path, rules(tasks, sub_ttft=60)))
+    gw = start_gateway(toml(sim))
+    stream = oa(gw).chat.completions.create(
+        model="kimi-k2.5-swarm", messages=[{"role": "user", "content": "go"}], stream=True)
+    next(iter(stream))
+    run_id = _running_swarm(gw, 3)
+    stream.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{gw.v1}/runs/{run_id}").json()
+        if run["status"] != "running":
+            break
+        time.sleep(0.1)
+    assert run["status"] == "cancelled", run["status"]
+    assert {s["status"] for s in children(gw, run_id)} == {"cancelled"}
+    after = httpx.delete(f"{gw.v1}/runs/{run_id}", timeout=10)
+    assert after.status_code == 409 and after.json()["error"]["code"] == "run_finished"
+
+
+def test_a_cancelled_run_tells_its_waiting_clients_in_their_api_shape(
+        tmp_path: Path, start_simulator: Callable[..., Any],
+        start_gateway: Callable[..., Any]) -> None:
+    """DELETE /v1/runs/{id} while clients wait: the non-streamed one gets a 409 in OpenAI's
+    error shape, the streamed one an error event and then the end of its stream."""
+    tasks = [f"Topic {i}" for i in range(2)]
+    sim = start_simulator("--ttft", "0", "--tpot", "0",
+                          "--script", script(tmp_path, rules(tasks, sub_ttft=60)))
+    gw = start_gateway(toml(sim))
+    body = {"model": "kimi-k2.5-swarm", "messages": [{"role": "user", "content": "go"}]}
+    outcome: dict[str, Any] = {}
+
+    def plain() -> None:
+        outcome["plain"] = httpx.post(f"{gw.v1}/chat/completions", json=body, timeout=60)
+
+    thread = threading.Thread(target=plain)
+    thread.start()
+    httpx.delete(f"{gw.v1}/runs/{_running_swarm(gw, 2)}", timeout=30)
+    thread.join(30)
+    answer = outcome["plain"]
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["code"] == "run_cancelled"
+
+    with httpx.stream("POST", f"{gw.v1}/chat/completions", json={**body, "stream": True},
+                      timeout=60) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        httpx.delete(f"{gw.v1}/runs/{_running_swarm(gw, 2)}", timeout=30)
+        rest = [line for line in lines if line]
+    errors = [json.loads(line[6:]) for line in rest if line.startswith("data: {")
+              and "error" in json.loads(line[6:])]
+    assert errors and errors[-1]["error"]["code"] == "run_cancelled"
+    assert rest[-1] == "data: [DONE]"

@@ -18,7 +18,7 @@ state for ``/health`` subclasses :class:`Snapshotting`; callers test with ``isin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -162,7 +162,7 @@ class Engine(Protocol):
 
     name: str
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """Stream the completion of ``request`` as events; see the module docstring."""
         ...
 

@@ -8,7 +8,7 @@ is what Moonshot's template produces, whatever the engine's own chat template do
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
@@ -141,7 +141,7 @@ class KimiRawEngine:
                 "out or use an openai_chat upstream",
             )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         body = self.build_body(request, request.model or await self._client.model_name())
         if "max_tokens" not in body:
             # /v1/completions defaults to 16 tokens on vLLM; a chat answer needs the rest of

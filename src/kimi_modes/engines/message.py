@@ -14,7 +14,8 @@ every completed tool call (the agent loop starts a tool as soon as its call is c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from kimi_modes.engines.base import Event, Finish, InvalidToolCall, Usage
@@ -112,21 +113,24 @@ class MessageBuilder:
 
 
 async def collect(
-    events: AsyncIterable[Event],
+    events: AsyncGenerator[Event, None],
     *,
     on_event: Callable[[Event], Awaitable[None]] | None = None,
     on_tool_call: Callable[[ToolCall], Awaitable[None]] | None = None,
 ) -> Completion:
     """Fold a whole stream: ``on_event`` is awaited for each event as it arrives, then
     ``on_tool_call`` for each tool call as it completes (in index order). Whatever the
-    stream or a hook raises propagates, and the calls completed so far stay reported."""
+    stream or a hook raises propagates, and the calls completed so far stay reported. The
+    stream is closed whatever happens (a hook that raises, a cancelled caller), so the engine
+    stops at once."""
     builder = MessageBuilder()
-    async for event in events:
-        if on_event is not None:
-            await on_event(event)
-        done = builder.add(event)
-        if done is not None and on_tool_call is not None:
-            await on_tool_call(done)
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if on_event is not None:
+                await on_event(event)
+            done = builder.add(event)
+            if done is not None and on_tool_call is not None:
+                await on_tool_call(done)
     done = builder.close()
     if done is not None and on_tool_call is not None:
         await on_tool_call(done)

@@ -11,7 +11,7 @@ and tool calls, never as text.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
@@ -88,7 +88,7 @@ class OpenAIChatEngine:
         merge_into(body, self.dialect.body_fragment(request.thinking))
         return body
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         body = self.build_body(request, request.model or await self._client.model_name())
         # Content is parsed by us as well: thinking-aware only when the upstream leaves the
         # reasoning in the content, tool-marker-aware always.

@@ -11,7 +11,8 @@ answers it produces, and marks the tool calls that fail validation
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -56,21 +57,23 @@ class ChatMode:
         """Nothing of its own: the engine belongs to whoever built it."""
 
 
-async def marked(events: AsyncIterator[Event], tools: list[dict[str, Any]] | None,
+async def marked(events: AsyncGenerator[Event, None], tools: list[dict[str, Any]] | None,
                  builder: MessageBuilder | None = None) -> AsyncGenerator[Event, None]:
     """``events`` unchanged, plus one :class:`InvalidToolCall` for each tool call that fails
     :func:`~kimi_modes.protocol.validate_tool_call` against ``tools``, added when the answer
     ends (just before :class:`Finish`, or at the end of a stream without one). ``builder``,
-    when given, is fed every event."""
+    when given, is fed every event. Closing this stream closes ``events`` at once (the
+    engine, or an Agent/Swarm run, is stopped then, not when the garbage collector runs)."""
     builder = builder if builder is not None else MessageBuilder()
     validated = False
-    async for event in events:
-        if isinstance(event, Finish) and not validated:
-            validated = True
-            for mark in _invalid_calls(builder.message(), tools):
-                yield mark
-        builder.add(event)
-        yield event
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, Finish) and not validated:
+                validated = True
+                for mark in _invalid_calls(builder.message(), tools):
+                    yield mark
+            builder.add(event)
+            yield event
     if not validated:
         for mark in _invalid_calls(builder.message(), tools):
             yield mark

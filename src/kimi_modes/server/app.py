@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+import anyio
 import orjson
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -212,6 +213,9 @@ class Gateway:
                     self._upstream_failed(exc)
                     await events.aclose()
                     return self._error(api, APIError.from_exception(exc), model_label)
+                except ModeError as exc:
+                    await events.aclose()
+                    return self._error(api, APIError.from_exception(exc), model_label)
                 except Exception as exc:
                     log.exception("request failed")
                     await events.aclose()
@@ -232,6 +236,8 @@ class Gateway:
                 return Response(status_code=499)
             except EngineError as exc:
                 self._upstream_failed(exc)
+                return self._error(api, APIError.from_exception(exc), model_label)
+            except ModeError as exc:  # e.g. the run was cancelled: an answer, not a crash
                 return self._error(api, APIError.from_exception(exc), model_label)
             except Exception as exc:
                 log.exception("request failed")
@@ -274,6 +280,9 @@ class Gateway:
             self._upstream_failed(exc)
             log.warning("stream failed: %s", exc)
             yield encoder.error(APIError.from_exception(exc))
+        except ModeError as exc:
+            status = str(exc.status)
+            yield encoder.error(APIError.from_exception(exc))
         except asyncio.CancelledError:
             status = "499"
             metrics.disconnects.labels(api.label).inc()
@@ -283,7 +292,11 @@ class Gateway:
             log.exception("stream failed")
             yield encoder.error(APIError.from_exception(exc))
         finally:
-            with contextlib.suppress(Exception):
+            # Starlette cancels this body through an anyio cancel scope when the client
+            # leaves; its cancellation is level-triggered, so every await in the engine's
+            # clean-up would be cancelled again (an Agent/Swarm run left "running"). The
+            # clean-up is shielded: it runs to its end.
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await events.aclose()
             metrics.in_flight.labels(api.label).dec()
             metrics.requests.labels(api.label, model, status).inc()

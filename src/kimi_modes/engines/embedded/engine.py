@@ -15,7 +15,7 @@ import concurrent.futures
 import json
 import random
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -200,7 +200,7 @@ class EmbeddedEngine(Startable):
 
     # -- streaming -----------------------------------------------------------------------
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """Stream the completion: deltas, then one :class:`Usage`, then one :class:`Finish`.
 
         Raises :class:`UpstreamRejected` (400) for a request this engine cannot serve (a

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from kimi_modes.engines.base import (
@@ -78,7 +78,7 @@ class EnginePool(Snapshotting):
         """Requests waiting for a member (all at their cap, or out of service)."""
         return self._dispatcher.queued
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         self._start_scraping()
         attempts = 0
         last: EngineError | None = None
@@ -108,9 +108,7 @@ class EnginePool(Snapshotting):
                 continue
             finally:
                 try:
-                    close = getattr(events, "aclose", None)  # every async generator has it
-                    if close is not None:
-                        await close()
+                    await events.aclose()
                 finally:
                     self._dispatcher.release(lease)
             return

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from kimi_modes.engines.base import Usage
 from kimi_modes.modes.agent.loop import AgentLoop, AgentResult
+from kimi_modes.modes.catalog import ModeError
 from kimi_modes.runs import CANCELLED, COMPLETED, FAILED, RunRecord, RunStore
 from kimi_modes.runs.events import (
     RUN_STARTED,
@@ -65,6 +66,16 @@ def usage_record(usage: Usage | None) -> dict[str, Any] | None:
         return None
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
             "reasoning_tokens": usage.reasoning_tokens}
+
+
+class RunCancelled(ModeError):
+    """The run a client was waiting for was cancelled by someone else (``DELETE
+    /v1/runs/{id}``): the client is told so in its API's shape (409 ``run_cancelled``)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was cancelled before it finished (DELETE "
+                         f"/v1/runs/{run_id})", status=409, code="run_cancelled")
+        self.run_id = run_id
 
 
 class AgentRun:

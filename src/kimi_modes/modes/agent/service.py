@@ -21,7 +21,7 @@ from typing import Any
 from kimi_modes.engines.base import ChatRequest, Engine, Event, Finish
 from kimi_modes.modes.agent.loop import AgentLoop, AgentResult, Budgets, ContextPolicy
 from kimi_modes.modes.agent.progress import ChatView, run_line
-from kimi_modes.modes.agent.run import AgentRun
+from kimi_modes.modes.agent.run import AgentRun, RunCancelled
 from kimi_modes.modes.memory import TranscriptMemory
 from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
 from kimi_modes.protocol.deltas import ToolCallDelta
@@ -63,6 +63,8 @@ class AgentService:
         self.system_notes = list(system_notes)
         self.model_id = model_id
         self.transcripts = TranscriptMemory()
+        #: Runs being ended after their stream closed (kept referenced until done).
+        self._ending: set[asyncio.Future[None]] = set()
 
     async def stream(self, request: ChatRequest, options: ModeOptions = NO_OPTIONS
                      ) -> AsyncGenerator[Event, None]:
@@ -113,7 +115,12 @@ class AgentService:
                     for event in view.translate(*queue.get_nowait()):
                         yield event
                 break
-            result = task.result()  # raises what the loop raised
+            try:
+                result = task.result()  # raises what the loop raised
+            except asyncio.CancelledError:
+                # Not this stream (that would have been raised by the wait above): the run
+                # itself was cancelled, by DELETE /v1/runs/{id}.
+                raise RunCancelled(run.id) from None
             if result.stop_reason == "client_tools":
                 client = [c for c in result.final.get("tool_calls", [])
                           if c["function"]["name"] in _names(request.tools)]
@@ -129,17 +136,28 @@ class AgentService:
                 run.ended_by(exc)
             raise
         finally:
-            if task is not None and not task.done():
-                task.cancel()  # the stream was closed: the client went away
-            if task is not None:
-                with contextlib.suppress(BaseException):
-                    await task
-            metrics = None
-            try:
-                metrics = await self._finished(run)
-            except Exception:  # metrics must never keep a run from being recorded
-                log.exception("run %s: computing its metrics failed", run.id)
-            await run.finish(metrics)
+            # The end of the run is its own task, awaited through a shield: a consumer
+            # cancelled the way anyio cancels (again at every await, as Starlette does when
+            # a streaming client leaves) must not leave the run unfinished.
+            ending = asyncio.ensure_future(self._end(run, task))
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
+            await asyncio.shield(ending)
+
+    async def _end(self, run: AgentRun, task: asyncio.Task[AgentResult] | None) -> None:
+        """Stop the loop if it still runs (the stream was closed: the client went away),
+        then record how the run ended, with the mode's metrics."""
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            with contextlib.suppress(BaseException):
+                await task
+        metrics = None
+        try:
+            metrics = await self._finished(run)
+        except Exception:  # metrics must never keep a run from being recorded
+            log.exception("run %s: computing its metrics failed", run.id)
+        await run.finish(metrics)
 
     # -- what a mode built on this service changes ------------------------------------------
 
