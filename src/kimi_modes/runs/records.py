@@ -10,10 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-if TYPE_CHECKING:
-    from kimi_modes.runs.events import RunEvent
+
+class _Event(Protocol):
+    """What :func:`assemble_steps` reads of an event (a :class:`~kimi_modes.runs.events.
+    RunEvent`; structural, so this module does not import the events module that imports
+    it)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def time(self) -> float: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
 
 #: Created, not started yet (a sub-agent waiting for capacity, or before ``run_started``).
 QUEUED: Final = "queued"
@@ -149,7 +161,7 @@ def task_preview(messages: Iterable[Mapping[str, Any]]) -> str:
     return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
 
 
-def assemble_steps(events: Iterable[RunEvent]) -> list[dict[str, Any]]:
+def assemble_steps(events: Iterable[_Event]) -> list[dict[str, Any]]:
     """The run's steps, built from its events (in seq order).
 
     Each step is ``{"step", "started_at", "reasoning", "content", "tool_calls",
