@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kimi_modes.protocol.families import Family
+
 if TYPE_CHECKING:
     import uvicorn
 
     from kimi_modes.simulator.config import SimConfig
+
+FAMILY_HELP = "Model family: " + ", ".join(Family) + "."
 
 
 def simulate(
@@ -25,7 +29,7 @@ def simulate(
     port: Annotated[int, typer.Option(help="Listen port; 0 picks a free one.")] = 8001,
     model: Annotated[str, typer.Option(help="Served model name.")] = "moonshotai/Kimi-K2.5",
     family: Annotated[
-        str, typer.Option(help="Model family: k2.5, k2-thinking or k2-instruct.")
+        str, typer.Option(help=FAMILY_HELP)
     ] = "k2.5",
     max_model_len: Annotated[
         int, typer.Option(help="Context length (0: the family's).")

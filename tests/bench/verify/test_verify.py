@@ -23,7 +23,8 @@ from kimi_modes.bench.verify.cases import (
     request_hash,
 )
 from kimi_modes.bench.verify.client import Endpoint, RetryPolicy
-from kimi_modes.bench.verify.metrics import Confusion, judge
+from kimi_modes.bench.verify.metrics import F1_THRESHOLDS, Confusion, judge
+from kimi_modes.protocol.families import Family
 
 SIM_MODEL = "moonshotai/Kimi-K2.5"
 
@@ -390,7 +391,8 @@ def test_identical_lines_keep_their_own_records(start_simulator: Callable[..., A
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--extra-body", "{nope"], "--extra-body is not valid JSON"),
-    (["--model-family", "k3"], "--model-family must be one of"),
+    (["--model-family", "k4"],
+     "--model-family must be one of k2-instruct, k2-thinking, k2.5, k2.6, k2.7-code, k3"),
     (["--threshold", "80"], "--threshold must be between 0 and 1"),
     (["--concurrency", "0"], "--concurrency must be at least 1"),
     (["--reference-url", "http://x/v1", "--reference-results", "r.jsonl"], "not both"),
@@ -424,3 +426,9 @@ def test_an_unreachable_endpoint_fails_in_one_line(unused_port: int, tmp_path: P
     assert run.returncode == 1
     assert "error: all 3 requests failed: ClientConnectorError" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_every_family_has_moonshots_f1_bar() -> None:
+    assert set(F1_THRESHOLDS) == set(Family)
+    assert F1_THRESHOLDS[Family.K2_INSTRUCT] == 0.80
+    assert {F1_THRESHOLDS[f] for f in Family if f is not Family.K2_INSTRUCT} == {0.73}
