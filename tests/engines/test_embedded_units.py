@@ -101,7 +101,7 @@ def test_detect_kimi_family(metadata: dict[str, str], family: str | None) -> Non
 
 
 def test_family_override_is_validated() -> None:
-    with pytest.raises(ValueError, match="unknown Kimi model family 'k4'; known: .*'k3'"):
+    with pytest.raises(ValueError, match=r"unknown Kimi model family 'k4'; known: .*'k3'"):
         EmbeddedEngine(family="k4")
 
 
