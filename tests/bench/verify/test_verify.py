@@ -245,6 +245,17 @@ def test_broken_tool_calls_lower_schema_accuracy(start_simulator: Callable[..., 
     assert "schema_accuracy 14.29% < 95.00%" in gated.stdout and "FAIL" in gated.stdout
 
 
+def test_the_sample_set_passes_on_a_k3_simulator(start_simulator: Callable[..., Any],
+                                                 tmp_path: Path) -> None:
+    sim = start_simulator("--family", "k3", "--ttft", "0", "--tpot", "0")
+    run = verify("--base-url", sim.v1, "--model-family", "k3", *outputs(tmp_path))
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary, _ = read_run(tmp_path)
+    assert summary["tool_call_f1"] == summary["schema_accuracy"] == 1.0
+    assert summary["thresholds"] == {"tool_call_f1": 0.73, "schema_accuracy": None,
+                                     "model_family": "k3"}
+
+
 def test_the_sample_set_through_the_gateway(start_simulator: Callable[..., Any],
                                             start_gateway: Callable[..., Any],
                                             upstream_toml: Callable[..., str],
