@@ -1,7 +1,7 @@
 """``kimi-modes simulate`` (and ``python -m kimi_modes.simulator``): run the engine.
 
-Imports nothing heavy until the command runs, since the main CLI imports this module to
-register the command.
+Imports nothing heavy beyond protocol (for the family list) until the command runs, since the
+main CLI imports this module to register the command.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def simulate(
         str, typer.Option(help="Reasoning delta field: reasoning, reasoning_content or both.")
     ] = "reasoning",
     raw_markers: Annotated[
-        bool, typer.Option(help="Behave as vLLM without the kimi_k2 parsers: raw Kimi text in "
+        bool, typer.Option(help="Behave as vLLM without the Kimi parsers: raw Kimi text in "
                            "content.")
     ] = False,
     fail_rate: Annotated[
