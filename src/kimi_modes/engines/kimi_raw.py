@@ -17,6 +17,7 @@ from kimi_modes.engines._http import UpstreamClient, usage_from
 from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
 from kimi_modes.engines.dialects import TemplateSwitches, merge_into
 from kimi_modes.protocol import (
+    Family,
     StreamingParser,
     family_info,
     render_prompt,
@@ -55,7 +56,7 @@ class KimiRawEngine:
         name: str,
         base_url: str,
         *,
-        family: str = "k2.5",
+        family: str = Family.K2_5,
         model: str | None = None,
         api_key: str | None = None,
         connect_timeout: float = 10.0,

@@ -19,6 +19,7 @@ from kimi_modes.engines._http import UpstreamClient, usage_from
 from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
 from kimi_modes.engines.dialects import DIALECTS, TemplateSwitches, merge_into
 from kimi_modes.protocol import (
+    Family,
     ReasoningDelta,
     StreamingParser,
     ToolCallDelta,
@@ -38,7 +39,7 @@ class OpenAIChatEngine:
         name: str,
         base_url: str,
         *,
-        family: str = "k2.5",
+        family: str = Family.K2_5,
         dialect: str = "vllm",
         model: str | None = None,
         api_key: str | None = None,

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from kimi_modes.protocol.families import family_info, resolve_family
+from kimi_modes.protocol.families import Family, family_info, resolve_family
 from kimi_modes.simulator.faults import FAIL_STATUSES, Fault
 from kimi_modes.simulator.script import Script
 
@@ -102,7 +102,7 @@ class SimConfig:
     ``max_model_len`` defaults to the family's context window."""
 
     model: str = "moonshotai/Kimi-K2.5"
-    family: str = "k2.5"
+    family: str = Family.K2_5
     max_model_len: int = 0
     reasoning_field: str = "reasoning"
     raw_markers: bool = False
