@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from kimi_modes.config import ConfigError, load_settings
+from kimi_modes.protocol.families import Family
 
 
 def test_defaults_use_the_embedded_engine_and_model_card_sampling() -> None:
@@ -134,6 +135,22 @@ def test_bad_configuration_says_what_is_wrong(tmp_path: Path, text: str, needle:
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=needle):
+        load_settings(path)
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_every_protocol_family_is_accepted(tmp_path: Path, family: Family) -> None:
+    path = tmp_path / "k.toml"
+    path.write_text(f'[[upstreams]]\nname = "a"\nurl = "http://x/v1"\nfamily = "{family}"\n')
+    upstream = load_settings(path).upstreams[0]
+    assert upstream.family is family
+    assert upstream.family == family.value
+
+
+def test_an_unknown_family_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    path = tmp_path / "k.toml"
+    path.write_text('[[upstreams]]\nname = "a"\nurl = "http://x/v1"\nfamily = "k4"\n')
+    with pytest.raises(ConfigError, match=r"family.*'k2-instruct'.*'k3'"):
         load_settings(path)
 
 

@@ -20,6 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
+from kimi_modes.protocol.families import Family
+
 app = typer.Typer(
     name="kimi-modes",
     help="Kimi K2.5's Instant, Thinking, Agent and Swarm modes for self-hosted engines.",
@@ -28,8 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-FAMILY_HELP = "Model family: k2-instruct, k2-thinking or k2.5."
-PROTOCOL_FAMILY_HELP = "Model family: k2-instruct, k2-thinking, k2.5, k2.6, k2.7-code or k3."
+FAMILY_HELP = "Model family: " + ", ".join(Family) + "."
 EFFORT_HELP = "K3's thinking_effort: low, high or max (default: max with thinking on)."
 
 
@@ -216,7 +217,7 @@ def render(
     request_file: Annotated[
         Path | None, typer.Argument(help="OpenAI chat request JSON (default: stdin).")
     ] = None,
-    family: Annotated[str, typer.Option(help=PROTOCOL_FAMILY_HELP)] = "k2.5",
+    family: Annotated[str, typer.Option(help=FAMILY_HELP)] = "k2.5",
     thinking: Annotated[
         bool | None,
         typer.Option(
@@ -280,7 +281,7 @@ def parse(
     text_file: Annotated[
         Path | None, typer.Argument(help="Raw model output (default: stdin).")
     ] = None,
-    family: Annotated[str, typer.Option(help=PROTOCOL_FAMILY_HELP)] = "k2.5",
+    family: Annotated[str, typer.Option(help=FAMILY_HELP)] = "k2.5",
     thinking: Annotated[
         bool | None,
         typer.Option("--thinking/--no-thinking", help="The thinking switch the prompt had."),

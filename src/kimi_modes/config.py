@@ -50,9 +50,9 @@ from pydantic_settings import (
 
 from kimi_modes.endpoint import api_base
 from kimi_modes.engines.dialects import DIALECTS
+from kimi_modes.protocol.families import Family
 
 EngineKind = Literal["openai_chat", "kimi_raw", "embedded"]
-Family = Literal["k2-instruct", "k2-thinking", "k2.5"]
 
 
 class ServerSettings(BaseModel):
@@ -89,7 +89,8 @@ class UpstreamSettings(BaseModel):
     url: str | None = None
     #: How the upstream takes the thinking switch; see :mod:`kimi_modes.engines.dialects`.
     dialect: str = "vllm"
-    family: Family = "k2.5"
+    #: The Kimi family served (:class:`~kimi_modes.protocol.Family`: every family protocol knows).
+    family: Family = Family.K2_5
     #: The upstream's model name; when unset it is read from the upstream's ``/v1/models``.
     model: str | None = None
     #: Sent as ``Authorization: Bearer``. Prefer ``api_key_env`` to keep it out of the file.

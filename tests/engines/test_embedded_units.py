@@ -44,6 +44,12 @@ K2_MEDIA_TEMPLATE = K2_TEMPLATE + (
     "<|media_end|>{%- endif -%}"
 )
 
+# llama.cpp's port of K3's encoder writes XTML elements and <|end_of_msg|> after each message.
+K3_TEMPLATE = (
+    "{%- for m in messages -%}<|open|>message role=\"{{ m.role }}\"<|sep|>{{ m.content }}"
+    "<|close|>message<|sep|><|end_of_msg|>{%- endfor -%}"
+)
+
 
 @pytest.mark.parametrize(
     ("metadata", "family"),
@@ -72,6 +78,18 @@ K2_MEDIA_TEMPLATE = K2_TEMPLATE + (
         # but a K2.5 name wins over "Thinking"
         ({"general.name": "Kimi-K2.5-Thinking", "tokenizer.chat_template": K2_MEDIA_TEMPLATE},
          "k2.5"),
+        # the later families, by name (K2.6 and K2.7-Code share K2.5's template)
+        ({"general.name": "Kimi-K2.6", "tokenizer.chat_template": K25_TEMPLATE}, "k2.6"),
+        ({"general.basename": "kimi-k2_6"}, "k2.6"),
+        ({"general.name": "Kimi-K2.7-Code", "tokenizer.chat_template": K25_TEMPLATE},
+         "k2.7-code"),
+        ({"general.name": "Kimi K2-7 Code"}, "k2.7-code"),
+        ({"general.name": "Kimi-K3", "general.basename": "Kimi-K3"}, "k3"),
+        ({"general.name": "Kimi K3 Instruct", "tokenizer.chat_template": K3_TEMPLATE}, "k3"),
+        # no name, but K3's XTML template (its stop token)
+        ({"general.name": "model", "tokenizer.chat_template": K3_TEMPLATE}, "k3"),
+        # "k3" only as a word of its own
+        ({"general.name": "Kimi-K32-Instruct"}, "k2-instruct"),
         # not Kimi
         ({"general.name": "Smollm2 135M 8k", "general.basename": "smollm2"}, None),
         ({"general.name": "Qwen2.5 7B Instruct", "tokenizer.chat_template": "<|im_start|>"}, None),
@@ -83,8 +101,13 @@ def test_detect_kimi_family(metadata: dict[str, str], family: str | None) -> Non
 
 
 def test_family_override_is_validated() -> None:
-    with pytest.raises(ValueError, match="unknown Kimi family"):
-        EmbeddedEngine(family="k3")
+    with pytest.raises(ValueError, match=r"unknown Kimi model family 'k4'; known: .*'k3'"):
+        EmbeddedEngine(family="k4")
+
+
+@pytest.mark.parametrize("family", ["k2.6", "k2.7-code", "k3"])
+def test_every_protocol_family_can_be_named(family: str) -> None:
+    assert EmbeddedEngine(family=family).family == family
 
 
 def test_missing_bundled_model_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:

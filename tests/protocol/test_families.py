@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from kimi_modes.protocol import Family, PromptError, family_info
+from kimi_modes.protocol import (
+    Family,
+    PromptError,
+    family_info,
+    format_output,
+    parse_output,
+    render_prompt,
+)
 from kimi_modes.protocol import tokens as T
 from kimi_modes.protocol.families import Sampling
 
@@ -70,6 +77,22 @@ def test_k26_k27_k3_facts() -> None:
     assert [family_info(f).engine_parser for f in ("k2.5", "k2.6", "k2.7-code", "k3")] == [
         "kimi_k2", "kimi_k2", "kimi_k2", "kimi_k3"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_reasoning_markers_are_what_the_renderer_and_formatter_write(family: Family) -> None:
+    info = family_info(family)
+    if info.thinking == "none":
+        return
+    chat = {"messages": [{"role": "user", "content": "Hi"}]}
+    prompt = render_prompt(chat, family, thinking=True)
+    out = format_output(family, reasoning="Hmm.", content="Hello", thinking=True)
+    if info.think_prefill:
+        assert prompt.endswith(info.reasoning_begin)
+        assert out.startswith("Hmm." + info.reasoning_end)
+    else:
+        assert out.startswith(info.reasoning_begin + "Hmm." + info.reasoning_end)
+    assert parse_output(out, family, thinking=True).reasoning_content == "Hmm."
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,11 @@ import pytest
 
 from kimi_modes.protocol import (
     ParsedOutput,
+    ReasoningDelta,
     StreamingParser,
     ToolCall,
     ToolCallDelta,
+    format_output,
     parse_output,
 )
 from kimi_modes.protocol import tokens as T
@@ -209,6 +211,19 @@ def test_k25_instant_and_k2_instruct_have_no_reasoning() -> None:
     for family, thinking in (("k2.5", False), ("k2-instruct", None), ("k2-instruct", True)):
         result = parse("Sure.</think> Done.", family, thinking=thinking)
         assert (result.reasoning_content, result.content) == (None, "Sure. Done.")
+
+
+@pytest.mark.parametrize("family", ["k2-thinking", "k2.5", "k2.7-code", "k3"])
+def test_reasoning_false_reads_content_an_engine_already_split(family: str) -> None:
+    tools = [{"type": "function", "function": {"name": "now", "parameters": {}}}]
+    text = format_output(family, content="Checking.", tool_calls=[("functions.now:0", "{}")],
+                         thinking=False)
+    parser = StreamingParser(family, thinking=True, tools=tools, reasoning=False)
+    deltas = [d for ch in text for d in parser.feed(ch)] + parser.close()
+    result = parser.result()
+    assert (result.reasoning_content, result.content) == (None, "Checking.")
+    assert [(c.name, c.arguments, c.error) for c in result.tool_calls] == [("now", "{}", None)]
+    assert not any(isinstance(d, ReasoningDelta) for d in deltas)
 
 
 def test_truncated_reasoning_is_all_reasoning() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+from kimi_modes.protocol.families import Family
 from kimi_modes.simulator.config import Settings, SimConfig
 from kimi_modes.simulator.conversation import Tool, from_chat, from_prompt
 from kimi_modes.simulator.faults import Fault, parse_fault
@@ -78,6 +79,34 @@ def test_truncated_call_streams_but_is_not_complete() -> None:
     gen = generate(raw, Limits(16), Parsing(tools=True))
     args = "".join(d.arguments for s in gen.steps() for d in s if isinstance(d, ToolCallDelta))
     assert args and gen.tool_calls == [] and gen.finish_reason == "length"
+
+
+K3_PARSED = Parsing(thinks=True, reasoning=True, tools=True, family="k3")
+
+
+def test_k3_xtml_is_classified_by_channel() -> None:
+    raw = Reply("Think.", "Ok.", [ToolCall("get_x", '{"a": 1}')]).raw_text("k3", True)
+    gen = generate(raw, Limits(100), K3_PARSED)
+    deltas = [d for s in gen.steps() for d in s]
+    assert ToolCallDelta(0, "functions.get_x:0", "get_x") in deltas  # the header on its own
+    assert gen.finish_reason == "tool_calls"
+    assert [(c.id, c.arguments) for c in gen.tool_calls] == [("functions.get_x:0", '{"a": 1}')]
+    assert (gen.reasoning, gen.content, gen.reasoning_tokens) == ("Think.", "Ok.", 3)
+    assert not any("<|" in getattr(d, "text", "") for d in deltas)
+
+
+def test_k3_truncated_call_streams_but_is_not_complete() -> None:
+    raw = Reply(tool_calls=[ToolCall("x", '{"long": "value of it"}')]).raw_text("k3", False)
+    gen = generate(raw, Limits(40), Parsing(tools=True, family="k3"))
+    args = "".join(d.arguments for s in gen.steps() for d in s if isinstance(d, ToolCallDelta))
+    assert args and gen.tool_calls == [] and gen.finish_reason == "length"
+
+
+def test_k3_ignore_eos_writes_the_k3_stop_token() -> None:
+    raw = Reply(content="Ok.").raw_text("k3", False)
+    gen = generate(raw, Limits(30, ignore_eos=True, skip_special_tokens=False),
+                   stop_token="<|end_of_msg|>").run()
+    assert gen.content.startswith(raw + "<|end_of_msg|> The lighthouse")
 
 
 def test_synthesized_arguments_fit_the_schema() -> None:
@@ -155,9 +184,11 @@ def test_faults_and_settings() -> None:
     assert Settings().updated({"ttft": 1}).ttft == 1.0
     with pytest.raises(ValueError, match="jitter"):
         Settings(jitter=1.5)
-    with pytest.raises(ValueError, match="family"):
-        SimConfig(family="k3")
+    with pytest.raises(ValueError, match=r"unknown Kimi model family 'k4'; known: .*'k3'"):
+        SimConfig(family="k4")
     assert SimConfig(family="k2-instruct").max_model_len == 131072
+    assert SimConfig(family="k3").max_model_len == 1048576
+    assert SimConfig(family="k2.6").family is Family.K2_6
 
 
 def test_slots_are_fifo_and_survive_cancellation() -> None:

@@ -1,9 +1,11 @@
 """Engine for an upstream ``/v1/completions`` serving Kimi weights with no parsers of its own.
 
-We render the chat into Kimi's prompt (:func:`kimi_modes.protocol.render_prompt`), ask the
-upstream to keep special tokens and to stop at ``<|im_end|>``, and parse the raw text with
+We render the chat into the family's prompt (:func:`kimi_modes.protocol.render_prompt`: K2.x's
+template or K3's XTML encoder, with K3's ``thinking_effort`` and K2.6's ``preserve_thinking``),
+ask the upstream to keep special tokens and to stop on the family's stop strings
+(``<|im_end|>``; K3: ``<|end_of_msg|>``), and parse the raw text with
 :class:`kimi_modes.protocol.StreamingParser`. This is exact to the token: what the model sees
-is what Moonshot's template produces, whatever the engine's own chat template does.
+is what Moonshot's template or encoder produces, whatever the engine's own chat template does.
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
 from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
-from kimi_modes.engines.dialects import merge_into
+from kimi_modes.engines.dialects import TemplateSwitches, merge_into
 from kimi_modes.protocol import (
-    PromptError,
+    Family,
     StreamingParser,
     family_info,
     render_prompt,
-    tokens,
 )
 
 # Sampling keys of the chat API that /v1/completions takes as they are.
@@ -55,7 +56,7 @@ class KimiRawEngine:
         name: str,
         base_url: str,
         *,
-        family: str = "k2.5",
+        family: str = Family.K2_5,
         model: str | None = None,
         api_key: str | None = None,
         connect_timeout: float = 10.0,
@@ -63,6 +64,7 @@ class KimiRawEngine:
     ) -> None:
         self.name = name
         self.family = family
+        self._info = family_info(family)
         self._client = UpstreamClient(
             name,
             base_url,
@@ -78,23 +80,31 @@ class KimiRawEngine:
         Raises :class:`UpstreamRejected` (400) for what raw text completion cannot carry or
         enforce, rather than dropping it silently: image parts, a ``tool_choice`` that forces
         a call (``"required"`` or a named function) and a ``response_format`` other than
-        ``{"type": "text"}``.
+        ``{"type": "text"}``; and for a ``thinking_effort`` or ``preserve_thinking`` (read from
+        ``request.extra``) the family cannot take.
         """
         self._check_supported(request)
         chat: dict[str, Any] = {"messages": request.messages}
         if request.tools and request.tool_choice != "none":
             chat["tools"] = request.tools
         try:
-            prompt = render_prompt(chat, self.family, thinking=request.thinking)
-        except PromptError as exc:
+            switches, extra = TemplateSwitches.from_extra(request.extra)
+            prompt = render_prompt(
+                chat,
+                self.family,
+                thinking=request.thinking,
+                thinking_effort=switches.thinking_effort,
+                preserve_thinking=switches.preserve_thinking,
+            )
+        except ValueError as exc:  # PromptError included
             raise UpstreamRejected(self.name, f"cannot render the prompt: {exc}") from None
         body: dict[str, Any] = {
             "model": model,
             "prompt": prompt,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "stop": [*tokens.STOP_STRINGS, *(request.stop or ())],
-            # Tool-call and think markers must survive detokenisation.
+            "stop": [*self._info.stop_strings, *(request.stop or ())],
+            # Tool-call and think markers (K3: the XTML markers) must survive detokenisation.
             "skip_special_tokens": False,
             "spaces_between_special_tokens": False,
         }
@@ -102,7 +112,7 @@ class KimiRawEngine:
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
-        extra = {k: v for k, v in request.extra.items() if k != "response_format"}
+        extra.pop("response_format", None)
         merge_into(body, extra)
         return body
 
@@ -146,7 +156,7 @@ class KimiRawEngine:
         if "max_tokens" not in body:
             # /v1/completions defaults to 16 tokens on vLLM; a chat answer needs the rest of
             # the context, as the chat endpoint would give it.
-            window = await self._client.max_model_len() or family_info(self.family).context_window
+            window = await self._client.max_model_len() or self._info.context_window
             body["max_tokens"] = default_max_tokens(body["prompt"], window)
         parser = StreamingParser(self.family, thinking=request.thinking, tools=request.tools)
         finish: str | None = None

@@ -1,11 +1,12 @@
 """Engine for an upstream that parses Kimi's output itself: vLLM, SGLang, llama-server,
 KTransformers, TensorRT-LLM, LMDeploy, exo, Moonshot's API.
 
-It sends the thinking switch in the upstream's dialect, reads ``reasoning_content`` (or
-``reasoning``) and tool-call deltas, and runs the content through our own streaming parser,
-so raw Kimi markers in the content (an engine started without ``--tool-call-parser``, or
-without ``--reasoning-parser`` when ``reasoning_parser=False``) still come out as reasoning
-and tool calls, never as text.
+It sends the thinking switch in the upstream's dialect (with K3's ``thinking_effort`` and
+K2.6's ``preserve_thinking`` where the family has them), reads ``reasoning_content`` (or
+``reasoning``) and tool-call deltas, and runs the content through our own streaming parser for
+the family (K2.x markers or K3's XTML), so raw Kimi markers in the content (an engine started
+without ``--tool-call-parser``, or without ``--reasoning-parser`` when
+``reasoning_parser=False``) still come out as reasoning and tool calls, never as text.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
-from kimi_modes.engines.base import ChatRequest, Event, Finish, Usage
-from kimi_modes.engines.dialects import DIALECTS, merge_into
+from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
+from kimi_modes.engines.dialects import DIALECTS, TemplateSwitches, merge_into
 from kimi_modes.protocol import (
+    Family,
     ReasoningDelta,
     StreamingParser,
     ToolCallDelta,
+    family_info,
     neutralize_control_tokens,
     normalize_tool_call_ids,
 )
-from kimi_modes.protocol import tokens as T
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class OpenAIChatEngine:
         name: str,
         base_url: str,
         *,
-        family: str = "k2.5",
+        family: str = Family.K2_5,
         dialect: str = "vllm",
         model: str | None = None,
         api_key: str | None = None,
@@ -47,6 +49,7 @@ class OpenAIChatEngine:
     ) -> None:
         self.name = name
         self.family = family
+        self._info = family_info(family)
         self.dialect = DIALECTS[dialect]
         self.reasoning_parser = reasoning_parser
         #: Whether the "no reasoning parser upstream?" warning was logged (once per engine).
@@ -67,6 +70,9 @@ class OpenAIChatEngine:
         tokens enabled, so every piece of client text (contents and text parts, tool results,
         names, reasoning, tool-call ids and arguments, the tool declarations) goes through
         :func:`~kimi_modes.protocol.neutralize_control_tokens` first (kimi-protocol.md §2).
+        ``thinking_effort`` and ``preserve_thinking`` are read from ``request.extra`` and sent
+        the dialect's way; :class:`UpstreamRejected` for a value the family or the dialect
+        cannot take.
         """
         body: dict[str, Any] = {
             "model": model,
@@ -84,8 +90,18 @@ class OpenAIChatEngine:
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
-        merge_into(body, dict(request.extra))
-        merge_into(body, self.dialect.body_fragment(request.thinking))
+        try:
+            switches, extra = TemplateSwitches.from_extra(request.extra)
+            fragment = self.dialect.body_fragment(
+                request.thinking,
+                self.family,
+                thinking_effort=switches.thinking_effort,
+                preserve_thinking=switches.preserve_thinking,
+            )
+        except ValueError as exc:
+            raise UpstreamRejected(self.name, str(exc)) from None
+        merge_into(body, extra)
+        merge_into(body, fragment)
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
@@ -93,9 +109,10 @@ class OpenAIChatEngine:
         # Content is parsed by us as well: thinking-aware only when the upstream leaves the
         # reasoning in the content, tool-marker-aware always.
         parser = StreamingParser(
-            self.family if not self.reasoning_parser else "k2-instruct",
+            self.family,
             thinking=request.thinking,
             tools=request.tools,
+            reasoning=not self.reasoning_parser,
         )
         finish: str | None = None
         usage: Usage | None = None
@@ -104,12 +121,13 @@ class OpenAIChatEngine:
         # The client forbade tool calls: markers the model wrote anyway are consumed (never
         # shown as text) but not returned as calls, as the client could not answer them.
         no_calls = request.tool_choice == "none"
-        # Watching for a bare </think> in the content: only until reasoning arrives or the
-        # warning was given. ``tail`` keeps the end of the content seen, for a split marker.
+        # Watching for the end of the reasoning (</think>; K3: <|close|>think<|sep|>) in the
+        # content: only until reasoning arrives or the warning was given. ``tail`` keeps the
+        # end of the content seen, for a split marker.
+        end = self._info.reasoning_end
         watch = (
             self.reasoning_parser
-            and request.thinking
-            and self.family != "k2-instruct"
+            and self._info.thinks(request.thinking)
             and not self._warned_no_reasoning_parser
         )
         tail = ""
@@ -129,10 +147,10 @@ class OpenAIChatEngine:
             if content:
                 if watch:
                     seen = tail + content
-                    if T.THINK_END in seen:
+                    if end in seen:
                         watch = False
                         self._warn_no_reasoning_parser()
-                    tail = seen[-(len(T.THINK_END) - 1):]
+                    tail = seen[-(len(end) - 1):]
                 for event in parser.feed(content):
                     if isinstance(event, ToolCallDelta):
                         if no_calls:
@@ -167,12 +185,14 @@ class OpenAIChatEngine:
             return
         self._warned_no_reasoning_parser = True
         log.warning(
-            "upstream %r sent '</think>' in the content and no reasoning: it seems to run "
+            "upstream %r sent %r in the content and no reasoning: it seems to run "
             "without a reasoning parser, so the reasoning reaches clients as content. Set "
             "reasoning_parser = false for this upstream (kimi-modes serve "
             "--no-reasoning-parser), or start the engine with its Kimi reasoning parser "
-            "(vLLM/SGLang: --reasoning-parser kimi_k2). This warning is given once.",
+            "(vLLM/SGLang: --reasoning-parser %s). This warning is given once.",
             self.name,
+            self._info.reasoning_end,
+            self._info.engine_parser,
         )
 
     async def aclose(self) -> None:

@@ -57,7 +57,9 @@ class FamilyInfo:
     the accepted ``thinking_effort`` values, empty where the family has none, with
     ``default_thinking_effort`` the one used when thinking is on and none is asked for.
     ``stop_strings``: what an engine must stop on. ``engine_parser``: the name of the tool
-    and reasoning parser of vLLM and SGLang for this family.
+    and reasoning parser of vLLM and SGLang for this family. ``reasoning_begin`` and
+    ``reasoning_end``: the text that opens and closes the reasoning (K2.x: ``<think>`` and
+    ``</think>``; K3: the think channel's ``<|open|>think<|sep|>`` and ``<|close|>think<|sep|>``).
     """
 
     name: Family
@@ -74,6 +76,8 @@ class FamilyInfo:
     default_thinking_effort: str | None = None
     stop_strings: tuple[str, ...] = T.STOP_STRINGS
     engine_parser: str = "kimi_k2"
+    reasoning_begin: str = T.THINK_BEGIN
+    reasoning_end: str = T.THINK_END
 
     def thinks(self, thinking: bool | None = None) -> bool:
         """Whether a request with this ``thinking`` switch gets a reasoning block.
@@ -194,6 +198,8 @@ _FAMILIES: dict[Family, FamilyInfo] = {
         default_thinking_effort="max",
         stop_strings=T.K3_STOP_STRINGS,
         engine_parser="kimi_k3",
+        reasoning_begin=f"{T.XTML_OPEN}think{T.XTML_SEP}",
+        reasoning_end=f"{T.XTML_CLOSE}think{T.XTML_SEP}",
     ),
 }
 

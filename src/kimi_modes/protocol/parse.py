@@ -106,6 +106,10 @@ class StreamingParser:
     that could still turn out to be a marker, whitespace that may be stripped, a possible
     ``(no content)`` placeholder, and tool-section text (up to :data:`SECTION_LIMIT`
     characters) are held back.
+
+    ``reasoning=False``: the text holds no reasoning block whatever the family and switch (an
+    engine's reasoning parser took the reasoning out and this is the content it left), so it
+    is read from where the reasoning would have ended.
     """
 
     def __init__(
@@ -114,9 +118,10 @@ class StreamingParser:
         *,
         thinking: bool | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        reasoning: bool = True,
     ) -> None:
         info = family_info(family)
-        thinks, toolset = info.thinks(thinking), ToolSet(tools)
+        thinks, toolset = reasoning and info.thinks(thinking), ToolSet(tools)
         self._machine: _Machine = (
             XtmlParser(thinks, toolset)
             if info.wire_format == "xtml"

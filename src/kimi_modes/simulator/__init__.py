@@ -1,10 +1,12 @@
-"""The simulator: a real HTTP server that behaves like vLLM serving Kimi K2.5.
+"""The simulator: a real HTTP server that behaves like vLLM serving Kimi (any family of
+:mod:`kimi_modes.protocol.families`; K2.5 by default).
 
-It speaks vLLM's OpenAI-compatible API as vLLM ≥ 0.15 does when started with
-``--tool-call-parser kimi_k2 --reasoning-parser kimi_k2 --enable-auto-tool-choice`` (or,
-with ``--raw-markers``, without the parsers), answers deterministically (scripted rules, else
-a rule-based default), streams at set latencies against absolute deadlines, queues beyond
-``--max-num-seqs``, and injects faults on demand. Tests, benchmarks and demos run it as its
+It speaks vLLM's OpenAI-compatible API as vLLM ≥ 0.15 does when started with the family's
+parsers, ``--tool-call-parser kimi_k2 --reasoning-parser kimi_k2 --enable-auto-tool-choice``
+(K3: ``kimi_k3``; its XTML on ``/v1/completions``), or, with ``--raw-markers``, without
+them, answers deterministically (scripted rules, else a rule-based default), streams at set
+latencies against absolute deadlines, queues beyond ``--max-num-seqs``, and injects faults on
+demand. Tests, benchmarks and demos run it as its
 own process::
 
     python -m kimi_modes.simulator --port 0 --ttft 0.05 --tpot 0.01

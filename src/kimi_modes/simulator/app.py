@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kimi_modes.protocol.families import family_info
 from kimi_modes.simulator import wire
 from kimi_modes.simulator.config import SimConfig, draw_fault
 from kimi_modes.simulator.conversation import (
@@ -129,15 +130,18 @@ class _Handlers:
         limits = self._limits(body, endpoint, conv, prompt_tokens)
         reply = self._reply(conv, endpoint)
         fault = self._fault(request, reply)
+        info = family_info(config.family)
         if endpoint == "chat" and not config.raw_markers:
             parsing = Parsing(
-                thinks=conv.thinking, reasoning=config.family != "k2-instruct",
+                thinks=conv.thinking, reasoning=info.thinking != "none",
                 tools=bool(conv.tools) and conv.tool_choice != "none",
                 named_tool=conv.tool_choice not in ("auto", "none", "required"),
+                family=config.family,
             )
         else:
             parsing = RAW
-        gen = generate(reply.raw_text(config.family, conv.thinking), limits, parsing)
+        gen = generate(reply.raw_text(config.family, conv.thinking), limits, parsing,
+                       info.stop_strings[0])
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         created = int(time.time())
         encoder: wire.Encoder = (
@@ -189,7 +193,7 @@ class _Handlers:
         skip = body.get("skip_special_tokens", True) is not False
         if (endpoint == "chat" and not self.config.raw_markers and conv.tools
                 and conv.tool_choice != "none"):
-            skip = False  # vLLM's kimi_k2 tool parser needs the markers
+            skip = False  # vLLM's Kimi tool parsers need the markers
         return Limits(requested, body.get("ignore_eos") is True, tuple(s for s in stop if s),
                       body.get("include_stop_str_in_output") is True, skip)
 

@@ -1,7 +1,7 @@
 """``kimi-modes simulate`` (and ``python -m kimi_modes.simulator``): run the engine.
 
-Imports nothing heavy until the command runs, since the main CLI imports this module to
-register the command.
+Imports nothing heavy beyond protocol (for the family list) until the command runs, since the
+main CLI imports this module to register the command.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kimi_modes.protocol.families import Family
+
 if TYPE_CHECKING:
     import uvicorn
 
     from kimi_modes.simulator.config import SimConfig
+
+FAMILY_HELP = "Model family: " + ", ".join(Family) + "."
 
 
 def simulate(
@@ -25,7 +29,7 @@ def simulate(
     port: Annotated[int, typer.Option(help="Listen port; 0 picks a free one.")] = 8001,
     model: Annotated[str, typer.Option(help="Served model name.")] = "moonshotai/Kimi-K2.5",
     family: Annotated[
-        str, typer.Option(help="Model family: k2.5, k2-thinking or k2-instruct.")
+        str, typer.Option(help=FAMILY_HELP)
     ] = "k2.5",
     max_model_len: Annotated[
         int, typer.Option(help="Context length (0: the family's).")
@@ -46,7 +50,7 @@ def simulate(
         str, typer.Option(help="Reasoning delta field: reasoning, reasoning_content or both.")
     ] = "reasoning",
     raw_markers: Annotated[
-        bool, typer.Option(help="Behave as vLLM without the kimi_k2 parsers: raw Kimi text in "
+        bool, typer.Option(help="Behave as vLLM without the Kimi parsers: raw Kimi text in "
                            "content.")
     ] = False,
     fail_rate: Annotated[

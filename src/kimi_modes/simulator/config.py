@@ -13,14 +13,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from kimi_modes.protocol.families import Family, family_info, resolve_family
 from kimi_modes.simulator.faults import FAIL_STATUSES, Fault
 from kimi_modes.simulator.script import Script
 
-FAMILIES = ("k2.5", "k2-thinking", "k2-instruct")
 REASONING_FIELDS = ("reasoning", "reasoning_content", "both")
-
-#: Context length per family (kimi-protocol.md §1), reported as ``max_model_len``.
-_MAX_MODEL_LEN = {"k2.5": 262144, "k2-thinking": 262144, "k2-instruct": 131072}
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,10 +98,11 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
 
 @dataclass(slots=True, frozen=True)
 class SimConfig:
-    """Everything fixed at start. ``max_model_len`` defaults to the family's context length."""
+    """Everything fixed at start. ``family`` is any of :class:`~kimi_modes.protocol.Family`;
+    ``max_model_len`` defaults to the family's context window."""
 
     model: str = "moonshotai/Kimi-K2.5"
-    family: str = "k2.5"
+    family: str = Family.K2_5
     max_model_len: int = 0
     reasoning_field: str = "reasoning"
     raw_markers: bool = False
@@ -113,11 +111,10 @@ class SimConfig:
     settings: Settings = field(default_factory=Settings)
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {', '.join(FAMILIES)}")
+        object.__setattr__(self, "family", resolve_family(self.family))  # or ValueError
         if self.reasoning_field not in REASONING_FIELDS:
             raise ValueError(f"reasoning_field must be one of {', '.join(REASONING_FIELDS)}")
         if self.max_model_len < 0:
             raise ValueError("max_model_len must be >= 0")
         if self.max_model_len == 0:
-            object.__setattr__(self, "max_model_len", _MAX_MODEL_LEN[self.family])
+            object.__setattr__(self, "max_model_len", family_info(self.family).context_window)

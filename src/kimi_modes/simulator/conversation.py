@@ -2,13 +2,15 @@
 
 Replies are decided on a :class:`Conversation` whichever endpoint the request came in on:
 :func:`from_chat` reads an OpenAI chat body, :func:`from_prompt` reads a prompt rendered in
-Kimi's format (kimi-protocol.md §3–4) as ``/v1/completions`` receives it. Both keep only what
-the reply rules look at: each message's role and plain text, the declared tools (name and JSON
-schema; a K2.5 TypeScript declaration is read back into a rough schema) and the thinking switch.
+Kimi's format (K2.x: kimi-protocol.md §3–4; K3's XTML: §9) as ``/v1/completions`` receives
+it. Both keep only what the reply rules look at: each message's role and plain text, the
+declared tools (name and JSON schema; a K2.5 TypeScript declaration is read back into a rough
+schema), ``tool_choice`` and the thinking switch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,9 @@ from typing import Any
 import orjson
 
 from kimi_modes.protocol import tokens as T
+from kimi_modes.protocol import xtml
+from kimi_modes.protocol.errors import PromptError
+from kimi_modes.protocol.families import family_info
 from kimi_modes.protocol.ids import function_name_from_id
 from kimi_modes.simulator.tokenize import count_tokens
 
@@ -88,7 +93,12 @@ class Conversation:
 
 
 def from_chat(body: dict[str, Any], family: str) -> Conversation:
-    """Read an OpenAI chat body; the thinking switch is ``chat_template_kwargs.thinking``."""
+    """Read an OpenAI chat body; the thinking switch is ``chat_template_kwargs.thinking``.
+
+    A ``chat_template_kwargs.thinking_effort`` the family rejects (K3's ``medium``, any
+    effort for a family without one... as Moonshot's encoder refuses them) is a
+    :class:`RequestError`; a K2.x template ignores unknown keywords, and so do we there.
+    """
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise RequestError("messages must be a non-empty list", "messages")
@@ -112,9 +122,17 @@ def from_chat(body: dict[str, Any], family: str) -> Conversation:
             role = "system"
         messages.append(Message(role, _text(raw.get("content")), name))
     kwargs = body.get("chat_template_kwargs")
-    switch = kwargs.get("thinking", True) if isinstance(kwargs, dict) else True
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    info = family_info(family)
+    thinks = info.thinks(kwargs.get("thinking", True) is not False)
+    effort = kwargs.get("thinking_effort")
+    if info.thinking_efforts and effort is not None:
+        try:
+            info.thinking_effort(thinks, str(effort))
+        except PromptError as exc:
+            raise RequestError(str(exc), "chat_template_kwargs") from None
     return Conversation(
-        messages, _chat_tools(body.get("tools")), _thinks(family, switch is not False),
+        messages, _chat_tools(body.get("tools")), thinks,
         _tool_choice(body.get("tool_choice"), bool(body.get("tools"))),
     )
 
@@ -175,10 +193,6 @@ def _tool_choice(value: Any, has_tools: bool) -> str:
     return "auto" if has_tools else "none"
 
 
-def _thinks(family: str, switch: bool) -> bool:
-    return family == "k2-thinking" or (family == "k2.5" and switch)
-
-
 # --- reading a rendered prompt (/v1/completions) -------------------------------------------
 
 _MESSAGE_RE = re.compile(
@@ -195,7 +209,13 @@ _SECTION_RE = re.compile(re.escape(T.TOOL_CALLS_SECTION_BEGIN) + ".*", re.DOTALL
 
 
 def from_prompt(prompt: str, family: str) -> Conversation:
-    """Read a Kimi prompt. For K2.5 thinking is on when the prompt ends in ``<think>``."""
+    """Read a Kimi prompt in ``family``'s wire format. Thinking is on when the prompt ends
+    by opening the reasoning (the families that prefill it: K2.5 and later), else it is the
+    family's default."""
+    info = family_info(family)
+    thinking = prompt.endswith(info.reasoning_begin) if info.think_prefill else info.thinks()
+    if info.wire_format == "xtml":
+        return _from_xtml_prompt(prompt, thinking)
     messages: list[Message] = []
     tools: list[Tool] = []
     for match in _MESSAGE_RE.finditer(prompt):
@@ -212,7 +232,6 @@ def from_prompt(prompt: str, family: str) -> Conversation:
             messages.append(Message("assistant", text))
         else:
             messages.append(Message("user" if start == T.IM_USER else "system", body))
-    thinking = prompt.endswith(T.THINK_BEGIN) if family == "k2.5" else family == "k2-thinking"
     return Conversation(messages, tools, thinking, "auto" if tools else "none")
 
 
@@ -249,3 +268,47 @@ def _schema_of_ts_type(ts_type: str) -> dict[str, Any]:
         except orjson.JSONDecodeError:
             return {}
     return {"enum": literals}
+
+
+# --- reading a K3 (XTML) prompt ------------------------------------------------------------
+
+_XTML_MESSAGE_RE = re.compile(
+    re.escape(T.XTML_OPEN) + "(message(?: [^\n]*?)?)" + re.escape(T.XTML_SEP) + "(.*?)"
+    + re.escape(xtml.close_tag("message") + T.XTML_END_OF_MSG),
+    re.DOTALL,
+)
+_XTML_RESPONSE_RE = re.compile(
+    re.escape(xtml.open_tag("response")) + "(.*?)" + re.escape(xtml.close_tag("response")),
+    re.DOTALL,
+)
+_JSON_BLOCK_RE = re.compile(r"```json\n(.*)\n```", re.DOTALL)
+_TOOL_CHOICE_RE = re.compile(r"`tool_choice=(\w+)`")
+
+
+def _from_xtml_prompt(prompt: str, thinking: bool) -> Conversation:
+    """The messages of a K3 prompt (kimi-protocol.md §9): the internal system messages
+    (``type="tool-declare"``, ``"tool-choice"``...) give the tools and ``tool_choice``; an
+    assistant keeps its response channel; a tool result its tool's name."""
+    messages: list[Message] = []
+    tools: list[Tool] = []
+    choice: str | None = None
+    for match in _XTML_MESSAGE_RE.finditer(prompt):
+        _, attributes = xtml.parse_header(match.group(1))
+        role, kind, body = attributes.get("role", ""), attributes.get("type"), match.group(2)
+        if kind == "tool-declare":
+            declared = _JSON_BLOCK_RE.search(body)
+            with contextlib.suppress(orjson.JSONDecodeError):
+                tools += _chat_tools(orjson.loads(declared.group(1))) if declared else []
+        elif kind == "tool-choice":
+            chosen = _TOOL_CHOICE_RE.search(body)
+            choice = chosen.group(1) if chosen else None
+        elif kind is not None:
+            continue  # thinking-effort, response-format: not part of the conversation
+        elif role == "assistant":
+            response = _XTML_RESPONSE_RE.search(body)
+            messages.append(Message("assistant", response.group(1) if response else ""))
+        elif role == "tool":
+            messages.append(Message("tool", body, attributes.get("tool")))
+        else:
+            messages.append(Message("user" if role == "user" else "system", body))
+    return Conversation(messages, tools, thinking, choice or ("auto" if tools else "none"))

@@ -3,8 +3,9 @@ deltas it streams.
 
 :func:`generate` tokenizes the raw text, applies the request's limits the way vLLM does
 (``max_tokens``, ``ignore_eos``, ``stop`` strings, ``skip_special_tokens``) and classifies the
-tokens into the shared deltas of :mod:`kimi_modes.protocol.deltas` as vLLM's ``kimi_k2``
-reasoning and tool parsers would, or leaves everything as content (no parsers; and
+tokens into the shared deltas of :mod:`kimi_modes.protocol.deltas` as vLLM's reasoning and
+tool parsers would (``kimi_k2`` for the K2.x families; for K3's XTML, ``kimi_k3``, stood in
+for by protocol's own K3 parser), or leaves everything as content (no parsers; and
 ``/v1/completions``, where :data:`RAW` is used). One :class:`Generation` step per generated
 token, the stop token included.
 """
@@ -18,12 +19,16 @@ from itertools import cycle, islice
 
 from kimi_modes.protocol import tokens as T
 from kimi_modes.protocol.deltas import ContentDelta, Delta, ReasoningDelta, ToolCallDelta
-from kimi_modes.simulator.tokenize import HIDDEN_TOKENS, tokenize
+from kimi_modes.protocol.families import WireFormat, family_info
+from kimi_modes.protocol.parse import StreamingParser
+from kimi_modes.simulator.tokenize import HIDDEN_TOKENS, count_tokens, tokenize
 
 #: What ``ignore_eos`` generates after the answer (and its stop token), cycled.
 FILLER = tokenize(" The lighthouse keeper counted the waves again, one by one, all night.")
 _ID_RE = re.compile(r"(.+:\d+)")
 _SECTION_BEGINS = (T.TOOL_CALLS_SECTION_BEGIN, T.TOOL_CALL_SECTION_BEGIN_SINGULAR)
+_CALL_END = f"{T.XTML_CLOSE}call{T.XTML_SEP}"  # what ends a K3 call
+_MESSAGE_END = f"{T.XTML_CLOSE}message{T.XTML_SEP}"  # and its answer
 
 
 @dataclass(slots=True, frozen=True)
@@ -41,12 +46,18 @@ class Limits:
 class Parsing:
     """How tokens become deltas. ``thinks``: the output begins inside the reasoning block;
     ``reasoning``/``tools``: vLLM's reasoning / tool-call parser is on; ``named_tool``: the
-    request forced one function (its finish reason stays ``stop``)."""
+    request forced one function (its finish reason stays ``stop``). ``family``: the family
+    served, whose wire format picks the parsers (``None``: a K2.x one)."""
 
     thinks: bool = False
     reasoning: bool = False
     tools: bool = False
     named_tool: bool = False
+    family: str | None = None
+
+    @property
+    def wire_format(self) -> WireFormat:
+        return family_info(self.family).wire_format if self.family is not None else "k2"
 
 
 RAW = Parsing()
@@ -76,15 +87,21 @@ class Generation:
         self._finish = finish
         self.stop_reason = stop_reason
         self._named = parsing.named_tool
-        self._classifier = _Classifier(parsing)
+        self._classifier: _Classifier | _XtmlClassifier = (
+            _XtmlClassifier(parsing)
+            if parsing.wire_format == "xtml" and (parsing.reasoning or parsing.tools)
+            else _Classifier(parsing)
+        )
         self.completion_tokens = len(texts) + reached_eos
 
     def steps(self) -> Iterator[tuple[Delta, ...]]:
-        feed = self._classifier.feed
-        for text in self._texts:
-            yield feed(text)
+        classifier = self._classifier
+        last = len(self._texts) - 1
+        for i, text in enumerate(self._texts):
+            deltas = classifier.feed(text)
+            yield deltas + classifier.close() if i == last and not self._reached_eos else deltas
         if self._reached_eos:
-            yield ()
+            yield classifier.close()
 
     def run(self) -> Generation:
         """Consume the steps at once (for a non-streaming answer); returns ``self``."""
@@ -115,11 +132,13 @@ class Generation:
         return [c for c in self._classifier.calls if c.complete]
 
 
-def generate(raw: str, limits: Limits, parsing: Parsing = RAW) -> Generation:
-    """Generate ``raw`` (the model's text without its stop token) under ``limits``."""
+def generate(raw: str, limits: Limits, parsing: Parsing = RAW,
+             stop_token: str = T.IM_END) -> Generation:
+    """Generate ``raw`` (the model's text without its stop token) under ``limits``;
+    ``stop_token`` is the family's (what ``ignore_eos`` generates past)."""
     tokens = tokenize(raw)
     if limits.ignore_eos:
-        tokens.append(T.IM_END)
+        tokens.append(stop_token)
         tokens.extend(islice(cycle(FILLER), max(0, limits.max_tokens - len(tokens))))
     reached_eos = not limits.ignore_eos and len(tokens) < limits.max_tokens
     del tokens[limits.max_tokens:]
@@ -215,3 +234,72 @@ class _Classifier:
                 self.calls[-1].arguments += text
                 return (ToolCallDelta(len(self.calls) - 1, arguments=text),)
         return ()
+
+    def close(self) -> tuple[Delta, ...]:
+        """Nothing is held back: every token was classified as it came."""
+        return ()
+
+
+class _XtmlClassifier:
+    """vLLM's ``kimi_k3`` parsers, stood in for by protocol's K3 parser fed token by token:
+    reasoning in the think channel, content in the response channel, calls in the tools
+    channel (ids ``functions.NAME:IDX``, as K3 writes none). A call counts as complete (for
+    the non-streaming answer, as vLLM's parser decodes complete call blocks only) once its
+    ``<|close|>call<|sep|>`` is generated. Without the tool parser (no tools declared, or
+    ``tool_choice`` ``none``) the calls the model writes are dropped. What ``ignore_eos``
+    generates past ``<|close|>message<|sep|>`` is content, as for K2."""
+
+    def __init__(self, parsing: Parsing) -> None:
+        self.parsing = parsing
+        assert parsing.family is not None  # an XTML wire format comes from a family
+        self._parser = StreamingParser(parsing.family, thinking=parsing.thinks)
+        self.reasoning_parts: list[str] = []
+        self.content_parts: list[str] = []
+        self.calls: list[FinishedCall] = []
+        self._tail = ""  # the end of the text fed, for the two markers above
+        self._ended = False
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return count_tokens("".join(self.reasoning_parts))
+
+    def feed(self, text: str) -> tuple[Delta, ...]:
+        if self._ended:
+            return self._take([ContentDelta(text)]) if text else ()
+        if not text:
+            return ()
+        self._tail = (self._tail + text)[-len(_MESSAGE_END):]
+        deltas = self._take(self._parser.feed(text))
+        if self._tail.endswith(_CALL_END) and self.calls:
+            self.calls[-1].complete = True
+        elif self._tail.endswith(_MESSAGE_END):
+            self._ended = True
+            deltas += self._take(self._parser.close())
+        return deltas
+
+    def close(self) -> tuple[Delta, ...]:
+        if self._ended:
+            return ()
+        self._ended = True
+        return self._take(self._parser.close())
+
+    def _take(self, deltas: list[Delta]) -> tuple[Delta, ...]:
+        out: list[Delta] = []
+        for d in deltas:
+            if isinstance(d, ReasoningDelta):
+                self.reasoning_parts.append(d.text)
+            elif isinstance(d, ContentDelta):
+                self.content_parts.append(d.text)
+            elif not self.parsing.tools:
+                continue
+            elif d.id is not None:  # the header, sent on its own as vLLM does
+                self.calls.append(FinishedCall(d.id, d.name or ""))
+                out.append(ToolCallDelta(d.index, d.id, d.name))
+                if d.arguments:
+                    self.calls[d.index].arguments += d.arguments
+                    out.append(ToolCallDelta(d.index, arguments=d.arguments))
+                continue
+            else:
+                self.calls[d.index].arguments += d.arguments
+            out.append(d)
+        return tuple(out)

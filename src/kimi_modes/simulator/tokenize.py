@@ -1,10 +1,11 @@
 """A small deterministic tokenizer standing in for Kimi's tiktoken BPE.
 
-Every control token of kimi-protocol.md §2 is one token. Other text is cut into pieces of at
-most four word characters (the first piece of a word keeps its leading whitespace), single
-punctuation characters (also with their leading whitespace) and trailing whitespace. The
-pieces of :func:`tokenize` always join back to the input, so a streamed answer reassembles
-exactly; :func:`count_tokens` gives the same count without building the list.
+Every control token of kimi-protocol.md §2 (K2.x) and §9 (K3's XTML) is one token. Other
+text is cut into pieces of at most four word characters (the first piece of a word keeps its
+leading whitespace), single punctuation characters (also with their leading whitespace) and
+trailing whitespace. The pieces of :func:`tokenize` always join back to the input, so a
+streamed answer reassembles exactly; :func:`count_tokens` gives the same count without
+building the list.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import re
 
 from kimi_modes.protocol import tokens as T
 
+_SPECIALS = {*T.CONTROL_TOKENS, *T.XTML_CONTROL_TOKENS, T.XTML_IMAGE_PLACEHOLDER}
 _SPECIAL_RE = re.compile(
-    "(" + "|".join(re.escape(t) for t in sorted(T.CONTROL_TOKENS, key=len, reverse=True)) + ")"
+    "(" + "|".join(re.escape(t) for t in sorted(_SPECIALS, key=len, reverse=True)) + ")"
 )
 _PIECE_RE = re.compile(r"\s*\w{1,4}|\s*[^\w\s]|\s+")
 
-#: The tokens that ``skip_special_tokens`` hides (kimi-protocol.md §2); tool-call markers and
-#: the think tags are not among them.
+#: The tokens that ``skip_special_tokens`` hides (kimi-protocol.md §2, §9); the output's
+#: structure (tool-call markers, the think tags, K3's element markers) is not among them.
 HIDDEN_TOKENS: frozenset[str] = frozenset(
     {
         T.BOS,
@@ -34,6 +36,8 @@ HIDDEN_TOKENS: frozenset[str] = frozenset(
         T.MEDIA_CONTENT,
         T.MEDIA_END,
         T.MEDIA_PAD,
+        T.XTML_END_OF_MSG,
+        T.XTML_IMAGE_PLACEHOLDER,
     }
 )
 

@@ -23,7 +23,8 @@ from kimi_modes.bench.verify.cases import (
     request_hash,
 )
 from kimi_modes.bench.verify.client import Endpoint, RetryPolicy
-from kimi_modes.bench.verify.metrics import Confusion, judge
+from kimi_modes.bench.verify.metrics import F1_THRESHOLDS, Confusion, judge
+from kimi_modes.protocol.families import Family
 
 SIM_MODEL = "moonshotai/Kimi-K2.5"
 
@@ -244,6 +245,17 @@ def test_broken_tool_calls_lower_schema_accuracy(start_simulator: Callable[..., 
     assert "schema_accuracy 14.29% < 95.00%" in gated.stdout and "FAIL" in gated.stdout
 
 
+def test_the_sample_set_passes_on_a_k3_simulator(start_simulator: Callable[..., Any],
+                                                 tmp_path: Path) -> None:
+    sim = start_simulator("--family", "k3", "--ttft", "0", "--tpot", "0")
+    run = verify("--base-url", sim.v1, "--model-family", "k3", *outputs(tmp_path))
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary, _ = read_run(tmp_path)
+    assert summary["tool_call_f1"] == summary["schema_accuracy"] == 1.0
+    assert summary["thresholds"] == {"tool_call_f1": 0.73, "schema_accuracy": None,
+                                     "model_family": "k3"}
+
+
 def test_the_sample_set_through_the_gateway(start_simulator: Callable[..., Any],
                                             start_gateway: Callable[..., Any],
                                             upstream_toml: Callable[..., str],
@@ -390,7 +402,8 @@ def test_identical_lines_keep_their_own_records(start_simulator: Callable[..., A
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--extra-body", "{nope"], "--extra-body is not valid JSON"),
-    (["--model-family", "k3"], "--model-family must be one of"),
+    (["--model-family", "k4"],
+     "--model-family must be one of k2-instruct, k2-thinking, k2.5, k2.6, k2.7-code, k3"),
     (["--threshold", "80"], "--threshold must be between 0 and 1"),
     (["--concurrency", "0"], "--concurrency must be at least 1"),
     (["--reference-url", "http://x/v1", "--reference-results", "r.jsonl"], "not both"),
@@ -424,3 +437,9 @@ def test_an_unreachable_endpoint_fails_in_one_line(unused_port: int, tmp_path: P
     assert run.returncode == 1
     assert "error: all 3 requests failed: ClientConnectorError" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_every_family_has_moonshots_f1_bar() -> None:
+    assert set(F1_THRESHOLDS) == set(Family)
+    assert F1_THRESHOLDS[Family.K2_INSTRUCT] == 0.80
+    assert {F1_THRESHOLDS[f] for f in Family if f is not Family.K2_INSTRUCT} == {0.73}

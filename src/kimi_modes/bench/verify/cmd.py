@@ -1,8 +1,8 @@
 """The ``kimi-modes verify tools`` command: options in K2-Vendor-Verifier's spelling.
 
-Imports only typer at module level: the main CLI imports this module to register the command;
-the verifier's own modules (aiohttp, jsonschema) load when it runs. Exit status: 0 the
-deployment passes, 1 it does not (or the run failed), 2 a usage error.
+Imports only typer and protocol's family list at module level: the main CLI imports this
+module to register the command; the verifier's own modules (aiohttp) load when it runs. Exit
+status: 0 the deployment passes, 1 it does not (or the run failed), 2 a usage error.
 """
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ import typer
 
 from kimi_modes.bench._cli import fail as _fail
 from kimi_modes.bench._cli import json_object as _json_object
+from kimi_modes.protocol.families import Family, resolve_family
 
-_FAMILIES = ("k2-instruct", "k2-thinking", "k2.5")
+_FAMILY_HELP = (
+    "Sets --threshold to Moonshot's bar: k2-instruct 0.80, the others ("
+    + ", ".join(f for f in Family if f is not Family.K2_INSTRUCT)
+    + ") 0.73."
+)
 
 
 def tools(
@@ -81,8 +86,7 @@ def tools(
                                   "as the ground truth, matched by line.")
     ] = None,
     model_family: Annotated[
-        str, typer.Option(help="Sets --threshold to Moonshot's bar: k2-instruct 0.80, "
-                          "k2-thinking 0.73, k2.5 0.73.")
+        str, typer.Option(help=_FAMILY_HELP)
     ] = "k2.5",
     threshold: Annotated[
         float | None, typer.Option(help="tool_call_f1 needed to pass (a fraction).")
@@ -102,16 +106,18 @@ def tools(
     from kimi_modes.bench.verify.cases import InputError, load_cases
     from kimi_modes.bench.verify.metrics import F1_THRESHOLDS, Thresholds
 
-    if model_family not in _FAMILIES:
-        raise _fail(f"--model-family must be one of {', '.join(_FAMILIES)}")
+    try:
+        family = resolve_family(model_family)
+    except ValueError:
+        raise _fail(f"--model-family must be one of {', '.join(Family)}") from None
     if limit is not None and limit < 1:
         raise _fail("--limit must be at least 1")
     if max_tokens is not None and max_tokens < 1:
         raise _fail("--max-tokens must be at least 1")
     bars = Thresholds(
-        threshold if threshold is not None else F1_THRESHOLDS[model_family],
+        threshold if threshold is not None else F1_THRESHOLDS[family],
         schema_threshold,
-        None if threshold is not None else model_family,
+        None if threshold is not None else family.value,
     )
     try:
         cases = load_cases(file_path, limit)

@@ -18,7 +18,8 @@ call fails the check.
 
 **Thresholds.** Moonshot accepts a deployment whose ``tool_call_f1`` against its official API is
 at least 80 % for Kimi-K2-Instruct-0905 and 73 % for K2-Thinking; K2VV states no threshold for
-schema accuracy (the official API scores 100 %) and none for K2.5, where K2-Thinking's is used.
+schema accuracy (the official API scores 100 %) and none for K2.5 and the later families
+(K2.6, K2.7-Code, K3), where K2-Thinking's is used.
 """
 
 from __future__ import annotations
@@ -29,10 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kimi_modes.bench.verify.cases import forced_function
+from kimi_modes.protocol.families import Family
 from kimi_modes.protocol.schema import ToolSet
 
-#: Moonshot's tool_call_f1 acceptance thresholds by model family (K2VV README).
-F1_THRESHOLDS = {"k2-instruct": 0.80, "k2-thinking": 0.73, "k2.5": 0.73}
+#: Moonshot's tool_call_f1 acceptance thresholds by model family (K2VV README); the families
+#: K2VV names no bar for (K2.5 and later) get K2-Thinking's.
+F1_THRESHOLDS: dict[Family, float] = {
+    family: 0.80 if family is Family.K2_INSTRUCT else 0.73 for family in Family
+}
 TOOL_CALLS = "tool_calls"
 
 # ToolSet's error sentences start with these; the summary counts errors by kind.

