@@ -17,11 +17,13 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 
 CHAT_TEMPLATE = (
+    "{% if tools %}<|im_system|>tools {{ tools | tojson }}<|im_end|>{% endif %}"
     "{% for m in messages %}<|im_{{ m['role'] }}|>{{ m['content'] }}<|im_end|>{% endfor %}"
     "{% if add_generation_prompt %}<|im_assistant|>{% endif %}"
 )
 SPECIALS = ["<pad>", "<unk>", "[BOS]", "[EOS]", "<|im_end|>", "<|im_system|>", "<|im_user|>",
-            "<|im_assistant|>"]
+            "<|im_assistant|>", "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>",
+            "<|tool_call_begin|>", "<|tool_call_argument_begin|>", "<|tool_call_end|>"]
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +52,9 @@ def make_tokenizer() -> Any:
     return tokenizer
 
 
-def make_config(vocab_size: int) -> Any:
+def make_config(vocab_size: int, initializer_range: float = 0.02) -> Any:
     return transformers.DeepseekV3Config(
+        initializer_range=initializer_range,
         vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
@@ -78,11 +81,12 @@ def make_config(vocab_size: int) -> Any:
     )
 
 
-def make_model(seed: int = 0) -> Any:
+def make_model(seed: int = 0, initializer_range: float = 0.02) -> Any:
     """A tiny ``DeepseekV3ForCausalLM`` (2 heads, layer 0 dense, layer 1 MoE), float32."""
     torch.manual_seed(seed)
     tokenizer = make_tokenizer()
-    model = transformers.DeepseekV3ForCausalLM(make_config(len(tokenizer)))
+    config = make_config(len(tokenizer), initializer_range)
+    model = transformers.DeepseekV3ForCausalLM(config)
     return model.float()
 
 

@@ -121,8 +121,8 @@ def match_targets(
             experts.append(
                 TargetMatch(suffix, hits_p, [tuple(params[name].shape) for name in hits_p])
             )
-    config: Any = model.__dict__.get("config")
-    config_dict: dict[str, Any] = config.to_dict() if config is not None else {}
+    model_config: Any = model.__dict__.get("config")
+    config_dict: dict[str, Any] = model_config.to_dict() if model_config is not None else {}
     return TargetReport(
         architecture=type(model).__name__,
         matches=matches,
