@@ -101,6 +101,13 @@ def tiny_model() -> Any:
 
 
 @pytest.fixture
+def lively_model() -> Any:
+    """The tiny model with larger initial weights, so that its samples are not uniform and
+    a few RL steps move them."""
+    return make_model(initializer_range=0.3)
+
+
+@pytest.fixture
 def tiny_model_dir(tmp_path: Path) -> Path:
     """The tiny model and its tokenizer saved as a transformers checkpoint directory."""
     directory = tmp_path / "tiny-kimi"
