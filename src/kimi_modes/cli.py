@@ -6,7 +6,8 @@
 - ``render`` and ``parse``: Kimi's prompt template and output parser (:mod:`kimi_modes.protocol`);
 - ``bench serve``, ``bench agents``, ``verify tools`` and ``eval``: measuring a deployment
   over HTTP (:mod:`kimi_modes.bench`);
-- ``simulate``: the simulated Kimi engine (:mod:`kimi_modes.engines.simulated`).
+- ``simulate``: the simulated Kimi engine (:mod:`kimi_modes.engines.simulated`);
+- ``train targets`` and ``train run``: GSPO fine-tuning with LoRA (:mod:`kimi_modes.train`).
 """
 
 from __future__ import annotations
@@ -441,6 +442,15 @@ def _register_deploy() -> None:
 
 
 _register_deploy()
+
+
+def _register_train() -> None:
+    from kimi_modes.train.cmd import train_app
+
+    app.add_typer(train_app, name="train")
+
+
+_register_train()
 
 
 def main() -> None:

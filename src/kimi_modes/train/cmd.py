@@ -1,0 +1,151 @@
+"""The ``kimi-modes train`` commands: ``targets`` (what LoRA adapts) and ``run`` (GSPO).
+
+Imports only typer at module level: the main CLI imports this module to register the
+commands; torch, transformers, TRL and PEFT load when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+train_app = typer.Typer(
+    help="RL fine-tuning (GSPO with LoRA on TRL + PEFT); needs the `train` extra.",
+    no_args_is_help=True,
+)
+
+MODEL_HELP = "A transformers checkpoint directory (or Hub id)."
+TARGETS_HELP = "Comma-separated LoRA target module names (default: the MLA projections)."
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+@train_app.command("targets")
+def targets(
+    model: Annotated[str, typer.Option(help=MODEL_HELP)],
+    target_list: Annotated[str | None, typer.Option("--targets", help=TARGETS_HELP)] = None,
+    routed_experts: Annotated[
+        bool, typer.Option(help="Also adapt the fused routed experts (target_parameters).")
+    ] = False,
+    rank: Annotated[int, typer.Option(help="LoRA rank, for the parameter count.")] = 64,
+    trust_remote_code: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """Print what a LoRA target list adapts on MODEL, read from the model (weights not loaded)."""
+    from kimi_modes.train.targets import (
+        DEFAULT_TARGETS,
+        TargetError,
+        check_targets,
+        load_skeleton,
+        match_targets,
+    )
+
+    skeleton = load_skeleton(model, trust_remote_code=trust_remote_code)
+    names = _split(target_list) or list(DEFAULT_TARGETS)
+    report = match_targets(skeleton, names, routed_experts=routed_experts)
+    typer.echo(f"{report.architecture}: {len(report.modules)} modules adapted")
+    for match in [*report.matches, *report.expert_parameters]:
+        shown = ", ".join(match.modules[:3]) + (" ..." if len(match.modules) > 3 else "")
+        typer.echo(f"  {match.target:<22} {len(match.modules):>4}  {shown or 'NOTHING'}")
+    typer.echo(f"LoRA parameters at rank {rank}: {report.lora_parameters(rank):,}")
+    try:
+        check_targets(report)
+    except TargetError as exc:
+        raise _fail(str(exc)) from None
+
+
+@train_app.command("run")
+def run(
+    model: Annotated[str, typer.Option(help=MODEL_HELP)],
+    output: Annotated[Path, typer.Option(help="Where the adapter is saved.")],
+    task: Annotated[
+        list[Path] | None, typer.Option(help="A `bench agents` task file. Repeatable.")
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="A seed scenario: customer_service, technical_support, sales."),
+    ] = None,
+    reward_file: Annotated[
+        Path | None, typer.Option(help="Python file defining REWARDS (and WEIGHTS).")
+    ] = None,
+    family: Annotated[str, typer.Option(help="Kimi family, for the wire-format rewards.")] = (
+        "k2-instruct"
+    ),
+    target_list: Annotated[str | None, typer.Option("--targets", help=TARGETS_HELP)] = None,
+    optimizer: Annotated[str, typer.Option(help="adamw, or muon (Muon + AdamW).")] = "adamw",
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    learning_rate: Annotated[float | None, typer.Option()] = None,
+    num_generations: Annotated[int | None, typer.Option(help="Group size G.")] = None,
+    gradient_accumulation_steps: Annotated[int | None, typer.Option()] = None,
+    max_completion_length: Annotated[int | None, typer.Option()] = None,
+    repeat: Annotated[int, typer.Option(help="List each task this many times.")] = 1,
+    cpu: Annotated[bool, typer.Option(help="Train on CPU (tiny models, tests).")] = False,
+) -> None:
+    """GSPO with LoRA on MODEL over task files; prints reward, KL and clip ratio per step."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kimi_modes.train.gspo import train_gspo
+    from kimi_modes.train.presets import KIMI
+    from kimi_modes.train.rewards import (
+        AnswerFormat,
+        Rewards,
+        TaskCheck,
+        ToolCallValidity,
+        load_reward_file,
+    )
+    from kimi_modes.train.targets import DEFAULT_TARGETS, TargetError
+    from kimi_modes.train.tasks import load_dataset, scenario_path
+
+    if optimizer not in ("adamw", "muon"):
+        raise _fail("--optimizer must be adamw or muon")
+    paths = [*(task or []), *(scenario_path(name) for name in scenario or [])]
+    if not paths:
+        raise _fail("give --task or --scenario")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    funcs = [
+        AnswerFormat(tokenizer, family),
+        ToolCallValidity(tokenizer, family),
+        TaskCheck(tokenizer, family),
+    ]
+    rewards = Rewards(list(funcs))
+    if reward_file is not None:
+        extra = load_reward_file(reward_file)
+        rewards = Rewards(
+            [*rewards.funcs, *extra.funcs],
+            [*rewards.resolved_weights(), *extra.resolved_weights()],
+            extra.aggregation,
+        )
+    changes = {
+        "max_steps": max_steps,
+        "learning_rate": learning_rate,
+        "num_generations": num_generations,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+        "max_completion_length": max_completion_length,
+    }
+    preset = KIMI.with_(**{k: v for k, v in changes.items() if v is not None})
+    dataset = load_dataset(paths, tokenizer, repeat=repeat)
+    try:
+        train_gspo(
+            AutoModelForCausalLM.from_pretrained(model),
+            tokenizer,
+            dataset,
+            rewards,
+            preset,
+            output,
+            targets=_split(target_list) or list(DEFAULT_TARGETS),
+            optimizer="muon" if optimizer == "muon" else "adamw",
+            on_step=lambda step: typer.echo(step.line()),
+            use_cpu=cpu,
+            disable_tqdm=True,
+        )
+    except TargetError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"adapter saved to {output}")
