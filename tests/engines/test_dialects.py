@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from kimi_modes.engines.dialects import DIALECTS, TemplateSwitches, merge_into
+from kimi_modes.engines.dialects import DIALECTS, merge_into
 from kimi_modes.protocol import PromptError
 
 
@@ -85,15 +85,3 @@ def test_what_cannot_be_sent_is_refused_not_dropped(
 def test_an_effort_the_family_rejects_is_a_prompt_error() -> None:
     with pytest.raises(PromptError):
         DIALECTS["vllm"].body_fragment(True, "k3", thinking_effort="medium")
-
-
-def test_template_switches_are_taken_out_of_extra() -> None:
-    switches, rest = TemplateSwitches.from_extra(
-        {"thinking_effort": "low", "preserve_thinking": True, "top_k": 5}
-    )
-    assert switches == TemplateSwitches("low", True) and rest == {"top_k": 5}
-    assert TemplateSwitches.from_extra({}) == (TemplateSwitches(), {})
-    with pytest.raises(ValueError, match="thinking_effort must be a string"):
-        TemplateSwitches.from_extra({"thinking_effort": 3})
-    with pytest.raises(ValueError, match="preserve_thinking must be true or false"):
-        TemplateSwitches.from_extra({"preserve_thinking": "yes"})

@@ -92,14 +92,14 @@ async def test_k3_effort_and_k26_preserve_thinking_shape_the_prompt(
 ) -> None:
     k3 = start_simulator("--family", "k3", *FAST)
     engine = KimiRawEngine("sim", k3.v1, family="k3", model=MODEL)
-    done = await run(engine, ChatRequest(messages=HELLO, extra={"thinking_effort": "low"}))
+    done = await run(engine, ChatRequest(messages=HELLO, thinking_effort="low"))
     assert done.message.content == "You said: Hello there"
     body = last_body(k3)
     assert body["prompt"] == render_prompt({"messages": HELLO}, "k3", thinking_effort="low")
     assert "`thinking_effort=low`" in body["prompt"] and "thinking_effort" not in body
     engine = KimiRawEngine("sim", k3.v1, family="k3", model=MODEL)
     with pytest.raises(UpstreamRejected, match="'medium' is not supported by k3"):
-        await run(engine, ChatRequest(messages=HELLO, extra={"thinking_effort": "medium"}))
+        await run(engine, ChatRequest(messages=HELLO, thinking_effort="medium"))
 
     k26 = start_simulator("--family", "k2.6", *FAST)
     history = [
@@ -109,13 +109,13 @@ async def test_k3_effort_and_k26_preserve_thinking_shape_the_prompt(
     ]
     for preserve in (True, False):
         engine = KimiRawEngine("sim", k26.v1, family="k2.6", model=MODEL)
-        await run(engine, ChatRequest(messages=history, extra={"preserve_thinking": preserve}))
+        await run(engine, ChatRequest(messages=history, preserve_thinking=preserve))
         prompt = last_body(k26)["prompt"]
         assert ("<think>A greeting.</think>" in prompt) is preserve
         assert "preserve_thinking" not in last_body(k26)
     engine = KimiRawEngine("sim", k26.v1, family="k2.6", model=MODEL)
     with pytest.raises(UpstreamRejected, match="takes no thinking_effort"):
-        await run(engine, ChatRequest(messages=HELLO, extra={"thinking_effort": "low"}))
+        await run(engine, ChatRequest(messages=HELLO, thinking_effort="low"))
 
 
 @pytest.mark.parametrize("family", ["k3", "k2.6"])

@@ -91,7 +91,7 @@ async def test_k3_effort_and_k26_preserve_thinking_travel_in_template_kwargs(
 ) -> None:
     k3 = start_simulator("--family", "k3", *FAST)
     engine = OpenAIChatEngine("sim", k3.v1, family="k3", model=MODEL)
-    request = ChatRequest(messages=HELLO, extra={"thinking_effort": "low", "top_k": 5})
+    request = ChatRequest(messages=HELLO, thinking_effort="low", extra={"top_k": 5})
     done, _ = await run(engine, request)
     assert done.message.content == "You said: Hello there"
     body = last_body(k3)
@@ -100,11 +100,11 @@ async def test_k3_effort_and_k26_preserve_thinking_travel_in_template_kwargs(
     # an effort K3's encoder rejects is refused before anything is sent
     engine = OpenAIChatEngine("sim", k3.v1, family="k3", model=MODEL)
     with pytest.raises(UpstreamRejected, match="'medium' is not supported by k3"):
-        await run(engine, ChatRequest(messages=HELLO, extra={"thinking_effort": "medium"}))
+        await run(engine, ChatRequest(messages=HELLO, thinking_effort="medium"))
 
     k26 = start_simulator("--family", "k2.6", *FAST)
     engine = OpenAIChatEngine("sim", k26.v1, family="k2.6", model=MODEL, dialect="moonshot")
-    request = ChatRequest(messages=HELLO, extra={"preserve_thinking": True})
+    request = ChatRequest(messages=HELLO, preserve_thinking=True)
     await run(engine, request)
     body = last_body(k26)
     assert body["thinking"] == {"type": "enabled", "keep": "all"}

@@ -138,3 +138,15 @@ def test_agent_and_swarm_options_travel_beside_the_request() -> None:
     assert wire.options.agent.max_steps == 3  # type: ignore[attr-defined]
     assert wire.options.swarm.fan_out == "required"  # type: ignore[attr-defined]
     assert wire.request.extra == {"top_k": 5}  # type: ignore[attr-defined]
+
+
+def test_k3_effort_and_k26_preserve_travel_on_the_request() -> None:
+    wire = parsed(chat_template_kwargs={"thinking_effort": "low", "preserve_thinking": True})
+    assert wire.request.thinking_effort == "low"  # type: ignore[attr-defined]
+    assert wire.request.preserve_thinking is True  # type: ignore[attr-defined]
+    for kwargs, param in (({"thinking_effort": 3}, "chat_template_kwargs.thinking_effort"),
+                          ({"preserve_thinking": "yes"},
+                           "chat_template_kwargs.preserve_thinking")):
+        with pytest.raises(APIError) as info:
+            parsed(chat_template_kwargs=kwargs)
+        assert info.value.param == param

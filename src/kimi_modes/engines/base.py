@@ -42,6 +42,10 @@ class ChatRequest:
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     thinking: bool = True
+    #: K3's reasoning depth (``low``, ``high``, ``max``; ``None``: the family's default).
+    thinking_effort: str | None = None
+    #: K2.6's switch to keep earlier turns' reasoning in the prompt (``None``: default).
+    preserve_thinking: bool | None = None
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None

@@ -12,7 +12,6 @@ nothing else in the code branches on the upstream's kind.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,28 +123,6 @@ DIALECTS: dict[str, Dialect] = {
         Dialect("none", None, note="the upstream has no thinking switch"),
     )
 }
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateSwitches:
-    """K3's ``thinking_effort`` and K2.6's ``preserve_thinking`` for one request (``None``:
-    not asked). Read from the request's ``extra`` until the request type carries them."""
-
-    thinking_effort: str | None = None
-    preserve_thinking: bool | None = None
-
-    @classmethod
-    def from_extra(cls, extra: Mapping[str, Any]) -> tuple[TemplateSwitches, dict[str, Any]]:
-        """The switches in ``extra`` and a copy of ``extra`` without them; ``ValueError`` for
-        an effort that is not a string or a ``preserve_thinking`` that is not a bool."""
-        rest = dict(extra)
-        effort = rest.pop("thinking_effort", None)
-        preserve = rest.pop("preserve_thinking", None)
-        if effort is not None and not isinstance(effort, str):
-            raise ValueError("thinking_effort must be a string")
-        if preserve is not None and not isinstance(preserve, bool):
-            raise ValueError("preserve_thinking must be true or false")
-        return cls(effort, preserve), rest
 
 
 def merge_into(body: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
 from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
-from kimi_modes.engines.dialects import TemplateSwitches, merge_into
+from kimi_modes.engines.dialects import merge_into
 from kimi_modes.protocol import (
     Family,
     StreamingParser,
@@ -80,21 +80,20 @@ class KimiRawEngine:
         Raises :class:`UpstreamRejected` (400) for what raw text completion cannot carry or
         enforce, rather than dropping it silently: image parts, a ``tool_choice`` that forces
         a call (``"required"`` or a named function) and a ``response_format`` other than
-        ``{"type": "text"}``; and for a ``thinking_effort`` or ``preserve_thinking`` (read from
-        ``request.extra``) the family cannot take.
+        ``{"type": "text"}``; and for a ``thinking_effort`` or ``preserve_thinking`` the family
+        cannot take.
         """
         self._check_supported(request)
         chat: dict[str, Any] = {"messages": request.messages}
         if request.tools and request.tool_choice != "none":
             chat["tools"] = request.tools
         try:
-            switches, extra = TemplateSwitches.from_extra(request.extra)
             prompt = render_prompt(
                 chat,
                 self.family,
                 thinking=request.thinking,
-                thinking_effort=switches.thinking_effort,
-                preserve_thinking=switches.preserve_thinking,
+                thinking_effort=request.thinking_effort,
+                preserve_thinking=request.preserve_thinking,
             )
         except ValueError as exc:  # PromptError included
             raise UpstreamRejected(self.name, f"cannot render the prompt: {exc}") from None
@@ -112,8 +111,7 @@ class KimiRawEngine:
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
-        extra.pop("response_format", None)
-        merge_into(body, extra)
+        merge_into(body, {k: v for k, v in request.extra.items() if k != "response_format"})
         return body
 
     def _check_supported(self, request: ChatRequest) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
 from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
-from kimi_modes.engines.dialects import DIALECTS, TemplateSwitches, merge_into
+from kimi_modes.engines.dialects import DIALECTS, merge_into
 from kimi_modes.protocol import (
     Family,
     ReasoningDelta,
@@ -91,16 +91,15 @@ class OpenAIChatEngine:
             if value is not None:
                 body[key] = value
         try:
-            switches, extra = TemplateSwitches.from_extra(request.extra)
             fragment = self.dialect.body_fragment(
                 request.thinking,
                 self.family,
-                thinking_effort=switches.thinking_effort,
-                preserve_thinking=switches.preserve_thinking,
+                thinking_effort=request.thinking_effort,
+                preserve_thinking=request.preserve_thinking,
             )
         except ValueError as exc:
             raise UpstreamRejected(self.name, str(exc)) from None
-        merge_into(body, extra)
+        merge_into(body, dict(request.extra))
         merge_into(body, fragment)
         return body
 

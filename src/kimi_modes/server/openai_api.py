@@ -127,8 +127,18 @@ class ChatCompletionBody(BaseModel):
             value = fields.get(key, others.get(key))
             if value is not None:
                 extra[key] = value
+        kwargs = self.chat_template_kwargs or {}
+        effort, preserve = kwargs.get("thinking_effort"), kwargs.get("preserve_thinking")
+        if effort is not None and not isinstance(effort, str):
+            raise APIError(400, "'chat_template_kwargs.thinking_effort' must be a string "
+                           "(low, high or max)", param="chat_template_kwargs.thinking_effort")
+        if preserve is not None and not isinstance(preserve, bool):
+            raise APIError(400, "'chat_template_kwargs.preserve_thinking' must be true or false",
+                           param="chat_template_kwargs.preserve_thinking")
         request = ChatRequest(
             messages=messages,
+            thinking_effort=effort,
+            preserve_thinking=preserve,
             tools=[t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None,
             tool_choice=self.tool_choice,
             temperature=self.temperature,
