@@ -122,3 +122,9 @@ def test_no_file_over_600_lines() -> None:
     sizes = collections.Counter({str(p.relative_to(SRC)): len(p.read_text().splitlines())
                                  for p in MODULES.values()})
     assert [f for f, n in sizes.items() if n > 600] == []
+
+
+def test_test_file_names_are_unique() -> None:
+    # tests/ folders are not packages: two test files with one name cannot both be imported.
+    names = collections.Counter(p.name for p in (SRC.parent / "tests").rglob("test_*.py"))
+    assert [n for n, count in names.items() if count > 1] == []

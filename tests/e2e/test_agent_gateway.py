@@ -17,6 +17,9 @@ import httpx
 import openai
 import pytest
 
+from helpers.clients import openai_client
+from helpers.tools import LOOKUP_ORDER
+
 pytestmark = pytest.mark.slow
 
 
@@ -66,7 +69,7 @@ def agent_gateway(tmp_path: Path, start_simulator: Callable[..., Any],
 
 
 def oa(gw: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.v1, api_key="none", max_retries=0, timeout=60)
+    return openai_client(gw, timeout=60)
 
 
 def runs(gw: Any) -> list[dict[str, Any]]:
@@ -106,10 +109,6 @@ def test_streamed_agent_shows_progress_in_reasoning(agent_gateway: Any) -> None:
     assert content.endswith("It is 42.")
 
 
-LOOKUP_ORDER = {"type": "function", "function": {
-    "name": "lookup_order", "description": "Look an order up.",
-    "parameters": {"type": "object", "properties": {"order": {"type": "string"}},
-                   "required": ["order"]}}}
 
 
 def test_client_tools_come_back_and_the_run_continues(agent_gateway: Any) -> None:

@@ -11,20 +11,11 @@ import anthropic
 import httpx
 import pytest
 
-WEATHER = {
-    "name": "get_weather",
-    "description": "Get the current weather for a city.",
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
-        "required": ["city"],
-    },
-}
+from helpers.clients import anthropic_client as client
+from helpers.clients import last_upstream_request
+from helpers.tools import anthropic_tool, weather_tool
 
-
-@pytest.fixture
-def sim(start_simulator: Callable[..., Any]) -> Any:
-    return start_simulator("--ttft", "0.01", "--tpot", "0.001")
+WEATHER = anthropic_tool(weather_tool("city", "unit"))
 
 
 @pytest.fixture(params=["openai_chat", "kimi_raw"])
@@ -33,14 +24,6 @@ def gw(request: pytest.FixtureRequest, sim: Any, start_gateway: Callable[..., An
     gateway = start_gateway(upstream_toml(sim.v1, kind=request.param))
     gateway.kind = request.param
     return gateway
-
-
-def client(gw: Any, api_key: str = "none") -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key=api_key, max_retries=0)
-
-
-def last_upstream_request(sim: Any) -> dict[str, Any]:
-    return httpx.get(sim.url + "/sim/stats").json()["last_requests"][-1]["body"]
 
 
 def assert_thinking_sent(gw: Any, sent: dict[str, Any], thinking: bool) -> None:

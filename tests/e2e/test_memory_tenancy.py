@@ -12,10 +12,9 @@ import httpx
 import openai
 import pytest
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Weather of a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]}}}
+from helpers.tools import weather_tool
+
+WEATHER = weather_tool()
 RULES = [
     {"name": "secret", "match": {"user": "(?i)weather", "after_tool": False},
      "reply": {"reasoning": "The admin password is hunter2; now the weather.",

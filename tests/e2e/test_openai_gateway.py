@@ -13,26 +13,11 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "description": "City name"},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["city"],
-        },
-    },
-}
+from helpers.clients import last_upstream_request
+from helpers.clients import openai_client as client
+from helpers.tools import WEATHER
 
-
-@pytest.fixture
-def sim(start_simulator: Callable[..., Any]) -> Any:
-    return start_simulator("--ttft", "0.01", "--tpot", "0.001")
+WEATHER_TOOL = WEATHER
 
 
 @pytest.fixture(params=["openai_chat", "kimi_raw"])
@@ -42,16 +27,6 @@ def gateway(request: pytest.FixtureRequest, sim: Any, start_gateway: Callable[..
     gw.kind = request.param
     gw.sim = sim
     return gw
-
-
-def client(gw: Any, **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.v1, api_key=kwargs.pop("api_key", "none"), max_retries=0,
-                         **kwargs)
-
-
-def last_upstream_request(sim: Any) -> dict[str, Any]:
-    stats = httpx.get(sim.url + "/sim/stats").json()
-    return stats["last_requests"][-1]["body"]
 
 
 def test_models_lists_the_four_modes(gateway: Any) -> None:

@@ -20,6 +20,8 @@ import httpx
 import openai
 import pytest
 
+from helpers.clients import openai_client
+
 pytestmark = pytest.mark.slow
 
 ORCH = {"tool": "spawn_subagents"}
@@ -55,7 +57,7 @@ def toml(*sims: Any, swarm: str = "", extra: str = "") -> str:
 
 
 def oa(gw: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.v1, api_key="none", max_retries=0, timeout=120)
+    return openai_client(gw, timeout=120)
 
 
 def swarm_runs(gw: Any) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers.tools import weather_tool
 from kimi_modes.protocol import render_prompt, tokens
 
 if TYPE_CHECKING:
@@ -27,18 +28,7 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.slow]
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": "City name"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER_TOOL = weather_tool()
 HELLO = [{"role": "user", "content": "What is the capital of France?"}]
 
 

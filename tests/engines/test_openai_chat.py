@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers.tools import weather_tool
 from kimi_modes.engines.base import ChatRequest, Event, UpstreamRejected
 from kimi_modes.engines.message import Completion, collect
 from kimi_modes.engines.openai_chat import OpenAIChatEngine
@@ -20,18 +21,7 @@ from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDel
 
 MODEL = "moonshotai/Kimi-K2.5"
 FAST = ("--ttft", "0", "--tpot", "0")
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-            "required": ["city", "days"],
-        },
-    },
-}
+WEATHER = weather_tool("city", "days", required=("city", "days"))
 HELLO = [{"role": "user", "content": "Hello there"}]
 ASK_TOOL = [{"role": "user", "content": "Use get_weather for city=Paris days=3"}]
 REASONING = "The user wrote 2 words. A direct answer fits; I will echo them."

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +18,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from helpers.processes import free_port
 from kimi_modes.runs import RunStore
 from kimi_modes.server.auth import SINGLE_USER, Caller
 from kimi_modes.server.runs_api import RunsAPI
 
 USER = [{"role": "user", "content": "Add 2 and 2."}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -52,7 +46,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     await store.open()
     api = RunsAPI(store, authorize=_authorize, keepalive=0.3, cancel_wait=5.0)
     app = Starlette(routes=api.routes())
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
                                            log_level="warning",
                                            timeout_graceful_shutdown=2))

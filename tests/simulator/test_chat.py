@@ -10,7 +10,7 @@ import openai
 import pytest
 
 if TYPE_CHECKING:
-    from tests.simulator.conftest import Sim
+    from helpers.simulator import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 
@@ -112,9 +112,9 @@ def test_enable_thinking_is_not_kimis_switch(sim: Sim) -> None:
     assert (reply.choices[0].message.model_extra or {}).get("reasoning")
 
 
-def test_reasoning_field_can_be_the_old_name_or_both(start_sim: Any) -> None:
-    old = start_sim("--ttft", "0", "--tpot", "0", "--reasoning-field", "reasoning_content")
-    both = start_sim("--ttft", "0", "--tpot", "0", "--reasoning-field", "both")
+def test_reasoning_field_can_be_the_old_name_or_both(start_simulator: Any) -> None:
+    old = start_simulator("--ttft", "0", "--tpot", "0", "--reasoning-field", "reasoning_content")
+    both = start_simulator("--ttft", "0", "--tpot", "0", "--reasoning-field", "both")
     body = {"messages": [{"role": "user", "content": "Hi"}]}
     old_deltas = [e["choices"][0]["delta"] for e in old.sse(body)[1:-2]]
     both_deltas = [e["choices"][0]["delta"] for e in both.sse(body)[1:-2]]

@@ -10,7 +10,7 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.simulator.conftest import Sim
+    from helpers.simulator import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 SYSTEM = "<|im_system|>system<|im_middle|>You are Kimi, an AI assistant created by Moonshot AI."
@@ -125,8 +125,8 @@ def test_what_the_gateway_sent_is_visible_in_stats(sim: Sim) -> None:
     assert last["body"]["stop"] == ["<|im_end|>"]
 
 
-def test_raw_markers_mode_puts_everything_in_content(start_sim: Callable[..., Sim]) -> None:
-    sim = start_sim("--ttft", "0", "--tpot", "0", "--raw-markers")
+def test_raw_markers_mode_puts_everything_in_content(start_simulator: Callable[..., Sim]) -> None:
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--raw-markers")
     tools = [{"type": "function", "function": {"name": "now", "parameters": {}}}]
     body = {"messages": [{"role": "user", "content": "What time is it? Use now"}], "tools": tools}
     message = sim.openai().chat.completions.create(model=MODEL, **body).choices[0].message

@@ -13,7 +13,7 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.simulator.conftest import Sim
+    from helpers.simulator import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 ASK = {"model": MODEL, "messages": [{"role": "user", "content": "Count the waves for me"}]}
@@ -108,9 +108,9 @@ def test_rates_by_control_are_seeded(sim: Sim) -> None:
     (("--fail-rate", "1", "--fail-status", "503"), "503"),
     (("--cut-rate", "1"), "cut"),
 ])
-def test_rates_from_the_command_line(start_sim: Callable[..., Sim], flags: tuple[str, ...],
+def test_rates_from_the_command_line(start_simulator: Callable[..., Sim], flags: tuple[str, ...],
                                      check: str) -> None:
-    sim = start_sim("--ttft", "0", "--tpot", "0", *flags)
+    sim = start_simulator("--ttft", "0", "--tpot", "0", *flags)
     lines, error = read_stream(sim)
     if check == "cut":
         assert isinstance(error, httpx.RemoteProtocolError)

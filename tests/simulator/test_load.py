@@ -14,7 +14,7 @@ import orjson
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.simulator.conftest import Sim
+    from helpers.simulator import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 
@@ -41,8 +41,8 @@ def body(tokens: int, text: str = "Go") -> dict[str, Any]:
             "chat_template_kwargs": {"thinking": False}}
 
 
-def test_capacity_queues_fifo_and_shows_in_metrics(start_sim: Callable[..., Sim]) -> None:
-    sim = start_sim("--ttft", "0", "--tpot", "0.02", "--max-num-seqs", "2")
+def test_capacity_queues_fifo_and_shows_in_metrics(start_simulator: Callable[..., Sim]) -> None:
+    sim = start_simulator("--ttft", "0", "--tpot", "0.02", "--max-num-seqs", "2")
     seen: list[dict[str, float]] = []
 
     async def run() -> list[float]:
@@ -70,8 +70,8 @@ def test_capacity_queues_fifo_and_shows_in_metrics(start_sim: Callable[..., Sim]
     assert final["vllm:request_success_total:length"] == 5
 
 
-def test_latencies_follow_the_settings(start_sim: Callable[..., Sim]) -> None:
-    sim = start_sim("--ttft", "0.15", "--tpot", "0.02")
+def test_latencies_follow_the_settings(start_simulator: Callable[..., Sim]) -> None:
+    sim = start_simulator("--ttft", "0.15", "--tpot", "0.02")
 
     async def run(headers: dict[str, str] | None = None) -> list[tuple[float, float, list[float]]]:
         async with httpx.AsyncClient(timeout=30) as client:
@@ -91,8 +91,8 @@ def test_latencies_follow_the_settings(start_sim: Callable[..., Sim]) -> None:
     assert max(a[-1] - start for start, _, a in fast) < 0.3
 
 
-def test_jitter_keeps_the_mean(start_sim: Callable[..., Sim]) -> None:
-    sim = start_sim("--ttft", "0", "--tpot", "0.01", "--jitter", "0.5", "--seed", "3")
+def test_jitter_keeps_the_mean(start_simulator: Callable[..., Sim]) -> None:
+    sim = start_simulator("--ttft", "0", "--tpot", "0.01", "--jitter", "0.5", "--seed", "3")
 
     async def run() -> list[float]:
         async with httpx.AsyncClient(timeout=30) as client:

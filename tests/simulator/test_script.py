@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from tests.simulator.conftest import Sim
+    from helpers.simulator import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 WEATHER = {

@@ -3,19 +3,13 @@ reasoning of a tool-call answer is remembered for the same caller and conversati
 
 from __future__ import annotations
 
+from helpers.tools import weather_tool
 from kimi_modes.engines.base import ChatRequest, Event, Finish, InvalidToolCall, Usage
 from kimi_modes.engines.scripted import ScriptedEngine
 from kimi_modes.modes import ChatMode, ReasoningMemory
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]},
-    },
-}
+WEATHER = weather_tool()
 
 
 async def run(events: list[Event], tools: list[dict] | None) -> list[Event]:

@@ -21,7 +21,7 @@ from kimi_modes.protocol import tokens as T
 from kimi_modes.protocol.families import Family
 
 if TYPE_CHECKING:
-    from tests.simulator.conftest import Sim
+    from helpers.simulator import Sim
 
 MODEL = "moonshotai/Kimi-K2.5"
 WEATHER = {

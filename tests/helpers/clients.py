@@ -1,0 +1,26 @@
+"""Official SDK clients for a running gateway, and what the simulator last received."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+
+
+def openai_client(server: Any, api_key: str = "none", **kwargs: Any) -> openai.OpenAI:
+    """The ``openai`` SDK on ``server`` (a started gateway: its ``/v1``), no retries."""
+    return openai.OpenAI(base_url=server.v1, api_key=api_key, max_retries=0, **kwargs)
+
+
+def anthropic_client(server: Any, api_key: str = "none") -> anthropic.Anthropic:
+    """The ``anthropic`` SDK on ``server`` (a started gateway), no retries."""
+    return anthropic.Anthropic(base_url=server.url, api_key=api_key, max_retries=0)
+
+
+def last_upstream_request(sim: Any) -> dict[str, Any]:
+    """The body of the last request the simulator ``sim`` received (its ``/sim/stats``)."""
+    stats = httpx.get(sim.url + "/sim/stats").json()
+    body: dict[str, Any] = stats["last_requests"][-1]["body"]
+    return body
