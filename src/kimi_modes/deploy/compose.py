@@ -48,31 +48,29 @@ def _devices(first: int, count: int) -> dict[str, Any]:
          "capabilities": ["gpu"]}]}}}
 
 
-def _engine_service(command: Launch, gpus: tuple[int, int] | None) -> dict[str, Any]:
+def _engine_service(command: Launch, gpus: tuple[int, int]) -> dict[str, Any]:
     service: dict[str, Any] = {
         "image": command.image,
         "entrypoint": list(command.program),
         "command": list(command.args),
         "ipc": "host",  # NCCL and the engines' shared memory between ranks
         "volumes": [f"models:{MODELS_DIR}"],
-        "healthcheck": healthcheck(_port(command), command.health_path),
+        "healthcheck": healthcheck(_http_port(command), command.health_path),
         "restart": "unless-stopped",
+        "deploy": _devices(*gpus),
     }
     if command.env:
         service["environment"] = dict(command.env)
     if command.files:
         service["configs"] = [{"source": _config_name(name), "target": f"/config/{name}"}
                               for name in command.files]
-    if gpus is not None:
-        service["deploy"] = _devices(*gpus)
     return service
 
 
-def _port(command: Launch) -> int:
-    for flag in ("--port", "--server-port", "--http-port"):
-        if flag in command.args:
-            return int(command.args[command.args.index(flag) + 1])
-    return 52415  # exo's API
+def _http_port(command: Launch) -> int:
+    if command.port is None:
+        raise RenderError(f"{command.engine} serves no HTTP of its own")
+    return command.port
 
 
 def _config_name(file_name: str) -> str:
@@ -95,12 +93,14 @@ def compose(engine: str, target: Target, workers: int, *, gateway_port: int = 80
     spans several nodes (use the Kubernetes manifests)."""
     if workers < 0:
         raise RenderError("workers must be 0 or more")
+    if engine in ("dynamo", "exo"):
+        raise RenderError(f"{engine} is not a Compose stack here: Dynamo needs its frontend, "
+                          "etcd and NATS (use the Kubernetes dynamo stack); exo runs on Macs")
     if target.nodes > 1:
         raise RenderError(f"one replica spans {target.nodes} nodes: Compose runs one node; "
                           "render Kubernetes manifests instead")
     per_replica = target.tp * target.pp
-    gpu_engine = engine not in ("exo",)
-    if gpu_engine and per_replica * (workers + 1) > target.gpus_per_node:
+    if per_replica * (workers + 1) > target.gpus_per_node:
         raise RenderError(
             f"1 + {workers} replicas × {per_replica} GPUs = {per_replica * (workers + 1)} "
             f"GPUs, but the node has {target.gpus_per_node}")
@@ -112,10 +112,10 @@ def compose(engine: str, target: Target, workers: int, *, gateway_port: int = 80
         command = launch(engine, target)
         name = _name(index)
         services[name] = _engine_service(
-            command, (index * per_replica, per_replica) if gpu_engine else None)
+            command, (index * per_replica, per_replica))
         for file_name, content in command.files.items():
             configs[_config_name(file_name)] = {"content": content}
-        upstreams.append(gateway.Upstream(name, locate(name, _port(command)), command.dialect,
+        upstreams.append(gateway.Upstream(name, locate(name, _http_port(command)), command.dialect,
                                           target.model.family, target.served_name))
     settings = gateway.settings(upstreams[:1], upstreams[1:])
     configs["gateway"] = {"content": gateway.toml(settings)}

@@ -98,6 +98,17 @@ class Launch:
     def argv(self) -> tuple[str, ...]:
         return self.program + self.args
 
+    @property
+    def port(self) -> int | None:
+        """The HTTP port it listens on (``None``: it serves no HTTP, as a Dynamo worker;
+        exo's API is on 52415)."""
+        if self.engine == "exo":
+            return 52415
+        for flag in ("--port", "--server-port", "--http-port"):
+            if flag in self.args:
+                return int(self.args[self.args.index(flag) + 1])
+        return None
+
     def shell(self, worker: bool = False) -> str:
         """The command as one shell line (environment first), tokens quoted."""
         args = self.worker_args if worker and self.worker_args is not None else self.args
@@ -370,7 +381,7 @@ def targets(engine: EngineKey) -> Iterator[Target]:
 def all_argv() -> Iterator[tuple[str, tuple[str, ...]]]:
     """``(engine, args)`` for every command this package prints: each engine × model (its
     family) × layout, node 0's and the other nodes' arguments, Dynamo's frontend, and the
-    arguments the Kubernetes stacks pass (:mod:`.k8s`). ``args`` excludes the program
+    vLLM flags KServe passes in ``VLLM_ADDITIONAL_ARGS`` (:func:`vllm_model_flags`). ``args`` excludes the program
     (``vllm serve``), as an argument parser sees them; ``engine`` is the :data:`ENGINE_KEYS`
     name, with ``dynamo.frontend`` for Dynamo's frontend."""
     for engine in ENGINE_KEYS:
@@ -379,4 +390,6 @@ def all_argv() -> Iterator[tuple[str, tuple[str, ...]]]:
             yield engine, command.args
             if command.worker_args is not None:
                 yield engine, command.worker_args
+            if engine == "vllm":
+                yield engine, tuple(vllm_model_flags(target))
     yield "dynamo.frontend", dynamo_frontend().args
