@@ -381,9 +381,9 @@ def targets(engine: EngineKey) -> Iterator[Target]:
 def all_argv() -> Iterator[tuple[str, tuple[str, ...]]]:
     """``(engine, args)`` for every command this package prints: each engine × model (its
     family) × layout, node 0's and the other nodes' arguments, Dynamo's frontend, and the
-    vLLM flags KServe passes in ``VLLM_ADDITIONAL_ARGS`` (:func:`vllm_model_flags`). ``args`` excludes the program
-    (``vllm serve``), as an argument parser sees them; ``engine`` is the :data:`ENGINE_KEYS`
-    name, with ``dynamo.frontend`` for Dynamo's frontend."""
+    vLLM flags KServe passes in ``VLLM_ADDITIONAL_ARGS`` (:func:`vllm_model_flags`).
+    ``args`` excludes the program (``vllm serve``), as an argument parser sees them;
+    ``engine`` is the :data:`ENGINE_KEYS` name, ``dynamo.frontend`` for Dynamo's frontend."""
     for engine in ENGINE_KEYS:
         for target in targets(engine):
             command = launch(engine, target)

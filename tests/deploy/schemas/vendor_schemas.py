@@ -1,6 +1,7 @@
 """Regenerate the vendored schemas of this folder (see README.md for sources and versions).
 
-    python tests/deploy/schemas/vendor_schemas.py COMPOSE_JSON K8S_DIR LWS_YAML POOL_YAML LLMISVC_YAML
+    python tests/deploy/schemas/vendor_schemas.py COMPOSE_JSON K8S_DIR \
+        LWS_YAML POOL_YAML LLMISVC_YAML
 
 COMPOSE_JSON is copied as it is. From K8S_DIR (kubernetes-validate's
 ``v1.NN.0-local-strict`` folder) only the definitions the kinds in ``K8S_KINDS`` reach are
