@@ -142,7 +142,7 @@ def gateway_objects(upstreams: tuple[list[gateway.Upstream], list[gateway.Upstre
         else {"name": "data", "persistentVolumeClaim": {"claimName": "kimi-modes-runs"}})
     port = gateway.GATEWAY_PORT
     labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": "gateway"}
-    deployment = {
+    deployment: Manifest = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(APP, "gateway"),
         "spec": {
             "replicas": replicas if shared else 1,
