@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from kimi_modes.protocol.families import Family
+
 #: How a checkpoint stores its weights. ``gguf`` runs on llama.cpp, ``mlx`` on exo / mlx-lm.
 Format = Literal["bf16", "fp8", "int4", "nvfp4", "mxfp4", "w4a8", "gguf", "mlx"]
 
@@ -69,12 +71,16 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Model:
-    """A Kimi model: its architecture and checkpoints; ``checkpoints[0]`` is the native one."""
+    """A Kimi model: its architecture and checkpoints; ``checkpoints[0]`` is the native one.
+    ``family`` names its :class:`kimi_modes.protocol.families.Family` (parsers, thinking
+    switch); ``vision``: it ships the MoonViT encoder (K2.5 on, K3)."""
 
     key: str
     name: str
     architecture: Architecture
     checkpoints: tuple[Checkpoint, ...]
+    family: Family
+    vision: bool = False
 
     def checkpoint(self, key: str | None) -> Checkpoint:
         """The checkpoint called ``key`` (the native one when ``None``); KeyError otherwise."""
@@ -168,7 +174,7 @@ _K2_INSTRUCT_CHECKPOINTS = (
 
 MODELS: dict[str, Model] = {
     "k2-instruct": Model("k2-instruct", "Kimi-K2-Instruct", _k2(131_072),
-                         _K2_INSTRUCT_CHECKPOINTS),
+                         _K2_INSTRUCT_CHECKPOINTS, Family.K2_INSTRUCT),
     "k2-instruct-0905": Model(
         "k2-instruct-0905", "Kimi-K2-Instruct-0905", _k2(262_144),
         tuple(
@@ -176,6 +182,7 @@ MODELS: dict[str, Model] = {
                        c.weights_bytes, c.vendors, c.source, c.estimate, c.requires)
             for c in _K2_INSTRUCT_CHECKPOINTS if c.format in ("fp8", "bf16")
         ),
+        Family.K2_INSTRUCT,
     ),
     "k2-thinking": Model("k2-thinking", "Kimi-K2-Thinking", _k2(262_144), (
         Checkpoint("int4", "moonshotai/Kimi-K2-Thinking", "int4", _K2_INT4, GPU_VENDORS,
@@ -187,7 +194,7 @@ MODELS: dict[str, Model] = {
         _gguf("ud-tq1_0", "unsloth/Kimi-K2-Thinking-GGUF", 245_000_000_000,
               "unsloth K2-Thinking guide"),
         _mlx("mlx", "mlx-community/Kimi-K2-Thinking", 706_522_120_192, _EXO),
-    )),
+    ), Family.K2_THINKING),
     "k2.5": Model("k2.5", "Kimi-K2.5", _k2(262_144), (
         Checkpoint("int4", "moonshotai/Kimi-K2.5", "int4", _K2_INT4, GPU_VENDORS,
                    "recipes Kimi-K2.5.yaml (~595 GB, compressed-tensors INT4 g32)"),
@@ -209,7 +216,7 @@ MODELS: dict[str, Model] = {
         _mlx("4bit", "mlx-community/Kimi-K2.5", 662_498_705_408, _EXO),
         _mlx("3.6bit", "inferencerlabs/Kimi-K2.5-MLX-3.6bit", 470_011_424_768, _SEED, "3.6bit"),
         _mlx("4.2bit", "inferencerlabs/Kimi-K2.5-MLX-4.2bit", 545_523_496_960, _SEED, "4.2bit"),
-    )),
+    ), Family.K2_5, vision=True),
     "k2.6": Model("k2.6", "Kimi-K2.6", _k2(262_144), (
         Checkpoint("int4", "moonshotai/Kimi-K2.6", "int4", 595_148_192_736, GPU_VENDORS,
                    _EXO + " moonshotai--Kimi-K2.6.toml storage_size"),
@@ -225,13 +232,13 @@ MODELS: dict[str, Model] = {
               "https://unsloth.ai/docs/zh/mo-xing/kimi-k2.6"),
         _mlx("3bit", "mlx-community/Kimi-K2.6-mlx-DQ3_K_M-q8", 470_628_683_776, _EXO, "3bit"),
         _mlx("int4", "moonshotai/Kimi-K2.6", 595_148_192_736, _EXO),
-    )),
+    ), Family.K2_6, vision=True),
     "k2.7-code": Model("k2.7-code", "Kimi-K2.7-Code", _k2(262_144), (
         Checkpoint("int4", "moonshotai/Kimi-K2.7-Code", "int4", 595_204_986_173, GPU_VENDORS,
                    _EXO + " moonshotai--Kimi-K2.7-Code.toml storage_size"),
         _bf16("K2.7-Code"),
         _mlx("int4", "moonshotai/Kimi-K2.7-Code", 595_204_986_173, _EXO),
-    )),
+    ), Family.K2_7_CODE, vision=True),
     "k3": Model("k3", "Kimi-K3", K3_ARCHITECTURE, (
         Checkpoint("mxfp4", "moonshotai/Kimi-K3", "mxfp4", 1_560_000_000_000, GPU_VENDORS,
                    "recipes Kimi-K3.yaml (vram_minimum_gb 1680 = 2.8 T × 0.5 B × 1.2)",
@@ -241,7 +248,7 @@ MODELS: dict[str, Model] = {
                    frozenset({"nvidia"}), "recipes Kimi-K3.yaml (vram_minimum_gb 1650)",
                    estimate="1650 GB / 1.2 headroom, the recipe's own sizing rule (derived)",
                    requires=BLACKWELL),
-    )),
+    ), Family.K3, vision=True),
 }
 
 
