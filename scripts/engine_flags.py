@@ -485,7 +485,30 @@ def read_click_command(source: str, function: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- llama-server (--help)
 
-_HELP_OPT = re.compile(r"^(-{1,2}[A-Za-z0-9][\w.-]*)(?:[ ,]|$)")
+_SPELLING = re.compile(r"-{1,2}[A-Za-z0-9][\w.-]*")
+
+
+def _help_line(line: str) -> tuple[list[str], str] | None:
+    """The spellings of one ``--help`` option line and its metavar ("" when it takes none).
+
+    Spellings are separated by a comma and any spaces; a metavar follows the last
+    one after a single space; the description follows after two or more spaces.
+    """
+    spellings: list[str] = []
+    pos = 0
+    while m := _SPELLING.match(line, pos):
+        spellings.append(m.group(0))
+        pos = m.end()
+        sep = re.match(r",\s*", line[pos:])
+        if not sep:
+            break
+        pos += sep.end()
+    if not spellings:
+        return None
+    rest = line[pos:]
+    if not rest.startswith(" ") or rest.startswith("  "):
+        return spellings, ""
+    return spellings, re.split(r"\s{2,}", rest.strip(), maxsplit=1)[0]
 
 
 def read_llama_help(text: str) -> dict[str, Any]:
@@ -495,26 +518,24 @@ def read_llama_help(text: str) -> dict[str, Any]:
     (``N``, ``FNAME``, ``{a,b}``...) when it takes a value, then the help text.
     """
     flags: dict[str, Any] = {}
+    last: dict[str, Any] | None = None
     for raw in text.splitlines():
-        line = raw.strip()
-        if not line.startswith("-"):
+        if last is not None and (env := re.search(r"\(env: ([A-Z0-9_]+)\)", raw)):
+            last["env"] = env.group(1)
+        # option lines start at column 0; indented lines continue the help text
+        parsed = _help_line(raw.rstrip()) if raw.startswith("-") else None
+        if parsed is None:
             continue
-        head = re.split(r"\s{2,}", line, maxsplit=1)[0]
-        spellings: list[str] = []
-        rest = head
-        while m := _HELP_OPT.match(rest):
-            spellings.append(m.group(1))
-            rest = rest[m.end() :].lstrip(", ").lstrip()
-        if not spellings:
-            continue
-        entry: dict[str, Any] = {"value": "required" if rest else "none"}
-        if rest.startswith("{") and rest.rstrip().endswith("}"):
-            entry["choices"] = sorted(c.strip() for c in rest.strip()[1:-1].split(","))
+        spellings, metavar = parsed
+        entry: dict[str, Any] = {"value": "required" if metavar else "none"}
+        if m := re.fullmatch(r"[\[<]([\w-]+(?:\|[\w-]+)+)[\]>]|\{([\w-]+(?:,[\w-]+)+)\}", metavar):
+            # "[on|off|auto]", "<0|1>" and "{a,b}" list the values the option takes
+            entry["choices"] = sorted(re.split(r"[|,]", m.group(1) or m.group(2)))
         longs = [s for s in spellings if s.startswith("--")]
         key = (longs or spellings)[0]
         if aliases := [s for s in spellings if s != key]:
             entry["aliases"] = aliases
-        flags[key] = entry
+        flags[key] = last = entry
     if not flags:
         raise RuntimeError("no options found in the --help text")
     return {
@@ -525,14 +546,17 @@ def read_llama_help(text: str) -> dict[str, Any]:
 
 
 def llama_server_version(binary: Path) -> str:
-    """The build tag ``--version`` prints (``version: 1234 (abcdef)`` -> ``b1234``)."""
+    """The build ``--version`` prints: ``version: 1234 (abcdef)`` -> ``b1234``;
+    ``version: 0.5.0-dev (build 1, commit abcdef)`` -> ``0.5.0-dev+abcdef``."""
     proc = subprocess.run(
         [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False
     )
-    m = re.search(r"version:\s*(\d+)\s*\(([0-9a-f]+)\)", proc.stdout + proc.stderr)
-    if not m:
-        raise RuntimeError(f"cannot read the version of {binary}")
-    return f"b{m.group(1)}"
+    out = proc.stdout + proc.stderr
+    if m := re.search(r"version:\s*(\d+)\s*\(([0-9a-f]+)\)", out):
+        return f"b{m.group(1)}"
+    if m := re.search(r"version:\s*(\S+)\s*\(build \d+, commit ([0-9a-f]+)\)", out):
+        return f"{m.group(1)}+{m.group(2)}"  # a build outside llama.cpp's own CI numbering
+    raise RuntimeError(f"cannot read the version of {binary}")
 
 
 # ----------------------------------------------------------------------------------- main

@@ -89,6 +89,11 @@ LMDEPLOY_K26 = (
     "--reasoning-parser default --tool-call-parser kimi_k2 --session-len 131072 "
     "--cache-max-entry-count 0.8"
 )
+LLAMA_SERVER_K25 = (
+    "llama-server -hf unsloth/Kimi-K2.5-GGUF:UD-Q2_K_XL --jinja --fit on --port 8001 "
+    "-ot '.ffn_.*_exps.=CPU' --temp 1.0 --top-p 0.95 --min-p 0.01 --ctx-size 16384 --special "
+    "--chat-template-kwargs '{\"thinking\":false}' --cpu-moe --n-cpu-moe 20 --reasoning-format auto"
+)
 DYNAMO_FRONTEND = (
     "python3 -m dynamo.frontend --http-port 8000 --router-mode kv "
     "--router-session-affinity-mode soft"
@@ -106,6 +111,7 @@ DYNAMO_FRONTEND = (
         (KTRANSFORMERS_K25, "ktransformers"),
         (LMDEPLOY_K26, None),
         (DYNAMO_FRONTEND, None),
+        (LLAMA_SERVER_K25, None),
     ],
 )
 def test_real_command_lines_are_accepted(line: str, engine: str | None) -> None:
@@ -149,12 +155,24 @@ def test_vllm_parser_rewrites_are_honoured() -> None:
         ("lmdeploy", ["m", "--disable-reasoning"], [("--disable-reasoning", "unknown")]),
         ("lmdeploy", ["m", "--backend", "tensorrt"], [("--backend", "bad_choice")]),
         ("dynamo-frontend", ["--router-mode", "sticky"], [("--router-mode", "bad_choice")]),
+        ("llama-server", ["--moe-offload"], [("--moe-offload", "unknown")]),
+        ("llama-server", ["--moe-on-call"], [("--moe-on-call", "unknown")]),
+        ("llama-server", ["--moe-eval-overlap"], [("--moe-eval-overlap", "unknown")]),
+        ("llama-server", ["--tools-file", "tools.json"], [("--tools-file", "unknown")]),
+        ("llama-server", ["--fit", "maybe"], [("--fit", "bad_choice")]),
     ],
 )
 def test_invented_flags_are_refused(
     engine: str, argv: list[str], expected: list[tuple[str, str]]
 ) -> None:
     assert kinds(check(engine, argv)) == expected
+
+
+def test_llama_server_data_names_the_build_it_was_read_from() -> None:
+    data = flag_data("llama-server")
+    assert data.package == "llama.cpp" and data.command == "llama-server"
+    assert re.fullmatch(r"b\d+|\S+\+[0-9a-f]{7,}", data.version)
+    assert data.by_option["-ot"].name == "--override-tensor"
 
 
 def test_unknown_flag_names_the_nearest_real_one() -> None:
