@@ -1,0 +1,675 @@
+"""Read each serving engine's own argument parser at a pinned version and store its flags.
+
+Writes ``src/kimi_modes/deploy/flags/data/<engine>.json``, which
+``kimi_modes.deploy.flags.accepted`` checks command lines against. When an engine
+renames or drops a flag, regenerating the data with a newer pin makes the tests
+that check our templates fail on that flag.
+
+How a parser is read (no GPU code runs, nothing is installed into the running
+environment):
+
+* Python engines: ``pip download --no-deps PACKAGE==VERSION`` fetches the wheel,
+  which is unzipped into a scratch folder. A child interpreter (this one, so its
+  CPU ``torch`` and ``transformers`` serve) puts the unzipped package first on
+  ``sys.path`` and *builds the engine's real argparse parser* by calling the same
+  function the engine's command calls (vLLM ``make_arg_parser``, SGLang
+  ``ServerArgs.add_cli_args``, ...). The engine's own code therefore derives the
+  flags from its dataclasses exactly as it does at run time. GPU-only extension
+  modules (``STUBBED``) are replaced by inert placeholders; a pure-Python
+  dependency the parser module imports and this environment lacks is installed
+  with ``pip install --no-deps --target`` into the scratch folder and the build is
+  retried. The child then dumps ``parser._actions``.
+* ``trtllm-serve``: the PyPI ``tensorrt-llm`` is a stub that downloads from
+  NVIDIA's own index, which cannot be reached here, so the ``click`` options of
+  ``tensorrt_llm/commands/serve.py`` are read with ``ast`` from a source file
+  given with ``--trtllm-serve-py`` (the file at the pinned tag).
+* ``llama-server``: the ``--help`` text of a built binary (``--llama-server PATH``).
+
+Usage::
+
+    python scripts/engine_flags.py                      # every Python engine
+    python scripts/engine_flags.py vllm sglang          # some of them
+    python scripts/engine_flags.py llama-server --llama-server PATH/TO/llama-server
+    python scripts/engine_flags.py trtllm --trtllm-serve-py PATH/TO/serve.py --trtllm-version 1.2.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = ROOT / "src" / "kimi_modes" / "deploy" / "flags" / "data"
+GENERATED_BY = "scripts/engine_flags.py"
+
+#: GPU-only or native extension packages that the parser modules import but never
+#: need for building a parser; they are replaced by inert placeholder modules.
+STUBBED = (
+    "sgl_kernel",
+    "flashinfer",
+    "deep_gemm",
+    "deep_ep",
+    "cutlass",
+    "flash_attn",
+    "flash_mla",
+    "llguidance",
+    "IPython",
+    "cupy",
+    "nixl",
+    "mooncake",
+    "kt_kernel",
+    "lmdeploy.lib",
+    "_turbomind",
+)
+
+#: Import name -> PyPI name, for the pure-Python dependencies installed on demand.
+PYPI_NAME = {
+    "cpuinfo": "py-cpuinfo",
+    "zmq": "pyzmq",
+    "yaml": "PyYAML",
+    "google": "protobuf",
+    "PIL": "pillow",
+    "cv2": "opencv-python-headless",
+    "partial_json_parser": "partial-json-parser",
+    "prometheus_fastapi_instrumentator": "prometheus-fastapi-instrumentator",
+    "prometheus_client": "prometheus-client",
+    "compressed_tensors": "compressed-tensors",
+    "openai_harmony": "openai-harmony",
+    "sse_starlette": "sse-starlette",
+    "multipart": "python-multipart",
+    "mistral_common": "mistral-common",
+    "jinja2": "Jinja2",
+    "attr": "attrs",
+    "dateutil": "python-dateutil",
+    "sklearn": "scikit-learn",
+    "pkg_resources": "setuptools",
+    "tvm_ffi": "apache-tvm-ffi",
+}
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """One PyPI distribution at a pinned version."""
+
+    package: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine command whose parser we read.
+
+    ``build`` is Python run in the child interpreter; it must leave a list of
+    argparse parsers in ``parsers`` (their actions are merged), and may leave in
+    ``registered`` the names a flag's value is checked against after parsing.
+    """
+
+    name: str
+    wheels: tuple[Wheel, ...]
+    command: str
+    also_run_as: tuple[str, ...]
+    build: str
+    notes: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    #: engine modules to replace by placeholders too (image helpers needing torchvision)
+    stubs: tuple[str, ...] = ()
+    #: what the engine's parse_args rewrites before argparse sees it (see accepted.py)
+    syntax: tuple[str, ...] = ()
+
+
+_VLLM_SERVE = """
+import sys
+sys.argv = ["vllm", "serve"]  # so that --model is registered, as on a real run
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+from vllm.entrypoints.common.cli_args import make_arg_parser
+parsers = [make_arg_parser(FlexibleArgumentParser())]
+# vLLM checks these names after parsing, against registries that plugins can extend.
+from vllm.reasoning import ReasoningParserManager
+from vllm.tool_parsers import ToolParserManager
+registered = {
+    "--tool-call-parser": ToolParserManager.list_registered(),
+    "--reasoning-parser": ReasoningParserManager.list_registered(),
+}
+"""
+
+_SGLANG_SERVE = """
+import argparse
+from sglang.srt.server_args import ServerArgs
+p = argparse.ArgumentParser(prog="sglang serve")
+ServerArgs.add_cli_args(p)
+parsers = [p]
+"""
+
+_LMDEPLOY_API_SERVER = """
+from lmdeploy.cli.serve import SubCliServe
+SubCliServe.add_parser_api_server()
+parsers = [SubCliServe.subparsers.choices["api_server"]]
+"""
+
+_DYNAMO_FRONTEND = """
+import argparse
+from dynamo.frontend.frontend_args import FrontendArgGroup
+p = argparse.ArgumentParser()
+FrontendArgGroup().add_arguments(p)
+parsers = [p]
+"""
+
+ENGINES: dict[str, Engine] = {
+    "vllm": Engine(
+        name="vllm",
+        wheels=(Wheel("vllm", "0.34.0"),),
+        command="vllm serve",
+        also_run_as=("python -m vllm.entrypoints.openai.api_server",),
+        build=_VLLM_SERVE,
+        env={"VLLM_TARGET_DEVICE": "cpu"},
+        syntax=("underscores", "dotted-json", "-O"),
+        notes=(
+            "parser of `vllm serve` (vllm.entrypoints.common.cli_args.make_arg_parser: "
+            "FrontendArgs + AsyncEngineArgs), built on vLLM's CPU platform; other "
+            "subcommands (bench, run-batch) have their own parsers and are not covered"
+        ),
+    ),
+    "sglang": Engine(
+        name="sglang",
+        wheels=(Wheel("sglang", "0.5.23"),),
+        command="sglang serve",
+        also_run_as=("python -m sglang.launch_server", "python3 -m sglang.launch_server"),
+        build=_SGLANG_SERVE,
+        notes="ServerArgs.add_cli_args, the parser of both `sglang serve` and sglang.launch_server",
+    ),
+    "ktransformers": Engine(
+        name="ktransformers",
+        wheels=(Wheel("sglang-kt", "0.7.2"),),
+        command="python -m sglang.launch_server",
+        also_run_as=("python3 -m sglang.launch_server",),
+        build=_SGLANG_SERVE,
+        stubs=("sglang.srt.multimodal.internvl_utils",),
+        notes=(
+            "KTransformers serves through its SGLang fork `sglang-kt` (installed with "
+            "`pip install kt-kernel sglang-kt`); this is that fork's ServerArgs, --kt-* included"
+        ),
+    ),
+    "lmdeploy": Engine(
+        name="lmdeploy",
+        wheels=(Wheel("lmdeploy", "0.18.0"),),
+        command="lmdeploy serve api_server",
+        also_run_as=(),
+        build=_LMDEPLOY_API_SERVER,
+        syntax=("underscores",),
+        notes="the `serve api_server` subparser of lmdeploy.cli",
+    ),
+    "dynamo-frontend": Engine(
+        name="dynamo-frontend",
+        wheels=(Wheel("ai-dynamo", "1.6.1"), Wheel("ai-dynamo-runtime", "1.6.1")),
+        command="python -m dynamo.frontend",
+        also_run_as=("python3 -m dynamo.frontend",),
+        build=_DYNAMO_FRONTEND,
+        notes=(
+            "FrontendArgGroup only. With --chat-processor vllm the frontend passes the "
+            "remaining flags to vLLM's parser (vLLM's own flags); with sglang it accepts "
+            "only --tool-call-parser, --reasoning-parser and --chat-template besides these"
+        ),
+    ),
+}
+
+
+# --------------------------------------------------------------------------- child side
+
+
+def _install_stubs(roots: list[str]) -> None:
+    """Make imports of ``roots`` (and their submodules) yield inert placeholder modules."""
+    import importlib.abc
+    import importlib.machinery
+    import types
+
+    class PlaceholderMeta(type):
+        def __getattr__(cls, name: str) -> Any:
+            if name.startswith("__") and name.endswith("__"):
+                raise AttributeError(name)
+            return PlaceholderMeta(name, (), {"__init__": lambda self, *a, **k: None})
+
+    class Placeholder(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("__") and name.endswith("__"):
+                raise AttributeError(name)
+            sub: Any
+            if name[:1].isupper() or name.startswith("_"):
+                sub = PlaceholderMeta(name, (), {"__init__": lambda self, *a, **k: None})
+            else:
+                sub = Placeholder(f"{self.__name__}.{name}")
+            setattr(self, name, sub)
+            return sub
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            if len(args) == 1 and callable(args[0]) and not kwargs:
+                return args[0]  # used as a decorator
+            return self
+
+    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+            if any(name == r or name.startswith(r + ".") for r in roots):
+                return importlib.machinery.ModuleSpec(name, self, is_package=True)
+            return None
+
+        def create_module(self, spec: Any) -> Any:
+            return Placeholder(spec.name)
+
+        def exec_module(self, module: Any) -> None:
+            return None
+
+    sys.meta_path.insert(0, Finder())
+
+
+def _describe_action(action: argparse.Action, deprecated: set[int]) -> dict[str, Any]:
+    nargs = action.nargs
+    if nargs == 0:
+        value = "none"
+    elif nargs in ("?", "*"):
+        value = "optional"
+    else:
+        value = "required"
+    entry: dict[str, Any] = {"value": value}
+    if nargs not in (None, 0, "?"):
+        entry["nargs"] = nargs if isinstance(nargs, (int, str)) else str(nargs)
+    if action.choices is not None and not isinstance(action.choices, dict):
+        choices = [c for c in action.choices if c is not None]
+        entry["choices"] = sorted({str(c) for c in choices})
+    kind = type(action).__name__
+    if kind not in ("_StoreAction", "_StoreTrueAction", "_StoreFalseAction"):
+        entry["action"] = kind.lstrip("_")
+    if action.help == argparse.SUPPRESS:
+        entry["hidden"] = True
+    if id(action) in deprecated or getattr(action, "deprecated", False):
+        entry["deprecated"] = True
+    return entry
+
+
+def _dump_parsers(
+    parsers: list[argparse.ArgumentParser], registered: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The options of ``parsers`` keyed by their first long option string.
+
+    ``registered`` adds value names that the engine checks after parsing (as
+    ``choices``, with ``choices_checked`` saying so).
+    """
+    flags: dict[str, Any] = {}
+    positionals: list[str] = []
+    for parser in parsers:
+        deprecated = {id(a) for a in getattr(parser, "_deprecated", ())}
+        for action in parser._actions:
+            if not action.option_strings:
+                positionals.append(action.dest)
+                continue
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            key = (longs or action.option_strings)[0]
+            entry = _describe_action(action, deprecated)
+            entry["aliases"] = [o for o in action.option_strings if o != key]
+            if not entry["aliases"]:
+                del entry["aliases"]
+            if key in registered and "choices" not in entry:
+                entry["choices"] = sorted(registered[key])
+                entry["choices_checked"] = "after parsing, against a registry plugins may extend"
+            flags[key] = entry
+    first = parsers[0]
+    return {
+        "parser": {
+            "class": type(first).__name__,
+            "allow_abbrev": bool(first.allow_abbrev),
+        },
+        "positionals": positionals,
+        "flags": dict(sorted(flags.items())),
+    }
+
+
+def child_main(engine_name: str) -> None:
+    """Build ``engine_name``'s parser in this process and print it as JSON."""
+    _install_stubs([*STUBBED, *ENGINES[engine_name].stubs])
+    scope: dict[str, Any] = {}
+    exec(ENGINES[engine_name].build, scope)
+    print("@@FLAGS@@" + json.dumps(_dump_parsers(scope["parsers"], scope.get("registered", {}))))
+
+
+# -------------------------------------------------------------------------- parent side
+
+
+def _pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def download_wheel(wheel: Wheel, into: Path) -> Path:
+    """Download ``wheel`` without dependencies and unzip it under ``into``; return the folder."""
+    dl = into / "dl"
+    _pip(
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        f"{wheel.package}=={wheel.version}",
+        "-d",
+        str(dl),
+    )
+    stem = wheel.package.replace("-", "_").lower()
+    found = [p for p in dl.glob("*.whl") if p.name.lower().startswith(f"{stem}-{wheel.version}")]
+    if not found:
+        raise RuntimeError(f"no wheel of {wheel.package}=={wheel.version} in {dl}")
+    out = into / f"{stem}-{wheel.version}"
+    with zipfile.ZipFile(found[0]) as zf:
+        zf.extractall(out)
+    return out
+
+
+_MISSING = re.compile(r"No module named '([^'.]+)")
+
+
+def read_python_engine(engine: Engine, scratch: Path, deps: Path) -> dict[str, Any]:
+    """Build ``engine``'s parser in a child interpreter; install missing pure-Python deps."""
+    roots = [download_wheel(w, scratch) for w in engine.wheels]
+    env = {
+        **os.environ,
+        **engine.env,
+        "PYTHONPATH": os.pathsep.join([*map(str, roots), str(deps)]),
+    }
+    tried: set[str] = set()
+    while True:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", engine.name],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        for line in proc.stdout.splitlines():
+            if line.startswith("@@FLAGS@@"):
+                data: dict[str, Any] = json.loads(line[len("@@FLAGS@@") :])
+                return data
+        missing = _MISSING.findall(proc.stderr)
+        if not missing or missing[-1] in tried:
+            raise RuntimeError(f"{engine.name}: parser build failed:\n{proc.stderr[-4000:]}")
+        module = missing[-1]
+        if any((root / module).exists() for root in roots):
+            # a submodule of the engine's own package is missing: never fetch a namesake
+            raise RuntimeError(f"{engine.name}: parser build failed:\n{proc.stderr[-4000:]}")
+        tried.add(module)
+        print(
+            f"  {engine.name}: installing {PYPI_NAME.get(module, module)} for import {module}",
+            file=sys.stderr,
+        )
+        _pip(
+            "install", "--quiet", "--no-deps", "--target", str(deps), PYPI_NAME.get(module, module)
+        )
+
+
+# ---------------------------------------------------------------- trtllm-serve (click, ast)
+
+
+def _literal(node: ast.AST) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return None
+
+
+def _click_choices(node: ast.AST) -> list[str] | None:
+    """Static choices of a ``type=click.Choice([...])`` argument, if any."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "Choice"
+        and node.args
+    ):
+        value = _literal(node.args[0])
+        if isinstance(value, (list, tuple)):
+            return sorted(str(v) for v in value)
+    return None
+
+
+def read_click_command(source: str, function: str) -> dict[str, Any]:
+    """The ``@click.option`` flags decorating ``function`` in ``source``."""
+    tree = ast.parse(source)
+    fn = next(
+        (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function),
+        None,
+    )
+    if fn is None:
+        raise RuntimeError(f"no function {function} in the click source")
+    flags: dict[str, Any] = {}
+    positionals: list[str] = []
+    for dec in fn.decorator_list:
+        if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)):
+            continue
+        names = [
+            a.value for a in dec.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+        ]
+        if dec.func.attr == "argument":
+            positionals += names
+            continue
+        if dec.func.attr != "option":
+            continue
+        kw = {k.arg: k.value for k in dec.keywords if k.arg}
+        opts: list[str] = []
+        for name in names:
+            # "--flag/--no-flag" declares a boolean pair
+            opts += [part for part in name.split("/") if part.startswith("-")]
+        is_flag = _literal(kw["is_flag"]) is True if "is_flag" in kw else False
+        paired = any("/" in n for n in names)
+        entry: dict[str, Any] = {"value": "none" if is_flag or paired else "required"}
+        if "type" in kw and (choices := _click_choices(kw["type"])) is not None:
+            entry["choices"] = choices
+        if "multiple" in kw and _literal(kw["multiple"]) is True:
+            entry["action"] = "multiple"
+        if "hidden" in kw and _literal(kw["hidden"]) is True:
+            entry["hidden"] = True
+        longs = [o for o in opts if o.startswith("--")]
+        key = (longs or opts)[0]
+        if aliases := [o for o in opts if o != key]:
+            entry["aliases"] = aliases
+        flags[key] = entry
+    flags.setdefault("--help", {"value": "none"})
+    return {
+        "parser": {"class": "click.Command", "allow_abbrev": False},
+        "positionals": positionals,
+        "flags": dict(sorted(flags.items())),
+    }
+
+
+# ---------------------------------------------------------------- llama-server (--help)
+
+_SPELLING = re.compile(r"-{1,2}[A-Za-z0-9][\w.-]*")
+
+
+def _help_line(line: str) -> tuple[list[str], str] | None:
+    """The spellings of one ``--help`` option line and its metavar ("" when it takes none).
+
+    Spellings are separated by a comma and any spaces; a metavar follows the last
+    one after a single space; the description follows after two or more spaces.
+    """
+    spellings: list[str] = []
+    pos = 0
+    while m := _SPELLING.match(line, pos):
+        spellings.append(m.group(0))
+        pos = m.end()
+        sep = re.match(r",\s*", line[pos:])
+        if not sep:
+            break
+        pos += sep.end()
+    if not spellings:
+        return None
+    rest = line[pos:]
+    if not rest.startswith(" ") or rest.startswith("  "):
+        return spellings, ""
+    return spellings, re.split(r"\s{2,}", rest.strip(), maxsplit=1)[0]
+
+
+def read_llama_help(text: str) -> dict[str, Any]:
+    """The options of ``llama-server --help``.
+
+    Each option line starts with its spellings separated by ", ", then a metavar
+    (``N``, ``FNAME``, ``{a,b}``...) when it takes a value, then the help text.
+    """
+    flags: dict[str, Any] = {}
+    last: dict[str, Any] | None = None
+    for raw in text.splitlines():
+        if last is not None and (env := re.search(r"\(env: ([A-Z0-9_]+)\)", raw)):
+            last["env"] = env.group(1)
+        # option lines start at column 0; indented lines continue the help text
+        parsed = _help_line(raw.rstrip()) if raw.startswith("-") else None
+        if parsed is None:
+            continue
+        spellings, metavar = parsed
+        entry: dict[str, Any] = {"value": "required" if metavar else "none"}
+        if m := re.fullmatch(r"[\[<]([\w-]+(?:\|[\w-]+)+)[\]>]|\{([\w-]+(?:,[\w-]+)+)\}", metavar):
+            # "[on|off|auto]", "<0|1>" and "{a,b}" list the values the option takes
+            entry["choices"] = sorted(re.split(r"[|,]", m.group(1) or m.group(2)))
+        longs = [s for s in spellings if s.startswith("--")]
+        key = (longs or spellings)[0]
+        if aliases := [s for s in spellings if s != key]:
+            entry["aliases"] = aliases
+        flags[key] = last = entry
+    if not flags:
+        raise RuntimeError("no options found in the --help text")
+    return {
+        "parser": {"class": "llama.cpp common_params", "allow_abbrev": False},
+        "positionals": [],
+        "flags": dict(sorted(flags.items())),
+    }
+
+
+def llama_server_version(binary: Path) -> str:
+    """The build ``--version`` prints: ``version: 1234 (abcdef)`` -> ``b1234``;
+    ``version: 0.5.0-dev (build 1, commit abcdef)`` -> ``0.5.0-dev+abcdef``."""
+    proc = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    out = proc.stdout + proc.stderr
+    if m := re.search(r"version:\s*(\d+)\s*\(([0-9a-f]+)\)", out):
+        return f"b{m.group(1)}"
+    if m := re.search(r"version:\s*(\S+)\s*\(build \d+, commit ([0-9a-f]+)\)", out):
+        return f"{m.group(1)}+{m.group(2)}"  # a build outside llama.cpp's own CI numbering
+    raise RuntimeError(f"cannot read the version of {binary}")
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def write(
+    name: str,
+    package: str,
+    version: str,
+    command: str,
+    also: tuple[str, ...],
+    notes: str,
+    body: dict[str, Any],
+) -> None:
+    """Write one engine's data file."""
+    record = {
+        "engine": name,
+        "package": package,
+        "version": version,
+        "command": command,
+        "also_run_as": list(also),
+        "how_read": notes,
+        **body,
+        "generated_by": GENERATED_BY,
+    }
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / f"{name}.json"
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"{name} {version}: {len(body['flags'])} flags -> {path.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Regenerate the data files of the named engines (all Python engines by default)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("engines", nargs="*", help=f"some of {sorted(ENGINES)}, trtllm, llama-server")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--llama-server", type=Path, help="a built llama-server binary to read --help from"
+    )
+    ap.add_argument(
+        "--trtllm-serve-py", type=Path, help="tensorrt_llm/commands/serve.py at the pinned tag"
+    )
+    ap.add_argument(
+        "--trtllm-version", default="1.2.1", help="the tag that serve.py was taken from"
+    )
+    ap.add_argument("--keep", type=Path, help="scratch folder to keep (default: a temporary one)")
+    args = ap.parse_args(argv)
+    if args.child:
+        child_main(args.child)
+        return 0
+    wanted = args.engines or list(ENGINES)
+    with tempfile.TemporaryDirectory(prefix="engine-flags-") as tmp:
+        scratch = args.keep or Path(tmp)
+        deps = scratch / "deps"
+        deps.mkdir(parents=True, exist_ok=True)
+        for name in wanted:
+            if name == "llama-server":
+                if args.llama_server is None:
+                    print(
+                        "llama-server: no binary given (--llama-server PATH); skipped",
+                        file=sys.stderr,
+                    )
+                    continue
+                proc = subprocess.run(
+                    [str(args.llama_server), "--help"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                )
+                write(
+                    "llama-server",
+                    "llama.cpp",
+                    llama_server_version(args.llama_server),
+                    "llama-server",
+                    (),
+                    "the --help text of a llama-server build",
+                    read_llama_help(proc.stdout),
+                )
+            elif name == "trtllm":
+                if args.trtllm_serve_py is None:
+                    print(
+                        "trtllm: no serve.py given (--trtllm-serve-py PATH); skipped",
+                        file=sys.stderr,
+                    )
+                    continue
+                body = read_click_command(args.trtllm_serve_py.read_text(encoding="utf-8"), "serve")
+                write(
+                    "trtllm",
+                    "tensorrt-llm",
+                    args.trtllm_version,
+                    "trtllm-serve serve",
+                    ("trtllm-serve",),
+                    "click options of tensorrt_llm/commands/serve.py:serve, read with ast "
+                    "(the PyPI package is a stub that downloads from NVIDIA's index)",
+                    body,
+                )
+            else:
+                engine = ENGINES[name]
+                body = read_python_engine(engine, scratch, deps)
+                body["parser"]["syntax"] = list(engine.syntax)
+                wheel = engine.wheels[0]
+                write(
+                    engine.name,
+                    wheel.package,
+                    wheel.version,
+                    engine.command,
+                    engine.also_run_as,
+                    engine.notes,
+                    body,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The source readers of scripts/engine_flags.py for engines that cannot be imported here.
+
+trtllm-serve's ``click`` options are read with ``ast``; llama-server's from its ``--help``.
+Both are fed text in the shape those programs have, and their output is checked by ``check``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from kimi_modes.deploy.flags.accepted import FlagData, check
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "engine_flags.py"
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("engine_flags", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["engine_flags"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+CLICK_SOURCE = """
+import click
+
+@click.command("serve")
+@click.argument("model", type=str)
+@click.option("--host", type=str, default="localhost", help="Hostname.")
+@click.option("--backend", type=click.Choice(["pytorch", "tensorrt", "_autodeploy"]))
+@click.option("--tp_size", "--tensor_parallel_size", type=int, default=1)
+@click.option("--trust_remote_code", is_flag=True, default=False)
+@click.option("--tool_parser", type=click.Choice(list(PARSERS)), default=None)
+@click.option("--enable_chunked_prefill/--disable_chunked_prefill", default=False)
+def serve(model, host, backend, tp_size, trust_remote_code, tool_parser, enable_chunked_prefill):
+    pass
+"""
+
+LLAMA_HELP = """
+----- common params -----
+
+-h,    --help, --usage                  print usage and exit
+-t,    --threads N                      number of CPU threads to use during generation
+-c,    --ctx-size N                     size of the prompt context (default: 4096)
+-ot,   --override-tensor <tensor name pattern>=<buffer type>,...
+                                        override tensor buffer type
+--cpu-moe, -cmoe                        keep all Mixture of Experts (MoE) weights in the CPU
+--jinja                                 use jinja template for chat (default: enabled)
+--reasoning-format FORMAT               controls whether thought tags are allowed
+-hf,   -hfr, --hf-repo <user>/<model>[:quant]
+                                        Hugging Face model repository; quant is optional, see
+                                        --hf-repo (default: unused)
+-fa,   --flash-attn [on|off|auto]       set Flash Attention use
+"""
+
+
+def as_data(body: dict[str, object], command: str) -> FlagData:
+    return FlagData.from_json(
+        {"engine": "x", "package": "x", "version": "1", "command": command, **body}
+    )
+
+
+def test_click_options_are_read_with_their_arity_and_static_choices() -> None:
+    body = load_script().read_click_command(CLICK_SOURCE, "serve")
+    assert body["positionals"] == ["model"]
+    flags = body["flags"]
+    assert flags["--backend"]["choices"] == ["_autodeploy", "pytorch", "tensorrt"]
+    assert flags["--tp_size"] == {"value": "required", "aliases": ["--tensor_parallel_size"]}
+    assert flags["--trust_remote_code"]["value"] == "none"
+    assert "choices" not in flags["--tool_parser"]  # not static: left to the engine
+    data = as_data(body, "trtllm-serve serve")
+    assert (
+        check(
+            data, ["m", "--tp_size", "8", "--disable_chunked_prefill", "--tool_parser", "kimi_k2"]
+        )
+        == []
+    )
+    assert [p.kind for p in check(data, ["m", "--backend", "trt", "--moe_tp_mode", "1"])] == [
+        "bad_choice",
+        "unknown",
+    ]
+
+
+def test_llama_server_help_is_read() -> None:
+    body = load_script().read_llama_help(LLAMA_HELP)
+    flags = body["flags"]
+    assert flags["--threads"] == {"value": "required", "aliases": ["-t"]}
+    assert flags["--cpu-moe"] == {"value": "none", "aliases": ["-cmoe"]}
+    assert flags["--jinja"]["value"] == "none"
+    assert flags["--hf-repo"] == {"value": "required", "aliases": ["-hf", "-hfr"]}
+    assert flags["--override-tensor"]["value"] == "required"
+    assert flags["--flash-attn"]["choices"] == ["auto", "off", "on"]
+    data = as_data(body, "llama-server")
+    assert check(data, ["-ot", ".ffn_.*_exps.=CPU", "--jinja", "-c", "16384", "-t", "8"]) == []
+    assert [
+        p.flag for p in check(data, ["--moe-offload", "--tools-file", "t.json", "-fa", "1"])
+    ] == [
+        "--moe-offload",
+        "--tools-file",
+        "-fa",
+    ]
