@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import ipaddress
 import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
@@ -25,66 +24,8 @@ from aiohttp import web
 from kimi_modes.tools import RunContext, Toolset
 from kimi_modes.tools.web import FetchLimits, WebFetchTool
 
-# --------------------------------------------------------------------------- guard
-
-
-@dataclass
-class Attempts:
-    connects: list[Any] = field(default_factory=list)
-    lookups: list[str] = field(default_factory=list)
-
-
-def _loopback(address: Any) -> bool:
-    host = address[0] if isinstance(address, tuple) else address
-    try:
-        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-@pytest.fixture
-async def loopback_only(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Attempts]:
-    """Fail (and record) any connect or lookup that is not loopback, at the socket level and
-    at the event loop's, so a bug in the code under test cannot send traffic out."""
-    attempts = Attempts()
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-
-    def connect(self: socket.socket, address: Any) -> None:
-        if not _loopback(address):
-            attempts.connects.append(address)
-            raise ConnectionRefusedError(f"test guard: no traffic to {address}")
-        real_connect(self, address)
-
-    def connect_ex(self: socket.socket, address: Any) -> int:
-        if not _loopback(address):
-            attempts.connects.append(address)
-            raise ConnectionRefusedError(f"test guard: no traffic to {address}")
-        return real_connect_ex(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-
-    loop = asyncio.get_running_loop()
-    real_sock_connect = loop.sock_connect
-    real_getaddrinfo = loop.getaddrinfo
-
-    async def sock_connect(sock: socket.socket, address: Any) -> None:
-        if not _loopback(address):
-            attempts.connects.append(address)
-            raise ConnectionRefusedError(f"test guard: no traffic to {address}")
-        await real_sock_connect(sock, address)
-
-    async def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host not in ("localhost", "127.0.0.1", "::1"):
-            attempts.lookups.append(str(host))
-            raise socket.gaierror(socket.EAI_NONAME, f"test guard: no lookup of {host}")
-        return await real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "sock_connect", sock_connect)
-    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
-    yield attempts
-
+if TYPE_CHECKING:
+    from tests.tools.conftest import Attempts
 
 # --------------------------------------------------------------------------- servers
 

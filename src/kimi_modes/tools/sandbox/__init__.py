@@ -3,7 +3,8 @@
 :class:`Sandbox` (shared by a gateway's runs) starts processes in a bubblewrap sandbox: no
 network, a read-only system, the run's workspace as the only writable place (at
 ``/workspace``), a private ``/tmp``, its own user, pid, IPC and UTS namespaces, all capabilities
-dropped, and the :class:`SandboxLimits` set with ``setrlimit``. :class:`PythonInterpreter` is a
+dropped, a seccomp filter (:mod:`.seccomp`), and the :class:`SandboxLimits` set with
+``setrlimit``. :class:`PythonInterpreter` is a
 run's persistent interpreter inside such a sandbox. Without a working bubblewrap the sandbox
 refuses (:class:`SandboxUnavailable`) unless ``allow_unsandboxed=True``. The guarantees and
 the limits of the containment are in docs/sandbox.md.

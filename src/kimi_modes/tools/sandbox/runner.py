@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kimi_modes.tools.descriptors import seal_inherited
+from kimi_modes.tools.sandbox import seccomp
 from kimi_modes.tools.sandbox.limits import SandboxLimits
 
 __all__ = ["CommandResult", "Sandbox", "SandboxUnavailable", "wait_exited"]
@@ -105,6 +106,8 @@ class Sandbox:
     ``allow_unsandboxed``: when bubblewrap is missing or cannot create namespaces, run the code
     directly on the host (in the workspace, with the resource limits but *no* isolation)
     instead of refusing. Only for a machine the operator is willing to hand to the model.
+    ``seccomp``: load the seccomp filter of :mod:`~kimi_modes.tools.sandbox.seccomp` into every
+    sandbox (when libseccomp is missing the sandbox runs without it, and the log says so).
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class Sandbox:
         python: str | None = None,
         host_uid: int = NOBODY,
         host_gid: int = NOBODY,
+        seccomp: bool = True,
     ) -> None:
         self.limits = limits or SandboxLimits()
         #: When the gateway is root, the host user the sandbox runs as (see _portal.py).
@@ -128,6 +132,9 @@ class Sandbox:
             self.python = os.path.realpath(self.python)
         self._checked: tuple[Mode | None, str | None] | None = None
         self._features: frozenset[str] = frozenset()
+        self._want_filter = seccomp
+        #: The compiled seccomp filter every sandbox loads (known once checked); ``None``: none.
+        self.seccomp_filter: bytes | None = None
         self._etc_dir: Path | None = None
         self._reapers: set[asyncio.Task[object]] = set()
 
@@ -171,16 +178,27 @@ class Sandbox:
         self._features = frozenset(
             opt for opt in ("--disable-userns", "--size", "--cap-drop", "--unshare-cgroup-try")
             if opt.encode() in help_text)
+        if self._want_filter:
+            try:
+                self.seccomp_filter = seccomp.program()
+            except seccomp.SeccompUnavailable as exc:
+                log.warning("sandboxes run without a seccomp filter: %s", exc)
         with tempfile.TemporaryDirectory(prefix="kimi-sandbox-probe-") as ws:
             self._hand_over(Path(ws))
+            filter_fd = self._filter_fd()
             command = self._sandbox_command(Path(ws), self._python_command(
-                "exec", {}, [self.python, "-I", "-S", "-c", "print('sandbox-ok')"]))
+                "exec", {}, [self.python, "-I", "-S", "-c", "print('sandbox-ok')"]),
+                filter_fd=filter_fd)
             try:
                 proc = await _start_process(
                     command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE, cwd="/", start_new_session=True)
+                    stderr=asyncio.subprocess.PIPE, cwd="/", start_new_session=True,
+                    pass_fds=() if filter_fd is None else (filter_fd,))
             except OSError as exc:
                 return f"bubblewrap could not be started: {exc}"
+            finally:
+                if filter_fd is not None:
+                    os.close(filter_fd)
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), _PROBE_TIMEOUT)
             except TimeoutError:
@@ -201,9 +219,10 @@ class Sandbox:
 
     # ------------------------------------------------------------------ command lines
 
-    def bwrap_options(self, workspace: Path) -> list[str]:
+    def bwrap_options(self, workspace: Path, filter_fd: int | None = None) -> list[str]:
         """``bwrap`` and its options for a sandbox whose only writable place is ``workspace``
-        (bound at ``/workspace``, the working directory). The command follows ``--``."""
+        (bound at ``/workspace``, the working directory); ``filter_fd``: a descriptor to read
+        the seccomp filter from (:meth:`_filter_fd`). The command follows ``--``."""
         opts = [self.bwrap,
                 "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net",
                 "--unshare-uts", "--hostname", "sandbox",
@@ -241,13 +260,24 @@ class Sandbox:
                  "--remount-ro", "/dev", "--remount-ro", "/", "--clearenv"]
         for key, value in _environment(home="/tmp").items():
             opts += ["--setenv", key, value]
+        if filter_fd is not None:
+            opts += ["--seccomp", str(filter_fd)]
         return opts
 
+    def _filter_fd(self) -> int | None:
+        """A new descriptor holding the seccomp filter (the caller passes it to bubblewrap,
+        which reads and closes its copy, and closes its own), or ``None`` without a filter."""
+        return None if self.seccomp_filter is None else seccomp.program_fd(self.seccomp_filter)
+
     def _sandbox_command(self, workspace: Path, inner: Sequence[str],
-                         keep: Sequence[int] = ()) -> list[str]:
+                         keep: Sequence[int] = (), *, filter_fd: int | None = None
+                         ) -> list[str]:
         """The host command line that runs ``inner`` in a sandbox on ``workspace``; the
-        descriptors ``keep`` reach it (bubblewrap passes them on), no others."""
-        command = [*self.bwrap_options(workspace), "--", *inner]
+        descriptors ``keep`` reach it (bubblewrap passes them on), no others; bubblewrap reads
+        the seccomp filter from ``filter_fd``."""
+        command = [*self.bwrap_options(workspace, filter_fd), "--", *inner]
+        if filter_fd is not None:
+            keep = [*keep, filter_fd]
         if self.run_as is None:
             return command
         etc = self._made_up_etc()
@@ -337,17 +367,25 @@ class Sandbox:
         sandbox_mode = await self.require()
         await self.prepare(workspace)
         command = self._python_command(mode, config, argv)
+        filter_fd = None
         if sandbox_mode == "bwrap":
-            command = self._sandbox_command(workspace, command, pass_fds)
+            filter_fd = self._filter_fd()
+            command = self._sandbox_command(workspace, command, pass_fds, filter_fd=filter_fd)
+            if filter_fd is not None:
+                pass_fds = [*pass_fds, filter_fd]
             cwd = "/"  # not the gateway's directory: the sandbox's host user may not reach it
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:
             cwd = str(workspace)
             env = _environment(home=str(workspace))
-        return await _start_process(
-            command, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
-            stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
-            pass_fds=pass_fds)
+        try:
+            return await _start_process(
+                command, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
+                stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
+                pass_fds=pass_fds)
+        finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
 
     def kill(self, process: asyncio.subprocess.Process) -> None:
         """Kill ``process`` and everything it started, now (``SIGKILL``, no waiting).
