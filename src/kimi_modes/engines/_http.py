@@ -57,6 +57,8 @@ class UpstreamClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._headers = headers
+        #: Never repeated in an error: an upstream may echo the key it was sent.
+        self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
@@ -147,7 +149,8 @@ class UpstreamClient:
                             self.name, f"sent an unreadable stream chunk: {data[:200]!r}"
                         ) from None
                     if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
-                        raise UpstreamFailed(self.name, f"error mid-stream: {_message(chunk)}")
+                        raise UpstreamFailed(
+                            self.name, f"error mid-stream: {self._redacted(_message(chunk))}")
                     yield chunk
                 if not saw_done:
                     raise UpstreamFailed(self.name, "the stream ended before [DONE] (cut mid-way)")
@@ -155,6 +158,12 @@ class UpstreamClient:
             raise
         except Exception as exc:
             raise self._transport_error(exc) from exc
+
+    def _redacted(self, text: str) -> str:
+        """``text`` (what the upstream said) without the upstream's api_key in it."""
+        if self._api_key and self._api_key in text:
+            return text.replace(self._api_key, "[the upstream's api_key]")
+        return text
 
     def _status_error(self, resp: aiohttp.ClientResponse, body: bytes) -> EngineError:
         """The error for an upstream answer with status >= 400.
@@ -170,6 +179,7 @@ class UpstreamClient:
             message = _message(orjson.loads(body))
         except orjson.JSONDecodeError:
             message = body[:300].decode("utf-8", "replace")
+        message = self._redacted(message)
         status = resp.status
         text = f"HTTP {status}: {message}"
         if status in (429, 503):
