@@ -1,6 +1,7 @@
-"""Several processes on one runs database (runs/_locks.py): a crashed process's runs are
-marked interrupted and its lock swept, an open store's runs are left alone, and another
-process follows a run by polling."""
+"""Several processes on one SQLite runs database (runs/_locks.py): a crashed process's runs
+are marked interrupted (at the next open, or by a store already open, on its next beat) and
+its lock swept, an open store's runs are left alone, another process follows a run by polling
+and cancels it through the database."""
 
 from __future__ import annotations
 
@@ -59,15 +60,46 @@ async def test_a_crashed_process_leaves_its_runs_interrupted(tmp_path: Path) -> 
 
 async def test_runs_of_another_open_store_are_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
-    async with RunStore(path) as gateway:
+    async with RunStore(path, lease_seconds=0.3) as gateway:
         run = await gateway.create_run("agent", "m", USER)
         await gateway.emit(run.id, "run_started", {})
-        async with RunStore(path) as terminal:  # e.g. `kimi-modes run` beside the gateway
+        async with RunStore(path, lease_seconds=0.3) as terminal:  # e.g. `kimi-modes run`
             assert await terminal.status(run.id) == "running"
-            # The other process sees the run but cannot cancel it from here.
-            assert await terminal.cancel(run.id) is False
+            await asyncio.sleep(0.5)  # a few beats of both: the open owner is left alone
+            assert await terminal.status(run.id) == "running"
         await gateway.emit(run.id, "step", {"step": 1})
         assert await gateway.finish(run.id, "completed", "answer", "ok")
+
+
+async def test_another_process_cancels_a_run_through_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    async with RunStore(path, lease_seconds=0.3) as gateway:
+        run = await gateway.create_run("agent", "m", USER)
+        await gateway.emit(run.id, "run_started", {})
+        cancelled = asyncio.Event()
+        gateway.register_cancel(run.id, cancelled.set)
+        async with RunStore(path, poll_interval=0.05) as terminal:
+            assert await terminal.cancel(run.id) is True
+            # The owner acts on the request on its next beat.
+            await asyncio.wait_for(cancelled.wait(), 30)
+            await gateway.finish(run.id, "cancelled", "cancelled")
+            assert await terminal.wait(run.id, 30) is True
+            assert await terminal.status(run.id) == "cancelled"
+            assert await terminal.cancel(run.id) is False
+
+
+async def test_a_crash_is_noticed_without_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    async with RunStore(path, lease_seconds=0.3, poll_interval=0.05) as survivor:
+        proc = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", _CRASH, str(path)],
+            capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        done_id, run_id = proc.stdout.split()
+        assert await survivor.wait(run_id, 30) is True
+        record = await survivor.get(run_id)
+        assert record is not None and record.status == "interrupted"
+        assert (await survivor.status(done_id)) == "completed"
 
 
 async def test_another_process_follows_a_run_by_polling(tmp_path: Path) -> None:

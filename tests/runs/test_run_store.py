@@ -205,7 +205,7 @@ async def test_the_database_is_in_wal_mode(store: RunStore) -> None:
     assert store.path is not None
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 async def test_an_in_memory_store_works(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import orjson
 
+from kimi_modes.runs.backend import NewRun
 from kimi_modes.runs.errors import RunStoreError
 from kimi_modes.runs.events import FINISHED, RUN_STARTED, STEP, TOOL_CALL, RunEvent, dumps
 from kimi_modes.runs.records import ACTIVE_STATUSES, INTERRUPTED, RunRecord, RunSummary
@@ -20,7 +21,7 @@ log = logging.getLogger("kimi_modes.runs")
 
 #: The version this code writes (``PRAGMA user_version``); :data:`MIGRATIONS` brings older
 #: databases up to it.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: The current schema, for a new database.
 SCHEMA: Final = """
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     last_seq        INTEGER NOT NULL DEFAULT 0,
     store_id        TEXT,
     owner           TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
     created_at      REAL NOT NULL,
     started_at      REAL,
     updated_at      REAL NOT NULL,
@@ -71,6 +73,10 @@ MIGRATIONS: Final = {
 ALTER TABLE runs RENAME COLUMN owner TO store_id;
 ALTER TABLE runs ADD COLUMN owner TEXT;
 CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at DESC);
+""",
+    # 3: another process may ask the one running a run to cancel it.
+    3: """
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 """,
 }
 
@@ -143,12 +149,10 @@ def setup_reader(conn: sqlite3.Connection) -> None:
 # -- writing ------------------------------------------------------------------------------------
 
 
-def insert_run(row: tuple[Any, ...]) -> Callable[[sqlite3.Connection], str | None]:
-    """Insert a run: ``row`` is ``(id, parent_id, mode, model, status, task, messages,
-    params, store_id, owner, created_at, started_at, updated_at)``. A run given no owner
-    takes its parent's. The work returns the owner stored."""
-    run_id, parent_id = row[0], row[1]
-    owner: str | None = row[9]
+def insert_run(row: NewRun) -> Callable[[sqlite3.Connection], str | None]:
+    """Insert a run. A run given no owner takes its parent's. The work returns the owner
+    stored."""
+    run_id, parent_id, owner = row.id, row.parent_id, row.owner
 
     def work(conn: sqlite3.Connection) -> str | None:
         conn.execute(
@@ -214,6 +218,31 @@ def patch_metrics(run_id: str, patch: bytes, now: float) -> Callable[[sqlite3.Co
             "UPDATE runs SET metrics = json_patch(metrics, ?), updated_at = ? WHERE id = ?",
             (patch, now, run_id))
         return cur.rowcount
+
+    return work
+
+
+def request_cancel(run_id: str) -> Callable[[sqlite3.Connection], bool]:
+    """Flag an active run for cancelling by its process; the work returns whether it was
+    active."""
+    def work(conn: sqlite3.Connection) -> bool:
+        placeholders = ", ".join("?" for _ in ACTIVE_STATUSES)
+        cur = conn.execute(
+            f"UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ({placeholders})",
+            [run_id, *sorted(ACTIVE_STATUSES)])
+        return cur.rowcount > 0
+
+    return work
+
+
+def cancel_requests(store_id: str) -> Callable[[sqlite3.Connection], list[str]]:
+    """The active runs of ``store_id`` flagged for cancelling."""
+    def work(conn: sqlite3.Connection) -> list[str]:
+        placeholders = ", ".join("?" for _ in ACTIVE_STATUSES)
+        rows = conn.execute(
+            f"SELECT id FROM runs WHERE store_id = ? AND cancel_requested"
+            f" AND status IN ({placeholders})", [store_id, *sorted(ACTIVE_STATUSES)])
+        return [str(row[0]) for row in rows]
 
     return work
 
