@@ -336,7 +336,7 @@ def read_summaries(limit: int, offset: int, filters: dict[str, str | None]) -> C
     args += [limit, offset]
 
     def work(conn: sqlite3.Connection) -> list[RunSummary]:
-        return [RunSummary(**_summary_fields(row)) for row in conn.execute(sql, args)]
+        return [RunSummary(**summary_fields(row)) for row in conn.execute(sql, args)]
 
     return work
 
@@ -357,7 +357,8 @@ def read_events(run_id: str, after_seq: int, limit: int | None) -> Callable[
     return work
 
 
-def _summary_fields(row: sqlite3.Row) -> dict[str, Any]:
+def summary_fields(row: Any) -> dict[str, Any]:
+    """A summary's fields from a row of the runs table (any row mapping column names)."""
     return {
         "id": row["id"], "mode": row["mode"], "model": row["model"], "status": row["status"],
         "stop_reason": row["stop_reason"], "error": row["error"],
@@ -373,7 +374,7 @@ def _summary_fields(row: sqlite3.Row) -> dict[str, Any]:
 
 def _record(row: sqlite3.Row) -> RunRecord:
     return RunRecord(
-        **_summary_fields(row),
+        **summary_fields(row),
         messages=orjson.loads(row["messages"]),
         params=orjson.loads(row["params"]),
         final=orjson.loads(row["final"]) if row["final"] is not None else None,
