@@ -97,3 +97,21 @@ async def test_a_cancel_is_pushed_to_the_owner(url: str) -> None:
         # wait() on the other side is woken by the finished event, not its poll.
         assert await other.wait(run.id, 10) is True
         assert await other.status(run.id) == "cancelled"
+
+
+async def test_a_store_whose_lease_lapsed_cannot_write_to_its_interrupted_runs(url: str) -> None:
+    async with RunStore(url, lease_seconds=60) as stalled:
+        run = await stalled.create_run("agent", "m", USER)
+        await stalled.emit(run.id, "run_started", {})
+        with psycopg.connect(url) as conn:  # its lease lapses (a frozen VM, a partition)
+            conn.execute("UPDATE stores SET lease_until = now() - interval '1 second'")
+        async with RunStore(url) as survivor:  # sweeps on open
+            assert await survivor.status(run.id) == "interrupted"
+            with pytest.raises(RunStoreError, match="not active any more"):
+                await stalled.emit(run.id, "step", {"step": 1})
+            with pytest.raises(RunStoreError, match="not active any more"):
+                await stalled.finish(run.id, "completed", "answer", "late")
+            record = await survivor.get(run.id)
+            assert record is not None and record.status == "interrupted"
+            assert [e.type for e in await survivor.events(run.id)] == ["run_started",
+                                                                       "finished"]

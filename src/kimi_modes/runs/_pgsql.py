@@ -111,7 +111,7 @@ UPDATE runs SET updated_at = %(time)s, last_seq = %(seq)s,
     started_at = CASE WHEN %(started)s AND started_at IS NULL THEN %(time)s
                       ELSE started_at END
 FROM (SELECT pg_notify('{EVENTS_CHANNEL}', %(note)s)) AS notified
-WHERE runs.id = %(run_id)s
+WHERE runs.id = %(run_id)s AND runs.status IN {_ACTIVE}
 """
 
 
@@ -179,7 +179,13 @@ def insert_event(event: RunEvent) -> Work:
     }
 
     async def work(conn: Connection) -> None:
-        await conn.execute(_EVENT, args)
+        try:
+            cur = await conn.execute(_EVENT, args)
+        except psycopg.errors.UniqueViolation:  # the seq went to the sweeper's `finished`
+            cur = None
+        if cur is None or cur.rowcount == 0:  # rolled back with the caller's transaction
+            raise RunStoreError(f"run {event.run_id} is not active any more (its process's "
+                                "lease lapsed and another process marked it interrupted)")
 
     return work
 

@@ -182,12 +182,15 @@ def insert_event(event: RunEvent) -> Work:
     def work(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO events (run_id, seq, time, type, data) VALUES (?, ?, ?, ?, ?)",
                      (event.run_id, event.seq, event.time, event.type, data))
-        conn.execute(
+        cur = conn.execute(
             "UPDATE runs SET updated_at = ?, last_seq = ?,"
             " step_count = MAX(step_count, ?), tool_call_count = tool_call_count + ?,"
             " status = CASE WHEN ? AND status = 'queued' THEN 'running' ELSE status END,"
             " started_at = CASE WHEN ? AND started_at IS NULL THEN ? ELSE started_at END"
-            " WHERE id = ?", args)
+            " WHERE id = ? AND status IN ('queued', 'running')", args)
+        if cur.rowcount == 0:  # rolled back with the thread's transaction
+            raise RunStoreError(f"run {event.run_id} is not active any more (another "
+                                "process marked it interrupted)")
 
     return work
 
