@@ -157,3 +157,18 @@ def test_an_unknown_family_is_refused_with_the_known_ones(tmp_path: Path) -> Non
 def test_missing_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_the_store_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    default = load_settings().store
+    assert default.url is None and default.lease_seconds == 15.0
+    path = tmp_path / "k.toml"
+    path.write_text('[store]\nurl = "postgresql://kimi@db:5432/runs"\nlease_seconds = 5\n')
+    settings = load_settings(path)
+    assert settings.store.url == "postgresql://kimi@db:5432/runs"
+    assert settings.store.lease_seconds == 5.0
+    monkeypatch.setenv("KIMI_MODES_STORE__LEASE_SECONDS", "7.5")
+    assert load_settings(path).store.lease_seconds == 7.5
+    path.write_text('[store]\nurl = "sqlite:///tmp/runs.db"\n')
+    with pytest.raises(ConfigError, match="postgresql://"):
+        load_settings(path)

@@ -119,7 +119,8 @@ async def assemble(settings: Settings, *, runs: bool = True,
             if isinstance(engine, Startable):
                 await engine.start()
         if runs:
-            store = RunStore(settings.agent.runs_db)
+            store = RunStore(settings.store.url or settings.agent.runs_db,
+                             lease_seconds=settings.store.lease_seconds)
             await store.open()
             tools, notes, mcp = await _agent_tools(settings)
             agent = _agent(settings, built, store, tools, notes, mcp)

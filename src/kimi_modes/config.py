@@ -209,7 +209,7 @@ class AgentSettings(BaseModel):
     max_time: float = Field(900.0, gt=0)
     #: Which upstream runs the agent's model calls (default: the first).
     upstream: str | None = None
-    #: SQLite file holding every run (``~`` expands).
+    #: SQLite file holding every run (``~`` expands); unused when ``[store] url`` is set.
     runs_db: str = "~/.kimi-modes/runs.sqlite3"
     #: Each run gets a fresh directory under here: its only writable place.
     workspaces: str = "~/.kimi-modes/workspaces"
@@ -228,6 +228,26 @@ class AgentSettings(BaseModel):
     context_window: int | None = Field(None, ge=1024)
     #: Tool results kept whole when older ones are compacted.
     keep_tool_results: int = Field(3, ge=0)
+
+
+class StoreSettings(BaseModel):
+    """``[store]``: where runs are kept (docs/scaling.md). Unset ``url``: the SQLite file
+    ``agent.runs_db`` (embedded, one machine). ``url = "postgresql://..."``: a PostgreSQL
+    database shared by several gateway processes or replicas (``pip install
+    'kimi-modes[postgres]'``)."""
+
+    url: str | None = None
+    #: Seconds after a gateway stops renewing its lease (it died) before the others mark its
+    #: runs interrupted; it renews every third of this.
+    lease_seconds: float = Field(15.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store.url is a postgresql:// URL (unset: the SQLite file "
+                             "agent.runs_db)")
+        return value
 
 
 class SwarmSettings(BaseModel):
@@ -273,6 +293,7 @@ class Settings(BaseSettings):
     modes: ModesSettings = Field(default_factory=ModesSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     swarm: SwarmSettings = Field(default_factory=SwarmSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @model_validator(mode="after")
     def _check_upstreams(self) -> Settings:

@@ -1,20 +1,40 @@
-"""What the run-store tests share: an open store on a real file, and a tool-using step."""
+"""What the run-store tests share: a database to keep runs in, once per backend (a SQLite file
+and a database on a throwaway PostgreSQL server), an open store on it, and a tool-using
+step. Every test that takes ``location`` or ``store`` is the contract both backends meet."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers.postgres import PostgresCluster
 from kimi_modes.runs import RunStore
 
 ToolStep = Callable[[RunStore, str, int], Awaitable[None]]
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL server for the session."""
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store keeps its runs: a fresh SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.sqlite3")
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.new_database()
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RunStore]:
-    s = RunStore(tmp_path / "runs.sqlite3", delta_interval=0.05)
+async def store(location: str) -> AsyncIterator[RunStore]:
+    s = RunStore(location, delta_interval=0.05)
     await s.open()
     yield s
     await s.close()

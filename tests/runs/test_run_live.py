@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
@@ -29,8 +28,8 @@ async def _collect(store: RunStore, run_id: str, after: int = 0) -> list[RunEven
 # -- coalescing ---------------------------------------------------------------------------
 
 
-async def test_deltas_are_joined_and_flushed_in_order(tmp_path: Path) -> None:
-    async with RunStore(tmp_path / "r.db", delta_interval=60) as store:
+async def test_deltas_are_joined_and_flushed_in_order(location: str) -> None:
+    async with RunStore(location, delta_interval=60) as store:
         run = await store.create_run("agent", "m", USER)
         tokens = [f"t{i} " for i in range(200)]
         for token in tokens[:100]:
@@ -57,8 +56,8 @@ async def test_deltas_are_joined_and_flushed_in_order(tmp_path: Path) -> None:
     assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
 
 
-async def test_deltas_flush_after_the_interval_and_past_the_size(tmp_path: Path) -> None:
-    async with RunStore(tmp_path / "r.db", delta_interval=0.3, delta_max_chars=50) as store:
+async def test_deltas_flush_after_the_interval_and_past_the_size(location: str) -> None:
+    async with RunStore(location, delta_interval=0.3, delta_max_chars=50) as store:
         run = await store.create_run("agent", "m", USER)
         await store.emit(run.id, "message_delta", {"step": 1, "kind": "content", "text": "hi"})
         await asyncio.sleep(0.05)
@@ -74,8 +73,8 @@ async def test_deltas_flush_after_the_interval_and_past_the_size(tmp_path: Path)
         assert [len(e.data["text"]) for e in events] == [2, 54]
 
 
-async def test_many_deltas_make_few_rows(tmp_path: Path) -> None:
-    async with RunStore(tmp_path / "r.db", delta_interval=0.05) as store:
+async def test_many_deltas_make_few_rows(location: str) -> None:
+    async with RunStore(location, delta_interval=0.05) as store:
         run = await store.create_run("agent", "m", USER)
         for i in range(2000):
             await store.emit(run.id, "message_delta",
@@ -132,8 +131,8 @@ async def test_live_events_reach_a_subscriber_as_they_happen(store: RunStore) ->
         assert event is not None and event.data["text"] == "x"
 
 
-async def test_a_slow_subscriber_misses_nothing(tmp_path: Path) -> None:
-    async with RunStore(tmp_path / "r.db", queue_limit=5) as store:
+async def test_a_slow_subscriber_misses_nothing(location: str) -> None:
+    async with RunStore(location, queue_limit=5) as store:
         run = await store.create_run("agent", "m", USER)
         sub = await store.subscribe(run.id)
         for i in range(1, 101):  # nobody reads meanwhile: the queue overflows many times
@@ -162,8 +161,8 @@ async def test_next_event_times_out_and_keeps_its_place(store: RunStore) -> None
     assert store.subscriber_count(run.id) == 0
 
 
-async def test_closing_the_store_ends_subscriptions(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "r.db")
+async def test_closing_the_store_ends_subscriptions(location: str) -> None:
+    store = RunStore(location)
     await store.open()
     run = await store.create_run("agent", "m", USER)
     await store.emit(run.id, "run_started", {})

@@ -48,7 +48,7 @@ async def test_a_new_database_has_the_current_schema(tmp_path: Path) -> None:
         run = await store.create_run("agent", "m", [{"role": "user", "content": "hi"}],
                                      owner="tenant-a")
         assert run.owner == "tenant-a"
-    assert _version(path) == 2
+    assert _version(path) == 3
     assert {"store_id", "owner"} <= set(_columns(path))
 
 
@@ -75,9 +75,10 @@ async def test_a_version_1_database_is_migrated_with_its_runs(tmp_path: Path) ->
         assert left is not None and left.status == "interrupted"
         new = await store.create_run("agent", "m", [], owner="tenant-a")
         assert [r.id for r in await store.list_runs(owner="tenant-a")] == [new.id]
-    assert _version(path) == 2
+    assert _version(path) == 3
     columns = _columns(path)
     assert "store_id" in columns and columns.count("owner") == 1
+    assert "cancel_requested" in columns
     with sqlite3.connect(path) as conn:
         stores = dict(conn.execute("SELECT id, store_id FROM runs").fetchall())
     assert stores["run_old"] == "gone-process"

@@ -177,8 +177,8 @@ async def test_malformed_events_are_refused(store: RunStore) -> None:
     assert event.type == "subagent_started" and event.data == {"path": "/w", "ids": {"1": "a"}}
 
 
-async def test_long_tool_output_is_stored_shortened(tmp_path: Path) -> None:
-    async with RunStore(tmp_path / "r.db", output_limit=100) as store:
+async def test_long_tool_output_is_stored_shortened(location: str) -> None:
+    async with RunStore(location, output_limit=100) as store:
         run = await store.create_run("agent", "m", USER)
         await store.emit(run.id, "tool_result", {"step": 1, "id": "c", "name": "python",
                                                  "output": "x" * 1000, "is_error": False,
@@ -201,14 +201,15 @@ async def test_metrics_merge(store: RunStore) -> None:
         await store.update_metrics("run_nope", {"a": 1})
 
 
-async def test_the_database_is_in_wal_mode(store: RunStore) -> None:
-    assert store.path is not None
-    with sqlite3.connect(store.path) as conn:
+async def test_the_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
+    async with RunStore(tmp_path / "runs.sqlite3") as store:
+        assert store.path is not None
+    with sqlite3.connect(tmp_path / "runs.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
-async def test_an_in_memory_store_works(tmp_path: Path) -> None:
+async def test_an_in_memory_store_works() -> None:
     async with RunStore(":memory:") as store:
         run = await store.create_run("agent", "m", USER)
         await store.emit(run.id, "step", {"step": 1})
@@ -258,9 +259,9 @@ async def test_many_concurrent_runs_keep_their_own_order(store: RunStore,
 # -- close and reopen -------------------------------------------------------------------------
 
 
-async def test_close_then_reopen_shows_unfinished_runs_interrupted(tmp_path: Path,
+async def test_close_then_reopen_shows_unfinished_runs_interrupted(location: str,
                                                                    tool_step: ToolStep) -> None:
-    path = tmp_path / "runs.sqlite3"
+    path = location
     store = RunStore(path)
     await store.open()
     done = await store.create_run("agent", "m", USER)

@@ -1,5 +1,6 @@
-"""The store's database: SQLite connections each owned by one dedicated thread, fed jobs from
-the event loop, and :class:`RunsDatabase`, the pair of them a store opens.
+"""The embedded backend: SQLite connections each owned by one dedicated thread, fed jobs from
+the event loop, and :class:`SqliteDatabase`, the pair of them a store opens (the
+:class:`~kimi_modes.runs.backend.RunsBackend` of a file or ``:memory:``).
 
 The writer runs every job queued while it was busy in one transaction (group commit), so many
 concurrent runs cost one commit per batch rather than one per event; a job that fails is
@@ -16,15 +17,18 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from kimi_modes.runs import _sql
 from kimi_modes.runs._locks import StoreLock
+from kimi_modes.runs.backend import ABANDONED_ERROR, Done, NewRun, Signals
 from kimi_modes.runs.errors import RunStoreClosed
+from kimi_modes.runs.events import RunEvent, dumps
+from kimi_modes.runs.records import RunRecord, RunSummary
 
 log = logging.getLogger("kimi_modes.runs")
 
@@ -32,11 +36,8 @@ T = TypeVar("T")
 
 #: A unit of work: runs on the database thread with its connection.
 Work = Callable[[sqlite3.Connection], Any]
-#: Called on the event loop when the work is done: ``(result, error)``.
-Done = Callable[[Any, BaseException | None], None]
 
 _BATCH = 512
-_INTERRUPTED_ERROR: Final = "the gateway stopped while the run was in progress"
 
 
 @dataclass(slots=True)
@@ -181,10 +182,16 @@ class DatabaseThread:
             loop.call_soon_threadsafe(deliver)
 
 
-class RunsDatabase:
+class SqliteDatabase:
     """The database of one store: a writer thread and a reader thread on the file at
     ``path`` (one thread for both when ``path`` is ``None``: in memory), and the store's lock
-    (:mod:`kimi_modes.runs._locks`) beside the file, held by ``store_id``."""
+    (:mod:`kimi_modes.runs._locks`) beside the file, held by ``store_id``.
+
+    Liveness comes from the locks, not a lease: a process that ends lets go of its lock at
+    once, so :meth:`heartbeat` finds its runs on the next beat. Nothing is pushed between
+    processes: watchers of another process's run poll, and a cancel from another process is
+    a flag the owner reads on its next :meth:`heartbeat`.
+    """
 
     def __init__(self, path: Path | None, store_id: str) -> None:
         self.path = path
@@ -194,10 +201,11 @@ class RunsDatabase:
         self._writer: DatabaseThread | None = None
         self._reader: DatabaseThread | None = None
 
-    async def open(self) -> None:
+    async def open(self, signals: Signals) -> None:
         """Take the lock, open both connections (the schema made or checked), and mark the
         active runs of stores that are gone ``interrupted``. Raises what failed, with
-        everything opened so far closed again."""
+        everything opened so far closed again. (``signals``: nothing comes from other
+        processes here.)"""
         target = ":memory:" if self.path is None else str(self.path)
         try:
             if self.path is not None and self._lock is not None:
@@ -228,34 +236,86 @@ class RunsDatabase:
             self._lock.release()
 
     @property
-    def writer(self) -> DatabaseThread:
-        """The writer thread; :class:`RunStoreClosed` when the database is not open."""
+    def is_open(self) -> bool:
+        """True between a successful :meth:`open` and :meth:`close`."""
+        return self._writer is not None
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def insert_run(self, run: NewRun) -> str | None:
+        """See :meth:`RunsBackend.insert_run <kimi_modes.runs.backend.RunsBackend.insert_run>`."""
+        try:
+            return await self._writing.call(_sql.insert_run(run))
+        except sqlite3.IntegrityError:
+            raise ValueError(f"a run with id {run.id!r} exists already") from None
+
+    def submit_event(self, event: RunEvent, done: Done) -> None:
+        """Queue ``event`` on the writer."""
+        self._writing.submit(_sql.insert_event(event), done)
+
+    def submit_finish(self, event: RunEvent, final: Any, usage: dict[str, Any] | None,
+                      done: Done) -> None:
+        """Queue the ``finished`` event and the run's final state on the writer."""
+        self._writing.submit(_sql.finish_run(event, final, usage), done)
+
+    async def patch_metrics(self, run_id: str, patch: Mapping[str, Any], now: float) -> bool:
+        """Merge ``patch`` with SQLite's ``json_patch``."""
+        return bool(await self._writing.call(_sql.patch_metrics(run_id, dumps(dict(patch)),
+                                                                now)))
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Flag the run; its process reads the flag on its next heartbeat."""
+        return await self._writing.call(_sql.request_cancel(run_id))
+
+    async def heartbeat(self) -> list[str]:
+        """Interrupt the runs of stores whose lock is free; the cancel flags of ours."""
+        await self._interrupt_abandoned()
+        return await self._reading.call(_sql.cancel_requests(self.store_id))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def read_record(self, run_id: str, owner: str | None) -> RunRecord | None:
+        """The whole run, or ``None``."""
+        return await self._reading.call(_sql.read_record(run_id, owner))
+
+    async def read_status(self, run_id: str, owner: str | None) -> str | None:
+        """The run's status, or ``None``."""
+        return await self._reading.call(_sql.read_status(run_id, owner))
+
+    async def read_summaries(self, limit: int, offset: int,
+                             filters: Mapping[str, str | None]) -> list[RunSummary]:
+        """Runs newest first."""
+        return await self._reading.call(_sql.read_summaries(limit, offset, dict(filters)))
+
+    async def read_events(self, run_id: str, after_seq: int,
+                          limit: int | None) -> list[RunEvent]:
+        """The run's events after ``after_seq``."""
+        return await self._reading.call(_sql.read_events(run_id, after_seq, limit))
+
+    # -- internals --------------------------------------------------------------------------
+
+    @property
+    def _writing(self) -> DatabaseThread:
         if self._writer is None:
             raise RunStoreClosed("the run store is not open")
         return self._writer
 
     @property
-    def reader(self) -> DatabaseThread:
-        """The reader thread; :class:`RunStoreClosed` when the database is not open."""
+    def _reading(self) -> DatabaseThread:
         if self._reader is None:
             raise RunStoreClosed("the run store is not open")
         return self._reader
 
-    @property
-    def is_open(self) -> bool:
-        """True between a successful :meth:`open` and :meth:`close`."""
-        return self._writer is not None
-
     async def _interrupt_abandoned(self) -> None:
-        stores = await self.writer.call(_sql.active_stores)
+        stores = await self._writing.call(_sql.active_stores)
         lock = self._lock
         if lock is None:
             dead = [s for s in stores if s != self.store_id]
         else:
             dead = [s for s in stores if not await asyncio.to_thread(lock.alive, s)]
         if dead:
-            interrupted = await self.writer.call(
-                _sql.interrupt(dead, time.time(), _INTERRUPTED_ERROR))
+            interrupted = await self._writing.call(
+                _sql.interrupt(dead, time.time(), ABANDONED_ERROR))
             if interrupted:
                 log.warning("marked %d runs left by a stopped gateway as interrupted",
                             interrupted)

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import orjson
 
+from kimi_modes.runs.backend import NewRun
 from kimi_modes.runs.errors import RunStoreError
 from kimi_modes.runs.events import FINISHED, RUN_STARTED, STEP, TOOL_CALL, RunEvent, dumps
 from kimi_modes.runs.records import ACTIVE_STATUSES, INTERRUPTED, RunRecord, RunSummary
@@ -20,7 +21,7 @@ log = logging.getLogger("kimi_modes.runs")
 
 #: The version this code writes (``PRAGMA user_version``); :data:`MIGRATIONS` brings older
 #: databases up to it.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: The current schema, for a new database.
 SCHEMA: Final = """
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     last_seq        INTEGER NOT NULL DEFAULT 0,
     store_id        TEXT,
     owner           TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
     created_at      REAL NOT NULL,
     started_at      REAL,
     updated_at      REAL NOT NULL,
@@ -71,6 +73,10 @@ MIGRATIONS: Final = {
 ALTER TABLE runs RENAME COLUMN owner TO store_id;
 ALTER TABLE runs ADD COLUMN owner TEXT;
 CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at DESC);
+""",
+    # 3: another process may ask the one running a run to cancel it.
+    3: """
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 """,
 }
 
@@ -143,12 +149,10 @@ def setup_reader(conn: sqlite3.Connection) -> None:
 # -- writing ------------------------------------------------------------------------------------
 
 
-def insert_run(row: tuple[Any, ...]) -> Callable[[sqlite3.Connection], str | None]:
-    """Insert a run: ``row`` is ``(id, parent_id, mode, model, status, task, messages,
-    params, store_id, owner, created_at, started_at, updated_at)``. A run given no owner
-    takes its parent's. The work returns the owner stored."""
-    run_id, parent_id = row[0], row[1]
-    owner: str | None = row[9]
+def insert_run(row: NewRun) -> Callable[[sqlite3.Connection], str | None]:
+    """Insert a run. A run given no owner takes its parent's. The work returns the owner
+    stored."""
+    run_id, parent_id, owner = row.id, row.parent_id, row.owner
 
     def work(conn: sqlite3.Connection) -> str | None:
         conn.execute(
@@ -178,12 +182,15 @@ def insert_event(event: RunEvent) -> Work:
     def work(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO events (run_id, seq, time, type, data) VALUES (?, ?, ?, ?, ?)",
                      (event.run_id, event.seq, event.time, event.type, data))
-        conn.execute(
+        cur = conn.execute(
             "UPDATE runs SET updated_at = ?, last_seq = ?,"
             " step_count = MAX(step_count, ?), tool_call_count = tool_call_count + ?,"
             " status = CASE WHEN ? AND status = 'queued' THEN 'running' ELSE status END,"
             " started_at = CASE WHEN ? AND started_at IS NULL THEN ? ELSE started_at END"
-            " WHERE id = ?", args)
+            " WHERE id = ? AND status IN ('queued', 'running')", args)
+        if cur.rowcount == 0:  # rolled back with the thread's transaction
+            raise RunStoreError(f"run {event.run_id} is not active any more (another "
+                                "process marked it interrupted)")
 
     return work
 
@@ -214,6 +221,31 @@ def patch_metrics(run_id: str, patch: bytes, now: float) -> Callable[[sqlite3.Co
             "UPDATE runs SET metrics = json_patch(metrics, ?), updated_at = ? WHERE id = ?",
             (patch, now, run_id))
         return cur.rowcount
+
+    return work
+
+
+def request_cancel(run_id: str) -> Callable[[sqlite3.Connection], bool]:
+    """Flag an active run for cancelling by its process; the work returns whether it was
+    active."""
+    def work(conn: sqlite3.Connection) -> bool:
+        placeholders = ", ".join("?" for _ in ACTIVE_STATUSES)
+        cur = conn.execute(
+            f"UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ({placeholders})",
+            [run_id, *sorted(ACTIVE_STATUSES)])
+        return cur.rowcount > 0
+
+    return work
+
+
+def cancel_requests(store_id: str) -> Callable[[sqlite3.Connection], list[str]]:
+    """The active runs of ``store_id`` flagged for cancelling."""
+    def work(conn: sqlite3.Connection) -> list[str]:
+        placeholders = ", ".join("?" for _ in ACTIVE_STATUSES)
+        rows = conn.execute(
+            f"SELECT id FROM runs WHERE store_id = ? AND cancel_requested"
+            f" AND status IN ({placeholders})", [store_id, *sorted(ACTIVE_STATUSES)])
+        return [str(row[0]) for row in rows]
 
     return work
 
@@ -307,7 +339,7 @@ def read_summaries(limit: int, offset: int, filters: dict[str, str | None]) -> C
     args += [limit, offset]
 
     def work(conn: sqlite3.Connection) -> list[RunSummary]:
-        return [RunSummary(**_summary_fields(row)) for row in conn.execute(sql, args)]
+        return [RunSummary(**summary_fields(row)) for row in conn.execute(sql, args)]
 
     return work
 
@@ -328,7 +360,8 @@ def read_events(run_id: str, after_seq: int, limit: int | None) -> Callable[
     return work
 
 
-def _summary_fields(row: sqlite3.Row) -> dict[str, Any]:
+def summary_fields(row: Any) -> dict[str, Any]:
+    """A summary's fields from a row of the runs table (any row mapping column names)."""
     return {
         "id": row["id"], "mode": row["mode"], "model": row["model"], "status": row["status"],
         "stop_reason": row["stop_reason"], "error": row["error"],
@@ -344,7 +377,7 @@ def _summary_fields(row: sqlite3.Row) -> dict[str, Any]:
 
 def _record(row: sqlite3.Row) -> RunRecord:
     return RunRecord(
-        **_summary_fields(row),
+        **summary_fields(row),
         messages=orjson.loads(row["messages"]),
         params=orjson.loads(row["params"]),
         final=orjson.loads(row["final"]) if row["final"] is not None else None,

@@ -357,7 +357,8 @@ class Subscription:
     :meth:`aclose`, so the live feed lets go of it.
 
     For a run that is not live in this process (another process owns it) the subscription
-    polls the database every ``poll_interval`` seconds until the run is over.
+    re-reads the database when :meth:`poke` says an event was stored, and every
+    ``poll_interval`` seconds otherwise, until the run is over.
     """
 
     def __init__(
@@ -416,6 +417,11 @@ class Subscription:
         self._orphaned = True
         self._wake.set()
 
+    def poke(self) -> None:
+        """Another process stored an event of this run: re-read the database now rather
+        than at the next poll."""
+        self._wake.set()
+
     # -- consumed by the watcher ---------------------------------------------------------
 
     # ``timeout`` returns None and keeps the subscription's place (for keep-alives); being
@@ -443,6 +449,9 @@ class Subscription:
                 self._end()
                 raise StopAsyncIteration
             if self._replay:
+                if not self._live:
+                    # A poke during the read must not be lost.
+                    self._wake.clear()
                 page = await self._fetch(self._last, _PAGE)
                 self._replay = len(page) >= _PAGE
                 self._backlog.extend(page)
@@ -450,13 +459,18 @@ class Subscription:
                     continue
                 status = await self._status()
                 if status is None or status in TERMINAL_STATUSES:
+                    # The run may have ended between the read and the status: read again.
+                    last = await self._fetch(self._last, _PAGE)
+                    if last:
+                        self._backlog.extend(last)
+                        self._replay = len(last) >= _PAGE
+                        continue
                     self._end()
                     raise StopAsyncIteration
                 # The run goes on in another process: poll.
                 wait = self._poll_interval
                 if deadline is not None:
                     wait = min(wait, max(0.0, deadline - loop.time()))
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
                 self._replay = True

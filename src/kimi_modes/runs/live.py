@@ -12,10 +12,11 @@ through the ``store_event`` callable given to :class:`LiveRuns`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,7 @@ class LiveRuns:
         self._runs: dict[str, LiveRun] = {}
         self._broker = LiveBroker()
         self._subs: set[Subscription] = set()
+        self._waiters: dict[str, set[asyncio.Event]] = {}
 
     # -- the runs -----------------------------------------------------------------------------
 
@@ -120,6 +122,27 @@ class LiveRuns:
     def publish(self, event: RunEvent) -> None:
         """Hand a stored event to the subscriptions of its run."""
         self._broker.publish(event)
+
+    def poke(self, run_id: str) -> None:
+        """Another process stored an event of ``run_id``: its watchers here re-read it."""
+        for sub in self._subs:
+            if sub.run_id == run_id:
+                sub.poke()
+        for wake in self._waiters.get(run_id, ()):
+            wake.set()
+
+    @contextlib.contextmanager
+    def waking(self, run_id: str) -> Iterator[asyncio.Event]:
+        """An event :meth:`poke` sets for ``run_id`` while the block runs."""
+        wake = asyncio.Event()
+        self._waiters.setdefault(run_id, set()).add(wake)
+        try:
+            yield wake
+        finally:
+            waiters = self._waiters[run_id]
+            waiters.discard(wake)
+            if not waiters:
+                del self._waiters[run_id]
 
     # -- streamed text --------------------------------------------------------------------------
 

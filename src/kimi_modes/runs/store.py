@@ -1,13 +1,17 @@
-"""Persisted runs: one SQLite file holds every run and its events; live runs can be watched
-and cancelled.
+"""Persisted runs: one database holds every run and its events; live runs can be watched
+and cancelled, from this process or any other on the same database.
 
 The owner of a run (the agent loop, a swarm orchestrator) calls :meth:`RunStore.create_run`,
 then :meth:`RunStore.emit` for every event and :meth:`RunStore.finish` once at the end;
 watchers call :meth:`RunStore.subscribe`, :meth:`RunStore.get`, :meth:`RunStore.list_runs` and
 :meth:`RunStore.events`. All methods are coroutines of the event loop that opened the store
-(except :meth:`RunStore.register_cancel`, which is synchronous); none blocks it: the database
-lives on two threads of its own (one writer that commits in groups, one reader), in WAL mode so
-readers never wait for the writer.
+(except :meth:`RunStore.register_cancel`, which is synchronous); none blocks it.
+
+Where the runs are kept is the store's backend (:mod:`kimi_modes.runs.backend`): a SQLite file
+(the default, nothing to install: the database lives on two threads of its own, one writer
+that commits in groups and one reader, in WAL mode so readers never wait for the writer), or
+a PostgreSQL database (``postgresql://...``, :mod:`kimi_modes.runs.postgres`) that several
+gateway processes or replicas share.
 
 Durability: ``create_run``, ``finish`` and every ``emit`` except ``message_delta`` return once
 the row is committed. ``message_delta`` events are coalesced: consecutive deltas of one run,
@@ -18,12 +22,16 @@ lose at most the last ``delta_interval`` seconds of streamed text; it never lose
 run. Live watchers see the coalesced events too, at most ``delta_interval`` seconds late: the
 live feed and the stored log are the same sequence, so re-attaching after seq N is exact.
 
-Restarts: a run that was ``queued`` or ``running`` when its process stopped is marked
-``interrupted`` (with a ``finished`` event) by the next :meth:`RunStore.open`. Several
-processes may share one file (the gateway and a ``kimi-modes run`` in a terminal): each open
-store holds a lock of its own (:mod:`kimi_modes.runs._locks`), and ``open`` only interrupts the
-runs of stores whose lock is gone. Cancelling and live following work within the process that
-owns a run (:mod:`kimi_modes.runs.live`); other processes watch it by polling.
+Several processes: a run belongs to the store (process) that created it. Each open store
+keeps a claim on its runs: a lock file beside a SQLite database
+(:mod:`kimi_modes.runs._locks`), a lease it renews every ``lease_seconds / 3`` seconds in
+PostgreSQL. Every open store beats at that pace, and on each beat (and at :meth:`RunStore.open`)
+marks ``interrupted`` (with a ``finished`` event) the ``queued`` or ``running`` runs of stores
+whose claim is gone: a crashed process's runs are found within ``lease_seconds`` without
+waiting for a restart; a finished run is never touched. A run owned elsewhere can be watched
+(PostgreSQL pushes each stored event with NOTIFY; SQLite watchers poll every
+``poll_interval``) and cancelled: :meth:`RunStore.cancel` leaves a request its owner acts on
+(at once with PostgreSQL, on its next beat with SQLite).
 """
 
 from __future__ import annotations
@@ -33,15 +41,14 @@ import contextlib
 import dataclasses
 import logging
 import os
-import sqlite3
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kimi_modes.runs import _sql
-from kimi_modes.runs._db import RunsDatabase
+from kimi_modes.runs._db import SqliteDatabase
+from kimi_modes.runs.backend import NewRun, RunsBackend, Signals, is_postgres_url
 from kimi_modes.runs.errors import RunNotFound, RunStoreClosed, RunStoreError
 from kimi_modes.runs.events import FINISHED, MESSAGE_DELTA, RunEvent, Subscription, dumps
 from kimi_modes.runs.live import CancelCallback, LiveRun, LiveRuns, checked_data
@@ -62,13 +69,16 @@ log = logging.getLogger("kimi_modes.runs")
 
 
 class RunStore:
-    """Every run and its events, in the SQLite file at ``path`` (``~`` expands; parent
-    directories are made). ``":memory:"`` keeps them in memory (tests).
+    """Every run and its events, in the database at ``path``: a SQLite file (``~`` expands;
+    parent directories are made), ``":memory:"`` (SQLite in memory: tests), or a
+    ``postgresql://`` URL (needs the ``postgres`` extra: psycopg).
 
     ``delta_interval`` / ``delta_max_chars``: how ``message_delta`` events are coalesced (see
     the module docstring). ``output_limit``: ``tool_result`` outputs longer than this many
     characters are stored shortened. ``queue_limit`` and ``poll_interval``: see
-    :class:`~kimi_modes.runs.events.Subscription`.
+    :class:`~kimi_modes.runs.events.Subscription`. ``lease_seconds``: how long after this
+    process stops renewing its claim others mark its runs interrupted (PostgreSQL); the store
+    beats every third of it.
 
     Use ``await store.open()`` … ``await store.close()``, or ``async with RunStore(path) as
     store``.
@@ -83,35 +93,50 @@ class RunStore:
         output_limit: int = 16_000,
         queue_limit: int = 1000,
         poll_interval: float = 0.5,
+        lease_seconds: float = 15.0,
     ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
         raw = os.fspath(path)
-        self.path: Path | None = None if raw == ":memory:" else Path(raw).expanduser()
         self.output_limit = output_limit
         self.queue_limit = queue_limit
         self.poll_interval = poll_interval
-        #: This store's id: the runs it starts carry it, and its lock file is named by it.
+        self.lease_seconds = lease_seconds
+        #: This store's id: the runs it starts carry it; its lock file or lease is named by it.
         self.store_id = uuid.uuid4().hex
-        self._db = RunsDatabase(self.path, self.store_id)
+        #: The SQLite file (``None`` in memory or on PostgreSQL).
+        self.path: Path | None = None
+        self._db: RunsBackend
+        if is_postgres_url(raw):
+            from kimi_modes.runs.postgres import PostgresDatabase  # psycopg: an extra
+
+            self._db = PostgresDatabase(raw, self.store_id, lease_seconds=lease_seconds)
+        else:
+            self.path = None if raw == ":memory:" else Path(raw).expanduser()
+            self._db = SqliteDatabase(self.path, self.store_id)
         self._live = LiveRuns(delta_interval=delta_interval, delta_max_chars=delta_max_chars,
                               store_event=self._store_event)
         self._state = "new"  # new → open → closing → closed
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._beat: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
         """Open (creating if needed) the database, and mark the runs that a stopped process
-        left ``queued`` or ``running`` as ``interrupted`` (each gets a ``finished`` event).
-        Raises :class:`RunStoreError` for a database made by a newer version."""
+        left ``queued`` or ``running`` as ``interrupted`` (each gets a ``finished`` event);
+        then beat every ``lease_seconds / 3`` seconds (see the module docstring). Raises
+        :class:`RunStoreError` for a database made by a newer version."""
         if self._state != "new":
             raise RunStoreError("a RunStore can be opened once")
         self._loop = asyncio.get_running_loop()
         try:
-            await self._db.open()
+            await self._db.open(Signals(stored=self._live.poke, cancel=self._cancel_here))
         except BaseException:
             self._state = "closed"
             raise
         self._state = "open"
+        self._beat = asyncio.create_task(self._beating(), name="runs-heartbeat")
 
     async def close(self) -> None:
         """Interrupt the runs still live here (status ``interrupted``, a ``finished`` event,
@@ -122,6 +147,11 @@ class RunStore:
             return
         was_open = self._state == "open"
         self._state = "closing"
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+            self._beat = None
         try:
             if was_open:
                 live_runs = self._live.unfinished()
@@ -193,12 +223,9 @@ class RunStore:
             started_at=now if status == RUNNING else None, updated_at=now, finished_at=None,
             messages=message_list, params=param_dict, final=None,
         )
-        row = (run_id, parent_id, mode, model, status, record.task, dumps(message_list),
-               dumps(param_dict), self.store_id, owner, now, record.started_at, now)
-        try:
-            stored_owner = await self._db.writer.call(_sql.insert_run(row))
-        except sqlite3.IntegrityError:
-            raise ValueError(f"a run with id {run_id!r} exists already") from None
+        row = NewRun(run_id, parent_id, mode, model, status, record.task, dumps(message_list),
+                     dumps(param_dict), self.store_id, owner, now, record.started_at, now)
+        stored_owner = await self._db.insert_run(row)
         self._live.add(run_id)
         return dataclasses.replace(record, owner=stored_owner)
 
@@ -288,8 +315,7 @@ class RunStore:
         Works on finished runs too (metrics computed afterwards). Raises
         :class:`RunNotFound` for an unknown run."""
         self._check_open()
-        work = _sql.patch_metrics(run_id, dumps(dict(metrics)), time.time())
-        if not await self._db.writer.call(work):
+        if not await self._db.patch_metrics(run_id, metrics, time.time()):
             raise RunNotFound(run_id)
 
     # -- cancelling ----------------------------------------------------------------------
@@ -304,36 +330,54 @@ class RunStore:
         self._live.set_cancel(live, callback)
 
     async def cancel(self, run_id: str) -> bool:
-        """Ask a live run to stop: call its cancel callback (now, or when one is registered).
-        Returns ``True`` if the run was queued or running here, ``False`` if it had finished
-        (or runs in another process). The owner still calls :meth:`finish` (with
-        ``cancelled``): use :meth:`wait` to see it happen. Raises :class:`RunNotFound` for an
-        unknown run."""
+        """Ask a run to stop: call its cancel callback (now, or when one is registered), or,
+        for a run owned by another process, leave a request that process acts on. Returns
+        ``True`` if the run was queued or running, ``False`` if it had finished. The owner
+        still calls :meth:`finish` (with ``cancelled``): use :meth:`wait` to see it happen.
+        Raises :class:`RunNotFound` for an unknown run."""
         self._check_open()
         live = self._live.get(run_id)
-        if live is None or live.finishing:
-            if not await self._exists(run_id):
-                raise RunNotFound(run_id)
+        if live is not None:
+            if live.finishing:
+                return False
+            self._live.request_cancel(live)
+            return True
+        status = await self._status(run_id)
+        if status is None:
+            raise RunNotFound(run_id)
+        if status in TERMINAL_STATUSES:
             return False
-        self._live.request_cancel(live)
-        return True
+        return await self._db.request_cancel(run_id)
 
     # A bool answer rather than a TimeoutError: "not finished yet" is a normal outcome.
     async def wait(self, run_id: str, timeout: float | None = None) -> bool:  # noqa: ASYNC109
-        """Wait until a run live here has finished (its ``finished`` event committed), at
-        most ``timeout`` seconds. Returns whether it is finished: for a run not live here,
-        whether its stored status is terminal, without waiting. Raises :class:`RunNotFound`
-        for an unknown run."""
+        """Wait until a run has finished (its ``finished`` event committed), at most
+        ``timeout`` seconds. Returns whether it is finished. A run owned by another process
+        is followed through the database (woken by its events, else every
+        ``poll_interval``). Raises :class:`RunNotFound` for an unknown run."""
         self._check_open()
         live = self._live.get(run_id)
         if live is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(live.done.wait(), timeout)
             return live.done.is_set()
-        status = await self._status(run_id)
-        if status is None:
-            raise RunNotFound(run_id)
-        return status in TERMINAL_STATUSES
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        with self._live.waking(run_id) as wake:
+            while True:
+                wake.clear()
+                status = await self._status(run_id)
+                if status is None:
+                    raise RunNotFound(run_id)
+                if status in TERMINAL_STATUSES:
+                    return True
+                pause = self.poll_interval
+                if deadline is not None:
+                    pause = min(pause, deadline - loop.time())
+                    if pause <= 0:
+                        return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), pause)
 
     def is_live(self, run_id: str) -> bool:
         """True while the run is live in this process (created here, not finished)."""
@@ -350,13 +394,13 @@ class RunStore:
         """The run as stored (committed state), or ``None`` for an unknown id. With
         ``owner``, a run that is not that owner's is ``None`` too."""
         self._check_open()
-        return await self._db.reader.call(_sql.read_record(run_id, owner))
+        return await self._db.read_record(run_id, owner)
 
     async def status(self, run_id: str, *, owner: str | None = None) -> str | None:
         """The run's stored status, or ``None`` for an unknown id (a cheap existence
         check). With ``owner``, a run that is not that owner's is ``None`` too."""
         self._check_open()
-        return await self._db.reader.call(_sql.read_status(run_id, owner))
+        return await self._db.read_status(run_id, owner)
 
     async def list_runs(
         self,
@@ -374,8 +418,7 @@ class RunStore:
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; one of {sorted(STATUSES)}")
         filters = {"status": status, "mode": mode, "parent_id": parent_id, "owner": owner}
-        work = _sql.read_summaries(max(0, limit), max(0, offset), filters)
-        return await self._db.reader.call(work)
+        return await self._db.read_summaries(max(0, limit), max(0, offset), filters)
 
     async def events(self, run_id: str, after_seq: int = 0,
                      limit: int | None = None) -> list[RunEvent]:
@@ -383,7 +426,7 @@ class RunStore:
         ``limit``). Buffered text not yet stored is not included. ``[]`` for an unknown
         run."""
         self._check_open()
-        return await self._db.reader.call(_sql.read_events(run_id, after_seq, limit))
+        return await self._db.read_events(run_id, after_seq, limit)
 
     async def subscribe(self, run_id: str, after_seq: int = 0) -> Subscription:
         """Watch a run: the returned :class:`~kimi_modes.runs.events.Subscription` replays
@@ -418,7 +461,27 @@ class RunStore:
         return await self._status(run_id) is not None
 
     async def _status(self, run_id: str) -> str | None:
-        return await self._db.reader.call(_sql.read_status(run_id, None))
+        return await self._db.read_status(run_id, None)
+
+    def _cancel_here(self, run_id: str) -> None:
+        """Another process asked for a run of ours to be cancelled (once is enough)."""
+        live = self._live.get(run_id)
+        if live is not None and not live.finishing and not live.cancel_requested:
+            log.info("run %s: cancelled from another process", run_id)
+            self._live.request_cancel(live)
+
+    async def _beating(self) -> None:
+        """Renew this store's claim, interrupt the runs of stores that are gone, and act on
+        cancel requests, every third of the lease, until the store closes."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                for run_id in await self._db.heartbeat():
+                    self._cancel_here(run_id)
+            except RunStoreClosed:
+                return
+            except Exception:
+                log.exception("run store heartbeat failed; retrying")
 
     def _store_event(self, event: RunEvent) -> None:
         """Write ``event`` without waiting; publish it once stored (a failure is logged)."""
@@ -432,7 +495,7 @@ class RunStore:
                 return
             self._live.publish(event)
 
-        self._db.writer.submit(_sql.insert_event(event), done)
+        self._db.submit_event(event, done)
 
     async def _persist(self, event: RunEvent) -> None:
         """Write ``event``, publish it and return once committed (or raise the failure)."""
@@ -448,7 +511,7 @@ class RunStore:
                 else:
                     future.set_result(None)
 
-        self._db.writer.submit(_sql.insert_event(event), done)
+        self._db.submit_event(event, done)
         await future
 
     async def _finish(self, live: LiveRun, status: str, stop_reason: str | None, final: Any,
@@ -481,5 +544,5 @@ class RunStore:
                 else:
                     future.set_result(None)
 
-        self._db.writer.submit(_sql.finish_run(event, final, usage_dict), done)
+        self._db.submit_finish(event, final, usage_dict, done)
         await future
