@@ -15,8 +15,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: dict[str, int] = {
     "kimi_modes": 0, "protocol": 0, "endpoint": 0,
     "engines": 1, "simulator": 1, "runs": 1, "tools": 1, "bench": 1,
-    "config": 2, "modes": 2, "deploy": 2, "train": 2,
-    "assembly": 3,
+    "config": 2, "modes": 2, "train": 2,
+    "assembly": 3, "deploy": 3,
     "server": 4, "terminal": 4,
     "cli": 5, "__main__": 6,
 }

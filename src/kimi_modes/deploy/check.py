@@ -109,7 +109,7 @@ async def _thinking(session: aiohttp.ClientSession, endpoint: Endpoint, family: 
     for thinking in wanted:
         body = merge_into({"model": endpoint.model, "max_tokens": 256, "messages": [
             {"role": "user", "content": "What is 17 + 25? Answer with the number."}]},
-            switch.body_fragment(thinking) if info.thinking == "switchable" else {})
+            switch.body_fragment(thinking, family) if info.thinking == "switchable" else {})
         outcome = await post_chat(session, endpoint, body, policy)
         if outcome.status != "success":
             return Check("thinking", False, f"thinking={thinking}: {outcome.error}")
