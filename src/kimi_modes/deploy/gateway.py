@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 from kimi_modes.config import Settings, UpstreamSettings
-from kimi_modes.deploy.render import RenderError
 from kimi_modes.protocol.families import family_info
 
 #: Where the gateway keeps its run store and workspaces inside a container (a volume).
@@ -47,24 +46,15 @@ def supports(key: str) -> bool:
     return key in Settings.model_fields
 
 
-def _families() -> tuple[str, ...]:
-    return get_args(UpstreamSettings.model_fields["family"].annotation)
-
-
 def settings(orchestrator: Sequence[Upstream], workers: Sequence[Upstream]) -> dict[str, Any]:
     """The configuration as a dict: ``orchestrator`` serves the orchestrator, Thinking,
     Instant and Agent; the swarm's sub-agents go to ``workers`` (the orchestrator's own
     upstreams when empty, as with a router). The shared run store's URL is a secret, so it
-    is not written here: Kubernetes passes it as ``KIMI_MODES_STORE__URL``.
-    :class:`RenderError` for a family the gateway's settings do not accept."""
-    known = _families()
+    is not written here: Kubernetes passes it as ``KIMI_MODES_STORE__URL``."""
     upstreams = []
     for up in (*orchestrator, *workers):
-        if up.family not in known:
-            raise RenderError(f"the gateway's settings take the families {', '.join(known)}, "
-                              f"not {up.family!r}")
         entry: dict[str, Any] = {"name": up.name, "kind": "openai_chat", "url": up.url,
-                                 "dialect": up.dialect, "family": up.family,
+                                 "dialect": up.dialect, "family": str(up.family),
                                  "model": up.model}
         if up.router and supports("router"):
             entry["router"] = True
