@@ -71,7 +71,7 @@ class ResponsesBody(BaseModel):
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]] = Field(default_factory=list)
     instructions: str | None = None
-    tools: list[FunctionTool] | None = None
+    tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     reasoning: Reasoning | None = None
@@ -103,7 +103,8 @@ class ResponsesBody(BaseModel):
             raise APIError(400, "'input' is empty: send a string or at least one item",
                            param="input")
         extra: dict[str, Any] = {}
-        if self.parallel_tool_calls is not None and self.tools:
+        tools = self.functions()
+        if self.parallel_tool_calls is not None and tools:
             extra["parallel_tool_calls"] = self.parallel_tool_calls
         response_format = self._response_format()
         if response_format is not None:
@@ -111,7 +112,7 @@ class ResponsesBody(BaseModel):
         effort = self.reasoning.effort if self.reasoning is not None else None
         request = ChatRequest(
             messages=[*system, *conversation],
-            tools=[_chat_tool(t) for t in self.tools] if self.tools else None,
+            tools=[_chat_tool(t) for t in tools] if tools else None,
             tool_choice=_chat_tool_choice(self.tool_choice),
             temperature=self.temperature,
             top_p=self.top_p,
@@ -125,6 +126,14 @@ class ResponsesBody(BaseModel):
             self.model, request, False if effort == "none" else None, options,
             stream=self.stream, background=self.background, body=self,
             conversation=conversation)
+
+    def functions(self) -> list[FunctionTool]:
+        """The function tools; tools of other types (OpenAI's hosted ``web_search``,
+        ``file_search``, a ``custom`` or ``local_shell`` tool...) are left out: Kimi cannot
+        call them through this gateway. Raises pydantic's ``ValidationError`` for a malformed
+        function tool."""
+        return [FunctionTool.model_validate(t) for t in self.tools or ()
+                if isinstance(t, dict) and t.get("type") == "function"]
 
     def _response_format(self) -> dict[str, Any] | None:
         fmt = self.text.format if self.text is not None else None
@@ -147,7 +156,7 @@ class ResponsesBody(BaseModel):
         return {
             "instructions": self.instructions,
             "metadata": self.metadata or {},
-            "tools": [t.model_dump(exclude_none=True) for t in self.tools or ()],
+            "tools": [t.model_dump(exclude_none=True) for t in self.functions()],
             "tool_choice": self.tool_choice if self.tool_choice is not None else "auto",
             "parallel_tool_calls": (self.parallel_tool_calls
                                     if self.parallel_tool_calls is not None else True),
