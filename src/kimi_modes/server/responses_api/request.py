@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kimi_modes.engines.base import ChatRequest
 from kimi_modes.modes.options import AgentOptions, ModeOptions, SwarmOptions
 from kimi_modes.server.errors import APIError
+from kimi_modes.server.openai_api import PASSTHROUGH
 from kimi_modes.server.responses_api.items import messages_from_items
 from kimi_modes.server.wire import WireRequest
 
@@ -102,7 +103,10 @@ class ResponsesBody(BaseModel):
         if not conversation and self.previous_response_id is None:
             raise APIError(400, "'input' is empty: send a string or at least one item",
                            param="input")
-        extra: dict[str, Any] = {}
+        others = self.model_extra or {}
+        # vLLM's sampling extras (top_k, min_p, ignore_eos...), as on chat completions
+        extra: dict[str, Any] = {k: others[k] for k in PASSTHROUGH
+                                 if others.get(k) is not None}
         tools = self.functions()
         if self.parallel_tool_calls is not None and tools:
             extra["parallel_tool_calls"] = self.parallel_tool_calls
