@@ -56,6 +56,7 @@ class ResponseEncoder:
         self._text: list[str] = []
         self._call_index: int | None = None
         self._calls: dict[int, dict[str, Any]] = {}
+        self._delta_head = self._delta_tail = self._delta_end = b""
 
     # -- the stream ----------------------------------------------------------------------
 
@@ -69,16 +70,11 @@ class ResponseEncoder:
         if isinstance(event, ContentDelta):
             out = b"" if self._is_open("message") else self._open_message()
             self._text.append(event.text)
-            return out + self._event("response.output_text.delta", {
-                "item_id": self._id(), "output_index": len(self.output), "content_index": 0,
-                "delta": event.text, "logprobs": []})
+            return out + self._delta(event.text)
         if isinstance(event, ReasoningDelta):
             out = b"" if self._is_open("reasoning") else self._open_reasoning()
             self._text.append(event.text)
-            where = self._reasoning_where()
-            return out + self._event(where[0] + ".delta", {
-                "item_id": self._id(), "output_index": len(self.output), **where[1],
-                "delta": event.text})
+            return out + self._delta(event.text)
         if isinstance(event, ToolCallDelta):
             out = b""
             if self._call_index != event.index or not self._is_open("function_call"):
@@ -141,6 +137,19 @@ class ResponseEncoder:
 
     def _added(self, item: dict[str, Any]) -> bytes:
         self._open, self._text = item, []
+        # The text deltas of this item differ only in sequence number and text: their
+        # frames are built from two pieces made once (the hot path of a stream).
+        kind, where = {"message": ("response.output_text.delta", {"content_index": 0}),
+                       "reasoning": self._reasoning_where()}.get(item["type"], ("", {}))
+        if kind:
+            kind = kind if kind.endswith(".delta") else kind + ".delta"
+            head = orjson.dumps({"item_id": item["id"], "output_index": len(self.output),
+                                 **where})
+            self._delta_head = (b"event: " + kind.encode() + b'\ndata: {"type":"' + kind.encode()
+                                + b'","sequence_number":')
+            self._delta_tail = b"," + head[1:-1] + b',"delta":'
+            self._delta_end = (b',"logprobs":[]}\n\n' if item["type"] == "message"
+                               else b"}\n\n")
         return self._event("response.output_item.added",
                            {"output_index": len(self.output), "item": item})
 
@@ -212,6 +221,12 @@ class ResponseEncoder:
         self.output.append(done)
         return out + self._event("response.output_item.done",
                                  {"output_index": where["output_index"], "item": done})
+
+    def _delta(self, text: str) -> bytes:
+        seq = self._seq
+        self._seq += 1
+        return (self._delta_head + str(seq).encode() + self._delta_tail + orjson.dumps(text)
+                + self._delta_end)
 
     def _event(self, kind: str, data: dict[str, Any]) -> bytes:
         data = {"type": kind, "sequence_number": self._seq, **data}
