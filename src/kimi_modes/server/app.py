@@ -1,9 +1,10 @@
 """The gateway's HTTP surface: a Starlette app with OpenAI and Anthropic routes.
 
 Routes (the table is in :func:`create_app`): ``POST /v1/chat/completions`` (also at
-``/chat/completions``), ``POST /v1/messages``, ``GET /v1/models``, ``GET /health``,
-``GET /metrics``; the runs API's five under ``/v1/runs`` (list, get, cancel, events, resume:
-:mod:`kimi_modes.server.runs_api`); the live view's six under ``/ui``
+``/chat/completions``), ``POST /v1/responses`` and the stored-response routes under it
+(:mod:`kimi_modes.server.responses_api`), ``POST /v1/messages``, ``GET /v1/models``,
+``GET /health``, ``GET /metrics``; the runs API's five under ``/v1/runs`` (list, get,
+cancel, events, resume: :mod:`kimi_modes.server.runs_api`); the live view's six under ``/ui``
 (:mod:`kimi_modes.server.ui`). :class:`Gateway` assembles the app at start-up
 (:mod:`kimi_modes.assembly`) and releases it at shutdown.
 
@@ -37,16 +38,18 @@ from kimi_modes.config import Settings
 from kimi_modes.engines.base import Engine, EngineError, Event, Usage
 from kimi_modes.modes import MODELS, ModeError, Router, resolve_mode
 from kimi_modes.modes.router import ModeEngine
+from kimi_modes.protocol.families import family_info
 from kimi_modes.server.anthropic_api import AnthropicMessages
 from kimi_modes.server.auth import APIKeys, Caller
 from kimi_modes.server.cors import cors_middleware
 from kimi_modes.server.errors import APIError
 from kimi_modes.server.metrics import Metrics
 from kimi_modes.server.openai_api import OpenAIChat
+from kimi_modes.server.responses_api import ResponsesRoutes, ResponsesWire, StoredResponses
 from kimi_modes.server.run import ClientGone, collect, read_json, until_disconnect
 from kimi_modes.server.runs_api import RunsAPI
 from kimi_modes.server.ui import RunsUI
-from kimi_modes.server.wire import StreamEncoder, WireFormat
+from kimi_modes.server.wire import Stateful, StreamEncoder, WireFormat
 
 log = logging.getLogger("kimi_modes.server")
 
@@ -76,6 +79,9 @@ class Gateway:
         self.runs_api = RunsAPI(lambda: self.assembly.store if self.assembly else None,
                                 authorize=lambda r: self._auth(r, _OPENAI),
                                 resume=self._resumer)
+        stored = StoredResponses(lambda: self.assembly.store if self.assembly else None)
+        self.responses = ResponsesWire(stored, _common_efforts(settings))
+        self.responses_api = ResponsesRoutes(stored, lambda r: self._auth(r, self.responses))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -87,6 +93,7 @@ class Gateway:
 
     async def shutdown(self) -> None:
         """Release what :meth:`startup` assembled (live runs end as ``interrupted``)."""
+        await self.responses.aclose()
         if self.assembly is not None:
             await self.assembly.aclose()
 
@@ -166,6 +173,9 @@ class Gateway:
     async def messages(self, request: Request) -> Response:
         return await self._serve(request, _ANTHROPIC)
 
+    async def create_response(self, request: Request) -> Response:
+        return await self._serve(request, self.responses)
+
     # -- shared request handling -----------------------------------------------------------
 
     async def _serve(self, request: Request, api: WireFormat) -> Response:
@@ -190,6 +200,8 @@ class Gateway:
                 # An Agent/Swarm run is findable from the answer's id and belongs to the caller.
                 wire.request.run_id = "run_" + key
                 wire.request.owner = caller.owner
+                if isinstance(api, Stateful):
+                    await api.prepare(wire, caller)
                 engine, chat = self._router().route(resolved, wire.request, wire.options)
             except ClientGone:
                 return self._client_gone(api, model_label, "while sending the request body")
@@ -200,6 +212,19 @@ class Gateway:
                 return self._error(api, APIError.from_exception(exc), model_label)
             model_label = wire.model
             events = engine.stream(chat)
+            if isinstance(api, Stateful):
+                if wire.background:
+                    try:
+                        detached = await api.detach(answer_id, wire, resolved.mode.value, events)
+                    except Exception as exc:
+                        if isinstance(exc, EngineError):
+                            self._upstream_failed(exc)
+                        elif not isinstance(exc, APIError | ModeError):
+                            log.exception("request failed")
+                        return self._error(api, APIError.from_exception(exc), model_label)
+                    metrics.requests.labels(api.label, model_label, "200").inc()
+                    return _json(detached)
+                events = api.track(answer_id, wire, resolved.mode.value, events)
             if wire.stream:
                 try:
                     first = await until_disconnect(request, anext(events))
@@ -364,6 +389,8 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
         Route("/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/responses", gateway.create_response, methods=["POST"]),
+        *gateway.responses_api.routes(),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/health", gateway.health, methods=["GET"]),
@@ -377,7 +404,8 @@ def create_app(
         detail = getattr(exc, "detail", None) or "error"
         message = f"{request.method} {request.url.path}: {detail}"
         if status == 404:
-            message += (" (routes: /v1/chat/completions, /v1/messages, /v1/models, /v1/runs;"
+            message += (" (routes: /v1/chat/completions, /v1/responses, /v1/messages, "
+                        "/v1/models, /v1/runs;"
                         " the live view at /ui/runs)")
         api = _ANTHROPIC if request.url.path.startswith("/v1/messages") else _OPENAI
         return _json(api.error_body(APIError(status, message)), status=status)
@@ -387,6 +415,14 @@ def create_app(
                     middleware=cors_middleware(settings.server.cors_allow_origins))
     app.state.gateway = gateway
     return app
+
+
+def _common_efforts(settings: Settings) -> frozenset[str]:
+    """The ``thinking_effort`` values every upstream's family takes (none unless all are
+    K3): what the Responses API may pass on of ``reasoning.effort``."""
+    families = {u.family for u in settings.effective_upstreams()}
+    efforts = [frozenset(family_info(f).thinking_efforts) for f in families]
+    return frozenset.intersection(*efforts) if efforts else frozenset()
 
 
 def _as_api_error(exc: Exception) -> APIError:

@@ -1,20 +1,25 @@
 """What an API is to the gateway: a wire format that reads request bodies and writes answers.
 
 Each API the gateway serves (OpenAI chat completions in :mod:`~kimi_modes.server.openai_api`,
-Anthropic messages in :mod:`~kimi_modes.server.anthropic_api`) is one :class:`WireFormat`.
+OpenAI responses in :mod:`~kimi_modes.server.responses_api`, Anthropic messages in
+:mod:`~kimi_modes.server.anthropic_api`) is one :class:`WireFormat`.
 It parses a body into one :class:`WireRequest` (the engine request, the thinking switch it
 decoded from its own fields, the Agent/Swarm options) and encodes the engine's events as a
 streamed or whole answer and errors in its own shape. The request handling in
-:mod:`~kimi_modes.server.run` is the same for every API.
+:mod:`~kimi_modes.server.run` is the same for every API. An API whose requests read and
+write stored state (the Responses API's ``previous_response_id``, ``store`` and
+``background``) is also :class:`Stateful`.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kimi_modes.engines.base import ChatRequest, Event
 from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
+from kimi_modes.server.auth import Caller
 from kimi_modes.server.errors import APIError
 
 
@@ -26,7 +31,9 @@ class WireRequest:
     tools in OpenAI's chat shape, wire field names gone); ``thinking`` the switch the body
     set (``None``: the model id's default); ``options`` the Agent and Swarm options;
     ``include_usage``: a streamed answer ends with the usage; ``prompt_estimate``: a rough
-    prompt size in tokens, for an API that must state one before the engine counts."""
+    prompt size in tokens, for an API that must state one before the engine counts;
+    ``background``: answer at once and let the run go on (only a :class:`Stateful` API sets
+    it)."""
 
     model: str
     request: ChatRequest
@@ -35,6 +42,7 @@ class WireRequest:
     stream: bool = False
     include_usage: bool = True
     prompt_estimate: int = 0
+    background: bool = False
 
 
 class StreamEncoder(Protocol):
@@ -69,4 +77,27 @@ class WireFormat(Protocol):
 
     def error_body(self, err: APIError) -> dict[str, Any]:
         """``err`` in this API's error shape."""
+        ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """An API whose requests read and write stored state. The gateway calls
+    :meth:`prepare` after parsing, wraps the engine's stream in :meth:`track`, and hands a
+    ``background`` request to :meth:`detach` instead of answering it."""
+
+    async def prepare(self, wire: WireRequest, caller: Caller) -> None:
+        """Complete ``wire`` from stored state for ``caller`` (the history of a previous
+        answer); raises :class:`APIError`."""
+        ...
+
+    def track(self, answer_id: str, wire: WireRequest, mode: str,
+              events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+        """``events`` as the client gets them, stored as they pass when the request asks
+        (the same events; the final ``Finish`` after what is stored is committed)."""
+        ...
+
+    async def detach(self, answer_id: str, wire: WireRequest, mode: str,
+                     events: AsyncGenerator[Event, None]) -> dict[str, Any]:
+        """Run ``events`` to their end in the background; the body to answer with now."""
         ...
