@@ -17,6 +17,8 @@ import httpx
 import openai
 import pytest
 
+from helpers.processes import REPO
+
 pytestmark = pytest.mark.slow
 
 RULES = [
@@ -256,10 +258,29 @@ def test_the_agents_sdk_default_model_runs_a_streamed_tool_round_trip(gateway: A
     assert assistant["reasoning_content"] and assistant["tool_calls"]
 
 
+#: The Codex CLI the test runs (installed from npm into .cache/ once; npm's own cache makes a
+#: second install fast). KIMI_MODES_CODEX points at another binary.
+CODEX_VERSION = "0.171.0"
+
+
+def _codex() -> str:
+    given = os.environ.get("KIMI_MODES_CODEX")
+    if given:
+        return given
+    prefix = REPO / ".cache" / "codex" / CODEX_VERSION
+    binary = prefix / "node_modules" / ".bin" / "codex"
+    if not binary.exists():
+        npm = shutil.which("npm")
+        assert npm, "npm is needed to install the Codex CLI (apt-get install npm)"
+        done = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit",
+                               "--no-fund", f"@openai/codex@{CODEX_VERSION}"],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return str(binary)
+
+
 def test_codex_exec_answers_through_the_gateway(gateway: Any, tmp_path: Path) -> None:
-    codex = shutil.which("codex") or os.environ.get("KIMI_MODES_CODEX")
-    if codex is None:
-        pytest.skip("the Codex CLI is not installed (npm install -g @openai/codex)")
+    codex = _codex()
     home = tmp_path / "codex-home"
     home.mkdir()
     (home / "config.toml").write_text(

@@ -344,3 +344,17 @@ async def test_cancel_before_registration_and_async_callbacks(store: RunStore) -
 
     store.register_cancel(failing.id, broken)
     assert await store.cancel(failing.id) is True  # logged, not raised
+
+
+async def test_a_finished_run_is_deleted_with_its_events_by_its_owner_only(
+        store: RunStore) -> None:
+    running = await store.create_run("agent", "m", USER, status="running", owner="alice")
+    assert await store.delete(running.id) is False  # cancel it first
+    await store.emit(running.id, "step", {"step": 0})
+    await store.finish(running.id, "completed", "answer", "done")
+    assert await store.delete(running.id, owner="bob") is False
+    assert await store.get(running.id) is not None
+    assert await store.delete(running.id, owner="alice") is True
+    assert await store.get(running.id) is None
+    assert await store.events(running.id) == []
+    assert await store.delete(running.id) is False

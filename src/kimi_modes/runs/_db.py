@@ -263,6 +263,10 @@ class SqliteDatabase:
         return bool(await self._writing.call(_sql.patch_metrics(run_id, dumps(dict(patch)),
                                                                 now)))
 
+    async def delete_run(self, run_id: str, owner: str | None) -> bool:
+        """Delete the finished run and its events on the writer."""
+        return bool(await self._writing.call(_sql.delete_run(run_id, owner)))
+
     async def request_cancel(self, run_id: str) -> bool:
         """Flag the run; its process reads the flag on its next heartbeat."""
         return await self._writing.call(_sql.request_cancel(run_id))

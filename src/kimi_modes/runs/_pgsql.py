@@ -234,6 +234,20 @@ async def _locked_metrics(conn: Connection, run_id: str) -> dict[str, Any] | Non
     return loaded if isinstance(loaded, dict) else {}
 
 
+def delete_run(run_id: str, owner: str | None) -> Callable[[Connection], Awaitable[bool]]:
+    """Delete a finished run and (by cascade) its events; with ``owner``, only if it is that
+    owner's. The work returns whether a run was deleted."""
+    async def work(conn: Connection) -> bool:
+        sql = f"DELETE FROM runs WHERE id = %s AND status NOT IN {_ACTIVE}"
+        args: list[Any] = [run_id]
+        if owner is not None:
+            sql, args = sql + " AND owner = %s", [run_id, owner]
+        cur = await conn.execute(sql, args)
+        return cur.rowcount > 0
+
+    return work
+
+
 def request_cancel(run_id: str) -> Callable[[Connection], Awaitable[bool]]:
     """Flag an active run for cancelling and tell its process; the work returns whether it
     was active."""

@@ -225,6 +225,20 @@ def patch_metrics(run_id: str, patch: bytes, now: float) -> Callable[[sqlite3.Co
     return work
 
 
+def delete_run(run_id: str, owner: str | None) -> Callable[[sqlite3.Connection], bool]:
+    """Delete a finished run and (by cascade) its events; with ``owner``, only if it is that
+    owner's. The work returns whether a run was deleted."""
+    def work(conn: sqlite3.Connection) -> bool:
+        placeholders = ", ".join("?" for _ in ACTIVE_STATUSES)
+        sql = f"DELETE FROM runs WHERE id = ? AND status NOT IN ({placeholders})"
+        args: list[Any] = [run_id, *ACTIVE_STATUSES]
+        if owner is not None:
+            sql, args = sql + " AND owner = ?", [*args, owner]
+        return conn.execute(sql, args).rowcount > 0
+
+    return work
+
+
 def request_cancel(run_id: str) -> Callable[[sqlite3.Connection], bool]:
     """Flag an active run for cancelling by its process; the work returns whether it was
     active."""

@@ -107,6 +107,11 @@ class RunsBackend(Protocol):
         active."""
         ...
 
+    async def delete_run(self, run_id: str, owner: str | None) -> bool:
+        """Delete a finished run with its events (with ``owner``: only that owner's); ``False``
+        when there is no such finished run."""
+        ...
+
     async def heartbeat(self) -> list[str]:
         """Renew this store's claim, mark the active runs of stores that are gone
         ``interrupted``; returns the ids of this store's active runs that someone asked to

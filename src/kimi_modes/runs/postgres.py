@@ -226,6 +226,10 @@ class PostgresDatabase:
         """Merge ``patch`` into the run's metrics (read under a row lock, merged here)."""
         return await self._writing.call(_pgsql.patch_metrics(run_id, patch, now))
 
+    async def delete_run(self, run_id: str, owner: str | None) -> bool:
+        """Delete the finished run and its events."""
+        return await self._writing.call(_pgsql.delete_run(run_id, owner))
+
     async def request_cancel(self, run_id: str) -> bool:
         """Flag the run and ``NOTIFY`` its owner, which cancels it at once."""
         return await self._writing.call(_pgsql.request_cancel(run_id))

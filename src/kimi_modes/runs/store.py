@@ -349,6 +349,15 @@ class RunStore:
             return False
         return await self._db.request_cancel(run_id)
 
+    async def delete(self, run_id: str, *, owner: str | None = None) -> bool:
+        """Delete a finished run and its events (with ``owner``: only if it is that owner's;
+        a stored response is deleted this way). Returns whether a run was deleted; a run still
+        queued or running is not (cancel it first)."""
+        self._check_open()
+        if self._live.get(run_id) is not None:
+            return False
+        return await self._db.delete_run(run_id, owner)
+
     # A bool answer rather than a TimeoutError: "not finished yet" is a normal outcome.
     async def wait(self, run_id: str, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until a run has finished (its ``finished`` event committed), at most

@@ -21,7 +21,6 @@ from kimi_modes.engines.base import Usage
 from kimi_modes.protocol.output import ParsedOutput
 from kimi_modes.runs import COMPLETED, RUNNING, TERMINAL_STATUSES, RunRecord, RunStore
 from kimi_modes.runs.errors import RunStoreClosed
-from kimi_modes.runs.responses import delete_run
 from kimi_modes.server.errors import APIError
 from kimi_modes.server.responses_api.body import (
     error_object,
@@ -127,7 +126,7 @@ class StoredResponses:
         record = await self.record(response_id, scope)
         store = self.store()
         try:
-            deleted = await delete_run(store, record.id, owner=scope)
+            deleted = await store.delete(record.id, owner=scope)
         except RunStoreClosed:
             raise APIError(503, "the run store is closed", code="shutting_down") from None
         if not deleted:
