@@ -14,7 +14,11 @@ gateway builds it (engine pool, global cap, run store). Printed, in one run:
 - engine capacity C (``--max-num-seqs C`` on the engine): makespan vs 2·O + ceil(N/C)·T;
 - sequential: the same N sub-agents, one at a time (global cap 1), vs N·T;
 - the per-sub-agent scheduling overhead: its measured duration minus T, and the delay from the
-  fan-out to its start when nothing limits it.
+  fan-out to its start when nothing limits it;
+- per swarm, the prefix its sub-agents' prompts share (the tool declarations and the system
+  prompt, which an engine's prefix cache computes once): its length in characters and in the
+  simulator's token count, against a whole prompt, over the sub-agent prompts the simulated
+  engine still holds (its last 64 requests).
 """
 
 from __future__ import annotations
@@ -28,12 +32,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from os.path import commonprefix
 from pathlib import Path
 from typing import Any
 
 from kimi_modes.assembly import assemble
 from kimi_modes.config import load_settings
 from kimi_modes.engines.base import ChatRequest
+from kimi_modes.protocol import render_prompt
+from kimi_modes.simulator.tokenize import count_tokens
+
+SUBAGENT = "sub-agent of an agent swarm"
 
 
 def start_simulator(script: Path, capacity: int) -> tuple[subprocess.Popen[str], str]:
@@ -88,6 +98,34 @@ def script_rules(n: int, t: float, o: float) -> dict[str, Any]:
     ]}
 
 
+def subagent_prompts(url: str) -> list[str]:
+    """The Kimi prompts of the sub-agents' first steps among the requests the simulated
+    engine still holds, rendered as the engine renders them (tools first, then the chat)."""
+    with urllib.request.urlopen(url + "/sim/stats") as response:
+        held = json.load(response)["last_requests"]
+    prompts = []
+    for request in held:
+        body = request["body"]
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if (messages and SUBAGENT in str(messages[0].get("content"))
+                and messages[-1]["role"] == "user"):
+            prompts.append(render_prompt({"messages": messages, "tools": body.get("tools")},
+                                         "k2.5", thinking=False))
+    return prompts
+
+
+def report_prefix(label: str, url: str) -> None:
+    prompts = subagent_prompts(url)
+    if len(prompts) < 2:
+        print(f"{label:<34} shared prefix: fewer than two sub-agent prompts held")
+        return
+    shared = commonprefix(prompts)  # noqa: RUF071 (character-wise is meant)
+    whole = min(prompts, key=len)
+    print(f"{label:<34} shared prefix of {len(prompts)} sub-agent prompts: {len(shared)} of "
+          f"{len(whole)} chars ({len(shared) / len(whole):.1%}), ~{count_tokens(shared)} of "
+          f"~{count_tokens(whole)} tokens")
+
+
 def report(label: str, result: dict[str, Any], ideal: float) -> None:
     m = result["metrics"]
     print(f"{label:<34} makespan {result['makespan']:7.2f} s   ideal {ideal:7.2f} s   "
@@ -116,6 +154,7 @@ async def main() -> None:
         try:
             free = await one_swarm(url, tmp, cap=n, label="unlimited", warmups=args.warmups)
             report("unlimited capacity", free, 2 * o + t)
+            report_prefix("", url)
             overhead = [f["duration"] - t for f in free["finished"]]
             start_delay = [f["started_at"] - free["fanout_at"] for f in free["finished"]]
             print(f"{'':<34} per sub-agent: duration − T mean {statistics.mean(overhead)*1e3:6.1f}"
@@ -135,6 +174,7 @@ async def main() -> None:
             limited = await one_swarm(url, tmp, cap=n, label="limited", warmups=args.warmups)
             ideal = 2 * o + math.ceil(n / args.capacity) * t
             report(f"engine capacity {args.capacity}", limited, ideal)
+            report_prefix("", url)
         finally:
             process.terminate()
             process.wait(10)

@@ -127,6 +127,13 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
          "unique"),
         ('[modes.thinking]\nupstream = "ghost"\n[[upstreams]]\nname = "a"\nurl = "http://x"\n',
          "ghost"),
+        ('[[upstreams]]\nname = "a"\nurl = "http://x"\nkind = "kimi_raw"\nrouter = true\n',
+         "router = true needs kind openai_chat"),
+        ('[[upstreams]]\nname = "a"\nurl = "http://x"\nrouter = true\n'
+         'metrics_url = "http://x/metrics"\n', "metrics_url would never be read"),
+        ('[modes.instant]\nobjective = "Not A Name"\n', "modes.instant.objective"),
+        ('[[upstreams]]\nname = "a"\nurl = "http://x"\nsession_header = "x session"\n',
+         "session_header"),
         ("[server\n", "cannot read"),
         ("[bogus]\nx = 1\n", "bogus"),
     ],
@@ -172,3 +179,23 @@ def test_the_store_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     path.write_text('[store]\nurl = "sqlite:///tmp/runs.db"\n')
     with pytest.raises(ConfigError, match="postgresql://"):
         load_settings(path)
+
+
+def test_a_router_upstream_and_the_objective_of_each_mode(tmp_path: Path) -> None:
+    path = tmp_path / "k.toml"
+    path.write_text(
+        '[[upstreams]]\nname = "gie"\nurl = "http://gateway/v1"\nrouter = true\n'
+        'session_header = "x-dynamo-session-id"\n'
+        '[modes.instant]\nobjective = "sheddable"\n[modes.thinking]\nobjective = "critical"\n'
+        '[agent]\nobjective = "agent"\n'
+        '[swarm]\nobjective = "critical"\nsubagent_objective = "batch.sheddable"\n')
+    settings = load_settings(path)
+    upstream = settings.upstreams[0]
+    assert upstream.router and upstream.session_header == "x-dynamo-session-id"
+    assert upstream.metrics_url is None
+    assert (settings.modes.instant.objective, settings.modes.thinking.objective,
+            settings.agent.objective, settings.swarm.objective,
+            settings.swarm.subagent_objective) == (
+        "sheddable", "critical", "agent", "critical", "batch.sheddable")
+    plain = load_settings(tmp_path / "k.toml", upstreams=[{"name": "a", "url": "http://x"}])
+    assert not plain.upstreams[0].router and plain.upstreams[0].session_header == "x-session-id"

@@ -147,6 +147,7 @@ def build_engine(upstream: UpstreamSettings) -> Engine:
             upstream.name, upstream.url, family=upstream.family, dialect=upstream.dialect,
             model=upstream.model, api_key=api_key, reasoning_parser=upstream.reasoning_parser,
             connect_timeout=upstream.connect_timeout, read_timeout=upstream.read_timeout,
+            router=upstream.router, session_header=upstream.session_header,
         )
     if upstream.kind == "kimi_raw":
         from kimi_modes.engines.kimi_raw import KimiRawEngine
@@ -171,13 +172,18 @@ def build_engines(settings: Settings) -> dict[str, Engine]:
 
 
 def mode_defaults(settings: Settings) -> dict[Mode, ModeDefaults]:
-    """Sampling defaults and upstream of each chat mode, from ``[modes.*]``."""
+    """Sampling defaults and upstream of each chat mode, from ``[modes.*]``, and every
+    mode's objective (Agent: ``[agent]``, Swarm's orchestrator: ``[swarm]``)."""
     m = settings.modes
     return {
         Mode.THINKING: ModeDefaults(m.thinking.temperature, m.thinking.top_p,
-                                    m.thinking.upstream, m.thinking.max_tokens),
+                                    m.thinking.upstream, m.thinking.max_tokens,
+                                    m.thinking.objective),
         Mode.INSTANT: ModeDefaults(m.instant.temperature, m.instant.top_p,
-                                   m.instant.upstream, m.instant.max_tokens),
+                                   m.instant.upstream, m.instant.max_tokens,
+                                   m.instant.objective),
+        Mode.AGENT: ModeDefaults(None, None, objective=settings.agent.objective),
+        Mode.SWARM: ModeDefaults(None, None, objective=settings.swarm.objective),
     }
 
 
@@ -260,7 +266,8 @@ def _agent(settings: Settings, engines: Mapping[str, Engine], store: RunStore,
 def _pools(settings: Settings, engines: Mapping[str, Engine]) -> dict[str, EnginePool]:
     """The swarm's two pools: the orchestrator's over ``swarm.orchestrator_upstreams``
     (default: the agent's upstream), the workers' over ``swarm.worker_upstreams`` (default:
-    all), each member with its upstream's cap and metrics endpoint."""
+    all), each member with its upstream's cap and metrics endpoint; a router upstream is a
+    router member (no metrics endpoint: it balances its replicas itself)."""
     s = settings.swarm
     return {
         "orchestrator": _pool(settings, engines, "orchestrator", s.orchestrator_upstreams
@@ -278,10 +285,10 @@ def _pool(settings: Settings, engines: Mapping[str, Engine], name: str,
     for upstream_name in names:
         u = upstreams[upstream_name]
         metrics = u.metrics_url
-        if metrics is None and u.kind != "embedded" and u.url:
+        if metrics is None and u.kind != "embedded" and u.url and not u.router:
             metrics = metrics_url(u.url)
         members.append(PoolMember(engines[upstream_name], max_concurrency=u.max_concurrency,
-                                  metrics_url=metrics or None))
+                                  metrics_url=metrics or None, router=u.router))
     s = settings.swarm
     return EnginePool(name, members, max_attempts=s.max_attempts,
                       failure_threshold=s.failure_threshold, cooldown=s.cooldown,
@@ -304,7 +311,7 @@ def _swarm(settings: Settings, store: RunStore, agent: AgentService,
             context=agent.context, thinking=s.subagent_mode == "thinking", sampling=sampling,
             step_retries=s.step_retries, tool_timeout=agent.tool_timeout,
             tool_output_limit=agent.tool_output_limit,
-            max_concurrent=s.max_concurrent_subagents),
+            max_concurrent=s.max_concurrent_subagents, objective=s.subagent_objective),
         system_notes=agent.system_notes,
     )
     return SwarmService(

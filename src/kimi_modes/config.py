@@ -24,6 +24,7 @@ Example ``kimi-modes.toml``::
     [modes.thinking]
     temperature = 1.0
     top_p = 0.95
+    objective = "interactive"   # sent to a router upstream (router = true)
 """
 
 from __future__ import annotations
@@ -53,6 +54,16 @@ from kimi_modes.engines.dialects import DIALECTS
 from kimi_modes.protocol.families import Family
 
 EngineKind = Literal["openai_chat", "kimi_raw", "embedded"]
+
+#: An HTTP header name (RFC 9110 token).
+_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+#: An InferenceObjective's name: a Kubernetes object name (RFC 1123 subdomain).
+_OBJECTIVE = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+
+
+def _objective(description: str) -> Any:
+    """A mode's objective setting: the InferenceObjective its requests name to a router."""
+    return Field(None, pattern=_OBJECTIVE, description=description)
 
 
 class ServerSettings(BaseModel):
@@ -115,7 +126,15 @@ class UpstreamSettings(BaseModel):
     max_concurrency: int | None = Field(None, ge=1)
     #: Its Prometheus metrics (queue depth for load-aware routing). Default: the URL's host
     #: with ``/metrics`` (vLLM, SGLang and the simulated engine serve it there); ``""``: none.
+    #: Never read for a router.
     metrics_url: str | None = None
+    #: The URL is a router in front of many replicas (llm-d / Inference Gateway, vLLM Router,
+    #: SGLang Model Gateway, Dynamo): the swarm's pools do not balance on top of it, and each
+    #: request carries its session id and its mode's objective (docs/scaling.md).
+    router: bool = False
+    #: The header a router reads the session id from (Dynamo's default:
+    #: ``x-dynamo-session-id``; production-stack: whatever its ``--session-key`` names).
+    session_header: str = Field("x-session-id", pattern=_HEADER_NAME)
 
     @field_validator("dialect")
     @classmethod
@@ -128,6 +147,11 @@ class UpstreamSettings(BaseModel):
     def _url_when_remote(self) -> UpstreamSettings:
         if self.kind != "embedded" and not self.url:
             raise ValueError(f"upstream {self.name!r} of kind {self.kind!r} needs a url")
+        if self.router and self.kind != "openai_chat":
+            raise ValueError(f"upstream {self.name!r}: router = true needs kind openai_chat")
+        if self.router and self.metrics_url:
+            raise ValueError(f"upstream {self.name!r} is a router, which balances its own "
+                             "replicas: its metrics_url would never be read; remove it")
         if self.url:
             self.url = api_base(self.url)
         return self
@@ -179,6 +203,9 @@ class ModeSettings(BaseModel):
     #: Name of the upstream that serves this mode; default: the first one.
     upstream: str | None = None
     max_tokens: int | None = None
+    #: Sent to a router upstream as the mode's priority class (an InferenceObjective's name,
+    #: ``x-gateway-inference-objective``); ``None``: none sent.
+    objective: str | None = _objective("the InferenceObjective of this mode's requests")
 
 
 class ThinkingModeSettings(ModeSettings):
@@ -228,6 +255,8 @@ class AgentSettings(BaseModel):
     context_window: int | None = Field(None, ge=1024)
     #: Tool results kept whole when older ones are compacted.
     keep_tool_results: int = Field(3, ge=0)
+    #: The InferenceObjective an Agent run's model calls name to a router upstream.
+    objective: str | None = _objective("the InferenceObjective of Agent mode's requests")
 
 
 class StoreSettings(BaseModel):
@@ -277,6 +306,11 @@ class SwarmSettings(BaseModel):
     failure_threshold: int = Field(3, ge=1)
     cooldown: float = Field(2.0, gt=0)
     metrics_interval: float = Field(1.0, gt=0)
+    #: The InferenceObjective the orchestrator's model calls name to a router upstream.
+    objective: str | None = _objective("the InferenceObjective of the orchestrator's requests")
+    #: The InferenceObjective the sub-agents' model calls name to a router upstream.
+    subagent_objective: str | None = _objective(
+        "the InferenceObjective of the sub-agents' requests")
 
 
 class Settings(BaseSettings):

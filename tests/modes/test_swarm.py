@@ -15,6 +15,7 @@ import pytest
 from kimi_modes.engines.base import ChatRequest
 from kimi_modes.engines.openai_chat import OpenAIChatEngine
 from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
+from kimi_modes.modes.agent.run import RunCancelled
 from kimi_modes.modes.options import AgentOptions, ModeOptions
 from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings
 from kimi_modes.protocol.deltas import ContentDelta
@@ -373,7 +374,8 @@ async def test_cancelling_the_swarm_cancels_every_sub_agent(start_simulator: Any
             pytest.fail("the sub-agents never started")
         run_id = (await swarm.store.list_runs(mode="swarm"))[0].id
         assert await swarm.store.cancel(run_id)
-        with pytest.raises(asyncio.CancelledError):
+        # The consumer is told in words: the run was cancelled (DELETE /v1/runs/{id}).
+        with pytest.raises(RunCancelled):
             await asyncio.wait_for(consumer, 15)
         record = await swarm.store.get(run_id)
         assert record is not None and record.status == "cancelled"

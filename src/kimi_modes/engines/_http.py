@@ -8,7 +8,7 @@ JSON, and the mapping of every transport failure to an :class:`EngineError` subc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -50,9 +50,12 @@ class UpstreamClient:
         api_key: str | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 300.0,
+        busy_status_as_is: bool = False,
     ) -> None:
         self.name = name
         self.base_url = api_base(base_url)
+        #: Whether a 429 stays a 429 (a router shedding load: passed through as it is).
+        self.busy_status_as_is = busy_status_as_is
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -122,15 +125,20 @@ class UpstreamClient:
         except Exception as exc:
             raise self._transport_error(exc) from exc
 
-    async def post_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """POST ``body`` and yield each SSE ``data:`` payload as a dict, until ``[DONE]``.
+    async def post_stream(
+        self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """POST ``body`` (with ``headers`` besides the client's own) and yield each SSE
+        ``data:`` payload as a dict, until ``[DONE]``.
 
         Raises :class:`UpstreamFailed` when the stream ends without ``[DONE]`` (cut mid-way)
         or carries an error object. Closing the iterator closes the connection.
         """
         payload = orjson.dumps(body)
         try:
-            async with self._get_session().post(self.base_url + path, data=payload) as resp:
+            async with self._get_session().post(
+                self.base_url + path, data=payload, headers=headers
+            ) as resp:
                 if resp.status >= 400:
                     raise self._status_error(resp, await resp.read())
                 saw_done = False
@@ -170,10 +178,11 @@ class UpstreamClient:
 
         Only 400, 413 and 422 are the client's fault (a request the upstream found invalid or
         too large) and pass through as :class:`UpstreamRejected` with their own status. 429 and
-        503 are :class:`UpstreamOverloaded`, 504 :class:`UpstreamTimeout`. Everything else is
-        the gateway's configuration or the upstream failing: a 502 :class:`UpstreamFailed`
-        naming the URL, with a hint for the usual causes (401/403: the upstream's api_key;
-        404/405: a url without ``/v1`` or a wrong model name).
+        503 are :class:`UpstreamOverloaded` with the ``Retry-After`` they came with (a 503 to
+        the client; a 429 stays one with ``busy_status_as_is``), 504 :class:`UpstreamTimeout`.
+        Everything else is the gateway's configuration or the upstream failing: a 502
+        :class:`UpstreamFailed` naming the URL, with a hint for the usual causes (401/403: the
+        upstream's api_key; 404/405: a url without ``/v1`` or a wrong model name).
         """
         try:
             message = _message(orjson.loads(body))
@@ -188,7 +197,8 @@ class UpstreamClient:
                 retry_after = float(retry) if retry else None
             except ValueError:
                 retry_after = None
-            return UpstreamOverloaded(self.name, text, retry_after=retry_after)
+            return UpstreamOverloaded(self.name, text, retry_after=retry_after,
+                                      status=status if self.busy_status_as_is else None)
         if status == 504:
             return UpstreamTimeout(self.name, text)
         if status in _CLIENT_FAULTS:

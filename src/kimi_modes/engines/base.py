@@ -58,6 +58,13 @@ class ChatRequest:
     #: Who the runs this request starts belong to (the caller's id, set by the server);
     #: engines ignore it.
     owner: str | None = None
+    #: A stable id of the conversation (or sub-agent) this request belongs to, for a router's
+    #: session and cache affinity (set by the modes layer); an engine in front of a router
+    #: forwards it, the others ignore it.
+    session_id: str | None = None
+    #: The name of the InferenceObjective (priority class) of the request's mode, for a
+    #: router that schedules by it (set by the modes layer; ``None``: send none).
+    objective: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -133,15 +140,17 @@ class UpstreamTimeout(EngineError):
 
 
 class UpstreamOverloaded(EngineError):
-    """The upstream said it is busy (429 or 503); ``retry_after`` in seconds when it said."""
+    """The upstream said it is busy (429 or 503); ``retry_after`` in seconds when it said.
+    ``status`` is 503 unless the engine passes the upstream's own on (a router's 429)."""
 
     status = 503
     kind = "upstream_overloaded"
 
     def __init__(
-        self, upstream: str, message: str, *, retry_after: float | None = None
+        self, upstream: str, message: str, *, retry_after: float | None = None,
+        status: int | None = None,
     ) -> None:
-        super().__init__(upstream, message)
+        super().__init__(upstream, message, status=status)
         self.retry_after = retry_after
 
 

@@ -7,6 +7,14 @@ K2.6's ``preserve_thinking`` where the family has them), reads ``reasoning_conte
 the family (K2.x markers or K3's XTML), so raw Kimi markers in the content (an engine started
 without ``--tool-call-parser``, or without ``--reasoning-parser`` when
 ``reasoning_parser=False``) still come out as reasoning and tool calls, never as text.
+
+In front of a router (``router=True``: llm-d's endpoint picker, the Gateway API Inference
+Extension, vLLM Router, SGLang Model Gateway, Dynamo's frontend) each request also carries
+what routers schedule by (:meth:`OpenAIChatEngine.build_headers`): the request's session id
+(``x-session-id``, or the header named by ``session_header``) and its mode's objective
+(``x-gateway-inference-objective`` and llm-d's newer name for it,
+``x-llm-d-inference-objective``). A plain engine gets neither. A router's 429 (a request it
+shed) is passed on as a 429, with its ``Retry-After``; a plain engine's 429 is a 503.
 """
 
 from __future__ import annotations
@@ -30,6 +38,13 @@ from kimi_modes.protocol import (
 
 log = logging.getLogger(__name__)
 
+#: The Gateway API Inference Extension's header naming a request's InferenceObjective, and
+#: llm-d-router's newer name for it (it reads either); both are sent, with the same value.
+OBJECTIVE_HEADERS = ("x-gateway-inference-objective", "x-llm-d-inference-objective")
+#: The session header most routers read (llm-d's session-affinity scorer, AIBrix, vLLM
+#: Router; Dynamo's frontend among its aliases).
+SESSION_HEADER = "x-session-id"
+
 
 class OpenAIChatEngine:
     """``stream()`` a chat through an upstream's ``/v1/chat/completions``."""
@@ -46,8 +61,13 @@ class OpenAIChatEngine:
         reasoning_parser: bool = True,
         connect_timeout: float = 10.0,
         read_timeout: float = 300.0,
+        router: bool = False,
+        session_header: str = SESSION_HEADER,
     ) -> None:
         self.name = name
+        #: Whether the upstream is a router (see the module docstring).
+        self.router = router
+        self.session_header = session_header
         self.family = family
         self._info = family_info(family)
         self.dialect = DIALECTS[dialect]
@@ -61,6 +81,7 @@ class OpenAIChatEngine:
             api_key=api_key,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            busy_status_as_is=router,
         )
 
     def build_body(self, request: ChatRequest, model: str) -> dict[str, Any]:
@@ -103,8 +124,21 @@ class OpenAIChatEngine:
         merge_into(body, fragment)
         return body
 
+    def build_headers(self, request: ChatRequest) -> dict[str, str]:
+        """The per-request headers sent upstream for ``request``: none unless the upstream is
+        a router; then the session id and the objective, each when the request has one."""
+        headers: dict[str, str] = {}
+        if not self.router:
+            return headers
+        if request.session_id:
+            headers[self.session_header] = request.session_id
+        if request.objective:
+            headers.update(dict.fromkeys(OBJECTIVE_HEADERS, request.objective))
+        return headers
+
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         body = self.build_body(request, request.model or await self._client.model_name())
+        headers = self.build_headers(request)
         # Content is parsed by us as well: thinking-aware only when the upstream leaves the
         # reasoning in the content, tool-marker-aware always.
         parser = StreamingParser(
@@ -130,7 +164,7 @@ class OpenAIChatEngine:
             and not self._warned_no_reasoning_parser
         )
         tail = ""
-        async for chunk in self._client.post_stream("/chat/completions", body):
+        async for chunk in self._client.post_stream("/chat/completions", body, headers):
             if chunk.get("usage"):
                 usage = usage_from(chunk["usage"])
             choices = chunk.get("choices")

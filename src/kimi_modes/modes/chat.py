@@ -25,12 +25,14 @@ from kimi_modes.protocol.schema import validate_tool_call
 
 @dataclass(frozen=True, slots=True)
 class ModeDefaults:
-    """Sampling defaults of a mode and the upstream that serves it (``None``: the first)."""
+    """Sampling defaults of a mode and the upstream that serves it (``None``: the first);
+    ``objective``: the priority class its requests name to a router upstream."""
 
     temperature: float | None
     top_p: float | None
     upstream: str | None = None
     max_tokens: int | None = None
+    objective: str | None = None
 
 
 class ChatMode:

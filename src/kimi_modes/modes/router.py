@@ -19,6 +19,7 @@ from kimi_modes.modes.catalog import Mode, ModeError, Resolved
 from kimi_modes.modes.chat import ChatMode, ModeDefaults, marked
 from kimi_modes.modes.memory import ReasoningMemory
 from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
+from kimi_modes.modes.session import conversation_session_id
 from kimi_modes.modes.swarm.service import SwarmService
 
 _NO_DEFAULTS = ModeDefaults(None, None)
@@ -64,7 +65,8 @@ class Router:
               options: ModeOptions = NO_OPTIONS) -> tuple[ModeEngine, ChatRequest]:
         """The engine for ``resolved``'s mode and ``request`` as it goes to it: the thinking
         switch set and the mode's sampling defaults filled in where the client gave none
-        (Agent and Swarm sample like the chat mode their switch selects). Raises
+        (Agent and Swarm sample like the chat mode their switch selects), the conversation's
+        session id and the mode's objective set (for a router upstream). Raises
         :class:`ModeError` for a mode this process cannot run (501) or a request the mode
         refuses (400)."""
         mode = resolved.mode
@@ -77,6 +79,9 @@ class Router:
             top_p=_first(request.top_p, defaults.top_p),
             max_tokens=(request.max_tokens if mode in (Mode.AGENT, Mode.SWARM)
                         else _first(request.max_tokens, defaults.max_tokens)),
+            session_id=(request.session_id
+                        or conversation_session_id(request.owner, request.messages)),
+            objective=(self.defaults.get(mode) or _NO_DEFAULTS).objective,
         )
         if mode in (Mode.INSTANT, Mode.THINKING):
             return self._chat[mode], request

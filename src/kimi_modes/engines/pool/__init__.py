@@ -9,6 +9,11 @@ What a caller may rely on (details and the snapshot fields: docs/pool.md):
   ``/metrics`` is read in the background every ``metrics_interval`` seconds while the pool is
   in use, never on a request's path; a figure that cannot be read goes stale (unused after
   ``max(5 × metrics_interval, 5 s)``) and never takes a member out by itself.
+- **Router members** (``PoolMember(router=True)``: llm-d, vLLM Router, SGLang Model Gateway,
+  Dynamo in front of many replicas) are not balanced on top of: while one is available it
+  gets the request (the first in member order), with no ``/metrics`` and no load
+  comparison; plain members then serve only when no router member can. Caps, retries,
+  ``Retry-After`` and the circuit breaker apply to them as to any member.
 - **Caps.** A member never has more than ``max_concurrency`` of our requests at once. When no
   member can take a request it waits in one first-come-first-served queue, for as long as it
   takes (``queue_timeout=None``) or up to ``queue_timeout`` seconds (then

@@ -43,7 +43,9 @@ class _Waiter:
 
 
 class Dispatcher:
-    """Routes requests to members: least load first, then fewer of our requests in flight,
+    """Routes requests to members: a router member first (the first available one, in
+    member order: a router balances by itself, and moving a conversation between routers
+    would lose its cache affinity), else least load, then fewer of our requests in flight,
     then round-robin; a member to ``avoid`` (the one a retry failed on) only when no other is
     available."""
 
@@ -110,13 +112,17 @@ class Dispatcher:
 
     def _pick(self, now: float, avoid: MemberState | None) -> MemberState | None:
         best: MemberState | None = None
-        best_key: tuple[bool, float, int, int] | None = None
+        best_key: tuple[bool, bool, float, int, int] | None = None
         best_index = 0
         count = len(self._members)
         for index, member in enumerate(self._members):
             if not member.available(now):
                 continue
-            key = (member is avoid, member.load, member.in_flight, (index - self._next) % count)
+            if member.member.router:
+                key = (member is avoid, False, float(index), 0, 0)
+            else:
+                key = (member is avoid, True, member.load, member.in_flight,
+                       (index - self._next) % count)
             if best_key is None or key < best_key:
                 best, best_key, best_index = member, key, index
         if best is not None:

@@ -27,17 +27,25 @@ class PoolMember:
     ``max_concurrency``: how many of our requests it gets at once at most (``None``: no
     limit). ``metrics_url``: its Prometheus text endpoint (vLLM, SGLang, the simulated engine;
     see :func:`kimi_modes.endpoint.metrics_url`), or ``None`` to route by our own
-    in-flight count only.
+    in-flight count only. ``router``: it is a router that balances many replicas itself, so
+    the pool does not balance on top of it (see docs/pool.md, "Router members"); it has no
+    ``metrics_url``.
     """
 
     engine: Engine
     max_concurrency: int | None = None
     metrics_url: str | None = None
+    router: bool = False
 
     def __post_init__(self) -> None:
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ValueError(
                 f"pool member {self.engine.name!r}: max_concurrency must be >= 1 or None"
+            )
+        if self.router and self.metrics_url is not None:
+            raise ValueError(
+                f"pool member {self.engine.name!r} is a router: it balances its own "
+                "replicas, and its metrics_url would not be read"
             )
 
 
@@ -210,6 +218,7 @@ class MemberState:
         out_until = (time.time() + self.out_until - now) if state is Breaker.OPEN else None
         return {
             "name": self.name,
+            "router": self.member.router,
             "in_flight": self.in_flight,
             "max_concurrency": self.cap,
             "waiting": None if waiting is None else int(waiting),

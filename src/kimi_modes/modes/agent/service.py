@@ -24,6 +24,7 @@ from kimi_modes.modes.agent.progress import ChatView, run_line
 from kimi_modes.modes.agent.run import AgentRun, RunCancelled
 from kimi_modes.modes.memory import TranscriptMemory
 from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
+from kimi_modes.modes.session import SessionEngine
 from kimi_modes.protocol.deltas import ToolCallDelta
 from kimi_modes.runs import RunStore
 from kimi_modes.tools.base import Tool
@@ -90,7 +91,8 @@ class AgentService:
                                       ("max_tokens", request.max_tokens)) if v is not None}
         sampling.update(request.extra)
         loop = AgentLoop(
-            self.engine,
+            SessionEngine(self.engine, session_id=request.session_id,
+                          objective=request.objective),
             self._toolset(run, request, options),
             ctx=run.ctx, emit=run.emit, budgets=budgets, context=self.context,
             client_tools=request.tools or (), thinking=request.thinking, sampling=sampling,

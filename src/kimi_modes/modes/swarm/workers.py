@@ -10,6 +10,13 @@ failed (or was cancelled, or interrupted by a restart) can be resumed: :meth:`re
 new run from the conversation the old one had reached (``params.resumed_from`` names it;
 the old run's metrics get ``resumed_by``).
 
+Every model call of a sub-agent carries its session id (its run id; a resumed one keeps the
+id of the run it continues) and the sub-agents' objective, for a router upstream
+(:mod:`kimi_modes.modes.session`). Its prompt opens with what all sub-agents share, byte for
+byte: the tool declarations and the one system prompt (:data:`SUBAGENT_SYSTEM` and the agent
+notes); what is its own (the task) comes after, in the user message, so an engine's prefix
+cache serves the shared part to every sub-agent of every swarm.
+
 :meth:`run` never raises for what went wrong inside the sub-agent: the outcome says
 ``failed`` with the error, or ``cancelled`` (``DELETE /v1/runs/{id}`` on the sub-agent). It
 raises :class:`asyncio.CancelledError` only when its own caller is cancelled (the
@@ -35,6 +42,7 @@ from kimi_modes.modes.agent.loop import (
     conversation_from_events,
 )
 from kimi_modes.modes.agent.run import AgentRun, usage_record
+from kimi_modes.modes.session import SessionEngine
 from kimi_modes.modes.swarm.metrics import SubagentOutcome, add_usage
 from kimi_modes.runs import RunRecord, RunStore
 from kimi_modes.runs.events import STEP, SUBAGENT_PROGRESS, SUBAGENT_STARTED, TOOL_CALL
@@ -69,7 +77,8 @@ class ResumeError(ValueError):
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     """How sub-agents run: budgets (``max_time`` is the per-sub-agent timeout, counted from
-    when it gets a slot), the thinking switch, sampling and retries of broken steps."""
+    when it gets a slot), the thinking switch, sampling and retries of broken steps;
+    ``objective``: the priority class their requests name to a router upstream."""
 
     budgets: Budgets = field(default_factory=lambda: Budgets(max_steps=100, max_time=900.0))
     context: ContextPolicy = field(default_factory=ContextPolicy)
@@ -80,6 +89,7 @@ class WorkerSettings:
     tool_output_limit: int = 16_000
     max_concurrent: int = 64
     model_id: str = "kimi-k2.5-swarm"
+    objective: str | None = None
 
 
 class SwarmWorkers:
@@ -114,7 +124,8 @@ class SwarmWorkers:
                      params: Mapping[str, Any] | None = None,
                      owner: str | None = None) -> RunRecord:
         """Store a queued sub-agent run for ``task`` (or for ``messages``, when resuming); it
-        belongs to ``owner``, by default to its parent's."""
+        belongs to ``owner``, by default to its parent's. The shared system prompt comes
+        first and the task only in the user message after it (see the module docstring)."""
         conversation = list(messages) if messages is not None else [
             {"role": "system", "content": SUBAGENT_SYSTEM},
             {"role": "user", "content": task},
@@ -195,8 +206,9 @@ class SwarmWorkers:
         sampling = dict(s.sampling or {})
         if max_tokens is not None:
             sampling["max_tokens"] = max_tokens
+        session = str(run.record.params.get("session_id") or run.record.id)
         return AgentLoop(
-            self.engine,
+            SessionEngine(self.engine, session_id=session, objective=s.objective),
             Toolset(self.tools_factory(), default_timeout=s.tool_timeout,
                     output_limit=s.tool_output_limit),
             ctx=run.ctx, emit=run.emit, budgets=budgets, context=s.context,
@@ -243,7 +255,8 @@ class SwarmWorkers:
         new = await self.create(
             old.parent_id or "", str(old.params.get("task", old.task)),
             index=int(old.params.get("index", 0)), messages=messages,
-            params={"resumed_from": run_id, "steps_before": done}, owner=old.owner,
+            params={"resumed_from": run_id, "steps_before": done,
+                    "session_id": old.params.get("session_id") or old.id}, owner=old.owner,
         )
         await self.store.update_metrics(run_id, {"resumed_by": new.id})
         return old, new, budgets
