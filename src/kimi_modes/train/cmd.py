@@ -17,7 +17,7 @@ train_app = typer.Typer(
 )
 
 MODEL_HELP = "A transformers checkpoint directory (or Hub id)."
-TARGETS_HELP = "Comma-separated LoRA target module names (default: the MLA projections)."
+TARGETS_HELP = "Comma-separated LoRA target names (default: MLA, dense and shared-expert MLP)."
 
 
 def _fail(message: str) -> typer.Exit:
