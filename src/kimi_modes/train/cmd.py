@@ -7,7 +7,7 @@ commands; torch, transformers, TRL and PEFT load when a command runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -86,12 +86,22 @@ def run(
     num_generations: Annotated[int | None, typer.Option(help="Group size G.")] = None,
     gradient_accumulation_steps: Annotated[int | None, typer.Option()] = None,
     max_completion_length: Annotated[int | None, typer.Option()] = None,
+    from_runs: Annotated[
+        Path | None,
+        typer.Option(help="A run store (runs.sqlite3): its runs become training tasks."),
+    ] = None,
+    runs_mode: Annotated[str | None, typer.Option(help="Only runs of this mode.")] = None,
+    runs_status: Annotated[str, typer.Option(help="Only runs with this status.")] = "completed",
+    runs_owner: Annotated[str | None, typer.Option(help="Only runs of this owner.")] = None,
+    runs_limit: Annotated[int, typer.Option(help="The newest this many runs.")] = 1000,
     repeat: Annotated[int, typer.Option(help="List each task this many times.")] = 1,
     cpu: Annotated[bool, typer.Option(help="Train on CPU (tiny models, tests).")] = False,
 ) -> None:
-    """GSPO with LoRA on MODEL over task files; prints reward, KL and clip ratio per step."""
+    """GSPO with LoRA on MODEL over task files and stored runs; prints reward, KL and clip
+    ratio per step. A stored run whose task matches a --task's messages takes its checkers."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from kimi_modes.train.from_runs import RunFilter
     from kimi_modes.train.gspo import train_gspo
     from kimi_modes.train.presets import KIMI
     from kimi_modes.train.rewards import (
@@ -107,8 +117,8 @@ def run(
     if optimizer not in ("adamw", "muon"):
         raise _fail("--optimizer must be adamw or muon")
     paths = [*(task or []), *(scenario_path(name) for name in scenario or [])]
-    if not paths:
-        raise _fail("give --task or --scenario")
+    if not paths and from_runs is None:
+        raise _fail("give --task, --scenario or --from-runs")
     tokenizer = AutoTokenizer.from_pretrained(model)
     funcs = [
         AnswerFormat(tokenizer, family),
@@ -131,7 +141,16 @@ def run(
         "max_completion_length": max_completion_length,
     }
     preset = KIMI.with_(**{k: v for k, v in changes.items() if v is not None})
-    dataset = load_dataset(paths, tokenizer, repeat=repeat)
+    if from_runs is None:
+        dataset = load_dataset(paths, tokenizer, repeat=repeat)
+    else:
+        dataset = _runs_dataset(
+            from_runs,
+            RunFilter(runs_mode, runs_status or None, runs_owner, runs_limit),
+            paths,
+            tokenizer,
+            repeat,
+        )
     try:
         train_gspo(
             AutoModelForCausalLM.from_pretrained(model),
@@ -149,3 +168,22 @@ def run(
     except TargetError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"adapter saved to {output}")
+
+
+def _runs_dataset(
+    store: Path, runs: Any, paths: list[Path], tokenizer: Any, repeat: int
+) -> Any:
+    """The stored runs' rows, then the task files' rows (their tasks also check the runs)."""
+    from datasets import Dataset
+
+    from kimi_modes.bench.agents.tasks import load_tasks
+    from kimi_modes.train.from_runs import read_trajectories, trajectory_rows
+    from kimi_modes.train.tasks import task_row
+
+    tasks = [t for path in paths for t in load_tasks(path)]
+    trajectories = read_trajectories(store, runs)
+    if not trajectories:
+        raise _fail(f"no runs in {store} match the filter")
+    rows = trajectory_rows(trajectories, tokenizer, tasks=tasks)
+    rows += [task_row(t, tokenizer) | {"reference": "", "trajectory": "[]"} for t in tasks]
+    return Dataset.from_list(rows * repeat)
