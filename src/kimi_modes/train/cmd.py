@@ -94,6 +94,11 @@ def run(
     runs_status: Annotated[str, typer.Option(help="Only runs with this status.")] = "completed",
     runs_owner: Annotated[str | None, typer.Option(help="Only runs of this owner.")] = None,
     runs_limit: Annotated[int, typer.Option(help="The newest this many runs.")] = 1000,
+    agentic: Annotated[
+        bool,
+        typer.Option(help="Multi-turn episodes: the model's tool calls run in the sandbox."),
+    ] = False,
+    max_turns: Annotated[int, typer.Option(help="Model turns per agentic episode.")] = 4,
     repeat: Annotated[int, typer.Option(help="List each task this many times.")] = 1,
     cpu: Annotated[bool, typer.Option(help="Train on CPU (tiny models, tests).")] = False,
 ) -> None:
@@ -101,6 +106,7 @@ def run(
     ratio per step. A stored run whose task matches a --task's messages takes its checkers."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from kimi_modes.train.agentic import AgenticRollout
     from kimi_modes.train.from_runs import RunFilter
     from kimi_modes.train.gspo import train_gspo
     from kimi_modes.train.presets import KIMI
@@ -141,8 +147,10 @@ def run(
         "max_completion_length": max_completion_length,
     }
     preset = KIMI.with_(**{k: v for k, v in changes.items() if v is not None})
+    rollout = AgenticRollout(tokenizer, family, max_turns=max_turns) if agentic else None
+    sandbox_tools = rollout.declarations() if rollout is not None else None
     if from_runs is None:
-        dataset = load_dataset(paths, tokenizer, repeat=repeat)
+        dataset = load_dataset(paths, tokenizer, repeat=repeat, extra_tools=sandbox_tools)
     else:
         dataset = _runs_dataset(
             from_runs,
@@ -150,6 +158,7 @@ def run(
             paths,
             tokenizer,
             repeat,
+            sandbox_tools,
         )
     try:
         train_gspo(
@@ -162,6 +171,7 @@ def run(
             targets=_split(target_list) or list(DEFAULT_TARGETS),
             optimizer="muon" if optimizer == "muon" else "adamw",
             on_step=lambda step: typer.echo(step.line()),
+            rollout=rollout,
             use_cpu=cpu,
             disable_tqdm=True,
         )
@@ -171,7 +181,12 @@ def run(
 
 
 def _runs_dataset(
-    store: Path, runs: Any, paths: list[Path], tokenizer: Any, repeat: int
+    store: Path,
+    runs: Any,
+    paths: list[Path],
+    tokenizer: Any,
+    repeat: int,
+    extra_tools: list[dict[str, Any]] | None,
 ) -> Any:
     """The stored runs' rows, then the task files' rows (their tasks also check the runs)."""
     from datasets import Dataset
@@ -184,6 +199,7 @@ def _runs_dataset(
     trajectories = read_trajectories(store, runs)
     if not trajectories:
         raise _fail(f"no runs in {store} match the filter")
-    rows = trajectory_rows(trajectories, tokenizer, tasks=tasks)
-    rows += [task_row(t, tokenizer) | {"reference": "", "trajectory": "[]"} for t in tasks]
+    rows = trajectory_rows(trajectories, tokenizer, tasks=tasks, tools=extra_tools)
+    blank = {"reference": "", "trajectory": "[]"}
+    rows += [task_row(t, tokenizer, extra_tools) | blank for t in tasks]
     return Dataset.from_list(rows * repeat)

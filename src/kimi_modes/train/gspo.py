@@ -94,6 +94,7 @@ def train_gspo(
     routed_experts: bool = False,
     optimizer: OptimizerName = "adamw",
     on_step: Callable[[StepLog], None] | None = None,
+    rollout: Callable[[list[Any], Any], dict[str, list[Any]]] | None = None,
     **config: Any,
 ) -> list[StepLog]:
     """Run GSPO with LoRA on ``model`` over ``dataset`` (rows with ``prompt``, and columns the
@@ -139,6 +140,7 @@ def train_gspo(
         processing_class=tokenizer,
         optimizers=optimizers,
         callbacks=[_step_callback(record)],
+        rollout_func=rollout,
     )
     trainer.train()
     trainer.save_model(str(output_dir))
