@@ -99,6 +99,16 @@ def run(
         typer.Option(help="Multi-turn episodes: the model's tool calls run in the sandbox."),
     ] = False,
     max_turns: Annotated[int, typer.Option(help="Model turns per agentic episode.")] = 4,
+    replay: Annotated[
+        list[Path] | None,
+        typer.Option(help="A task file of earlier tasks to replay. Repeatable."),
+    ] = None,
+    replay_ratio: Annotated[
+        float, typer.Option(help="Share of replayed rows in the training set.")
+    ] = 0.25,
+    kl_beta: Annotated[
+        float | None, typer.Option(help="KL penalty to the reference policy (GSPO: 0).")
+    ] = None,
     repeat: Annotated[int, typer.Option(help="List each task this many times.")] = 1,
     cpu: Annotated[bool, typer.Option(help="Train on CPU (tiny models, tests).")] = False,
 ) -> None:
@@ -145,6 +155,7 @@ def run(
         "num_generations": num_generations,
         "gradient_accumulation_steps": gradient_accumulation_steps,
         "max_completion_length": max_completion_length,
+        "beta": kl_beta,
     }
     preset = KIMI.with_(**{k: v for k, v in changes.items() if v is not None})
     rollout = AgenticRollout(tokenizer, family, max_turns=max_turns) if agentic else None
@@ -160,6 +171,11 @@ def run(
             repeat,
             sandbox_tools,
         )
+    if replay:
+        from kimi_modes.train.continual import mix_replay
+
+        earlier = load_dataset(replay, tokenizer, extra_tools=sandbox_tools)
+        dataset = mix_replay(dataset, earlier, replay_ratio, seed=preset.seed)
     try:
         train_gspo(
             AutoModelForCausalLM.from_pretrained(model),

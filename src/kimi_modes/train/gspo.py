@@ -15,7 +15,7 @@ from typing import Any, Literal
 from kimi_modes.train.optim import build_optimizer
 from kimi_modes.train.presets import GspoPreset, grpo_config
 from kimi_modes.train.rewards import Rewards
-from kimi_modes.train.targets import DEFAULT_TARGETS, apply_lora
+from kimi_modes.train.targets import DEFAULT_TARGETS, apply_lora, no_v4_conversion
 
 OptimizerName = Literal["adamw", "muon"]
 
@@ -132,16 +132,17 @@ def train_gspo(
         if on_step is not None:
             on_step(step)
 
-    trainer = GRPOTrainer(
-        model=wrapped,
-        reward_funcs=list(rewards.funcs),
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        optimizers=optimizers,
-        callbacks=[_step_callback(record)],
-        rollout_func=rollout,
-    )
+    with no_v4_conversion():  # with β > 0, TRL copies the adapter as "ref" through PEFT
+        trainer = GRPOTrainer(
+            model=wrapped,
+            reward_funcs=list(rewards.funcs),
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            optimizers=optimizers,
+            callbacks=[_step_callback(record)],
+            rollout_func=rollout,
+        )
     trainer.train()
     trainer.save_model(str(output_dir))
     return steps

@@ -12,7 +12,7 @@ PEFT 0.21 on transformers v5 rewrites ``gate_proj``/``up_proj``/``down_proj`` on
 models into the fused routed experts (its v4→v5 adapter conversion, meant for adapters trained
 on transformers v4, maps DeepseekV3 onto Qwen2-MoE's layout), so the dense and shared-expert
 MLP would silently go unadapted. Our names are checked against the v5 model itself, so
-:func:`apply_lora` and :func:`load_lora` switch that conversion off (:func:`_no_v4_conversion`)
+:func:`apply_lora` and :func:`load_lora` switch that conversion off (:func:`no_v4_conversion`)
 and then verify what PEFT wrapped.
 
 Routed experts are fused 3-D parameters in transformers v5 (``mlp.experts.gate_up_proj`` and
@@ -184,7 +184,7 @@ def apply_lora(
         target_parameters=list(ROUTED_EXPERTS) if routed_experts else None,
         task_type="CAUSAL_LM",
     )
-    with _no_v4_conversion():
+    with no_v4_conversion():
         wrapped = get_peft_model(model, config)
     _check_adapted(wrapped, report.modules)
     return wrapped
@@ -200,7 +200,7 @@ def load_lora(model: nn.Module, adapter: str | Path, *, trainable: bool = False)
     from peft import PeftModel
     from safetensors import safe_open
 
-    with _no_v4_conversion():
+    with no_v4_conversion():
         wrapped = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     with safe_open(str(Path(adapter) / "adapter_model.safetensors"), "pt") as handle:
         saved = {
@@ -221,7 +221,7 @@ def _check_adapted(wrapped: nn.Module, expected: set[str]) -> None:
 
 
 @contextmanager
-def _no_v4_conversion() -> Iterator[None]:
+def no_v4_conversion() -> Iterator[None]:
     """Switch off PEFT's transformers-v4→v5 adapter conversion for the duration.
 
     PEFT 0.21 has no public switch: it converts whenever transformers ≥ 5, reading the flag
