@@ -219,3 +219,33 @@ def _runs_dataset(
     blank = {"reference": "", "trajectory": "[]"}
     rows += [task_row(t, tokenizer, extra_tools) | blank for t in tasks]
     return Dataset.from_list(rows * repeat)
+
+
+@train_app.command("cluster")
+def cluster(
+    output: Annotated[Path, typer.Option(help="Directory the configs are written to.")],
+    strategy: Annotated[str, typer.Option(help="zero3 (DeepSpeed ZeRO-3) or fsdp (FSDP2).")] = (
+        "zero3"
+    ),
+    nodes: Annotated[int, typer.Option(help="Machines.")] = 1,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per machine.")] = 8,
+    main_ip: Annotated[str, typer.Option(help="Address of node 0 (multi-node).")] = "127.0.0.1",
+    main_port: Annotated[int, typer.Option()] = 29500,
+    offload: Annotated[bool, typer.Option(help="ZeRO-3: offload to CPU memory.")] = False,
+) -> None:
+    """Write the accelerate (and DeepSpeed) configs to run `train run` on a cluster."""
+    from kimi_modes.train.launch import FULL_1T, Cluster, write_configs
+
+    if strategy not in ("zero3", "fsdp"):
+        raise _fail("--strategy must be zero3 or fsdp")
+    try:
+        spec = Cluster(nodes, gpus_per_node, main_ip, main_port)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    written = write_configs(spec, "zero3" if strategy == "zero3" else "fsdp", output,
+                            offload=offload)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    node_file = output / f"accelerate-{strategy}-node<R>.yaml"
+    typer.echo(f"on node R: accelerate launch --config_file {node_file} -m kimi_modes train run")
+    typer.echo(FULL_1T)
