@@ -94,7 +94,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_targets_prints_the_match_and_refuses_the_seed_list(tiny_model_dir: Path) -> None:
     shown = _cli("targets", "--model", str(tiny_model_dir), "--rank", "4")
     assert shown.returncode == 0, shown.stderr
-    assert "DeepseekV3ForCausalLM: 10 modules adapted" in shown.stdout
+    assert "DeepseekV3ForCausalLM: 16 modules adapted" in shown.stdout
     assert "kv_b_proj" in shown.stdout and "model.layers.0.self_attn.kv_b_proj" in shown.stdout
     refused = _cli("targets", "--model", str(tiny_model_dir),
                    "--targets", "q_proj,k_proj,v_proj,o_proj")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,12 @@ import pytest
 from kimi_modes.train.targets import (
     DEFAULT_TARGETS,
     KIMI_TARGETS,
+    MLA_ATTENTION,
     TargetError,
     adapted_modules,
     apply_lora,
     check_targets,
+    load_lora,
     load_skeleton,
     match_targets,
 )
@@ -34,24 +37,55 @@ def test_kimi_targets_name_exactly_the_mla_and_mlp_modules(tiny_model: Any) -> N
     assert report.modules == EXPECTED
 
 
-def test_peft_swapping_the_mlp_for_routed_experts_is_refused(tiny_model: Any) -> None:
-    # PEFT 0.21 + transformers v5 turn gate/up/down_proj into the fused routed experts on
-    # DeepseekV3: the dense and shared MLP would silently go unadapted.
-    with pytest.raises(TargetError, match="routed experts") as caught:
-        apply_lora(tiny_model, KIMI_TARGETS, rank=4, alpha=8)
-    assert "model.layers.0.mlp.gate_proj" in str(caught.value)
+def test_peft_alone_moves_the_mlp_onto_the_routed_experts(tiny_model: Any) -> None:
+    # Why apply_lora switches PEFT's v4→v5 conversion off: PEFT 0.21 + transformers v5 turn
+    # gate/up/down_proj on DeepseekV3 into the fused routed experts, leaving the dense and
+    # shared MLP unadapted. (When this fails, PEFT has stopped doing so.)
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=2, lora_alpha=4, target_modules=list(KIMI_TARGETS))
+    adapted = adapted_modules(get_peft_model(tiny_model, config))
+    assert "model.layers.0.mlp.gate_proj" not in adapted
+    assert "model.layers.1.mlp.experts" in adapted
 
 
-def test_the_default_adapts_exactly_the_mla_projections(tiny_model: Any) -> None:
+def test_the_default_adapts_exactly_mla_dense_and_shared_mlp(tiny_model: Any) -> None:
+    assert tuple(DEFAULT_TARGETS) == tuple(KIMI_TARGETS)
     report = match_targets(tiny_model, DEFAULT_TARGETS)
-    assert report.modules == MLA
+    assert report.modules == EXPECTED
     wrapped = apply_lora(tiny_model, rank=4, alpha=8)
-    assert adapted_modules(wrapped) == MLA
+    assert adapted_modules(wrapped) == EXPECTED  # what PEFT actually wrapped
+    assert not any("experts.gate_up_proj" in n for n, _ in wrapped.named_parameters()
+                   if "lora" in n)
     trainable = {n for n, p in wrapped.named_parameters() if p.requires_grad}
     assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
     assert sum(p.numel() for n, p in wrapped.named_parameters() if n in trainable) == (
         report.lora_parameters(4)
     )
+
+
+def test_a_saved_adapter_loads_back_onto_the_same_modules(
+    tiny_model: Any, tmp_path: Path, model_factory: Callable[[], Any]
+) -> None:
+    import torch
+
+    wrapped = apply_lora(tiny_model, rank=4, alpha=8)
+    with torch.no_grad():
+        for name, param in wrapped.named_parameters():
+            if ".lora_B." in name:
+                param.fill_(0.01)  # B starts at zero: make the adapter change the output
+    wrapped.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    expected = wrapped(input_ids=ids).logits
+    loaded = load_lora(model_factory(), tmp_path / "adapter")
+    assert adapted_modules(loaded) == EXPECTED
+    assert torch.allclose(loaded(input_ids=ids).logits, expected, atol=1e-6)
+    assert not torch.allclose(model_factory()(input_ids=ids).logits, expected, atol=1e-4)
+
+
+def test_the_mla_list_alone_adapts_only_the_mla(tiny_model: Any) -> None:
+    wrapped = apply_lora(tiny_model, MLA_ATTENTION, rank=4, alpha=8)
+    assert adapted_modules(wrapped) == MLA
 
 
 def test_the_seed_list_is_refused_with_the_reason(tiny_model: Any) -> None:
@@ -76,7 +110,7 @@ def test_routed_experts_only_by_explicit_choice(tiny_model: Any) -> None:
         ["model.layers.1.mlp.experts.down_proj"],
     ]
     wrapped = apply_lora(tiny_model, rank=2, alpha=4, routed_experts=True)
-    assert adapted_modules(wrapped) == MLA | {"model.layers.1.mlp.experts"}
+    assert adapted_modules(wrapped) == EXPECTED | {"model.layers.1.mlp.experts"}
 
 
 def test_routed_experts_refused_on_a_quantised_checkpoint(tiny_model: Any) -> None:

@@ -7,7 +7,7 @@ commands; torch, transformers, TRL and PEFT load when a command runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,7 +17,7 @@ train_app = typer.Typer(
 )
 
 MODEL_HELP = "A transformers checkpoint directory (or Hub id)."
-TARGETS_HELP = "Comma-separated LoRA target module names (default: the MLA projections)."
+TARGETS_HELP = "Comma-separated LoRA target names (default: MLA, dense and shared-expert MLP)."
 
 
 def _fail(message: str) -> typer.Exit:
@@ -86,12 +86,38 @@ def run(
     num_generations: Annotated[int | None, typer.Option(help="Group size G.")] = None,
     gradient_accumulation_steps: Annotated[int | None, typer.Option()] = None,
     max_completion_length: Annotated[int | None, typer.Option()] = None,
+    from_runs: Annotated[
+        Path | None,
+        typer.Option(help="A run store (runs.sqlite3): its runs become training tasks."),
+    ] = None,
+    runs_mode: Annotated[str | None, typer.Option(help="Only runs of this mode.")] = None,
+    runs_status: Annotated[str, typer.Option(help="Only runs with this status.")] = "completed",
+    runs_owner: Annotated[str | None, typer.Option(help="Only runs of this owner.")] = None,
+    runs_limit: Annotated[int, typer.Option(help="The newest this many runs.")] = 1000,
+    agentic: Annotated[
+        bool,
+        typer.Option(help="Multi-turn episodes: the model's tool calls run in the sandbox."),
+    ] = False,
+    max_turns: Annotated[int, typer.Option(help="Model turns per agentic episode.")] = 4,
+    replay: Annotated[
+        list[Path] | None,
+        typer.Option(help="A task file of earlier tasks to replay. Repeatable."),
+    ] = None,
+    replay_ratio: Annotated[
+        float, typer.Option(help="Share of replayed rows in the training set.")
+    ] = 0.25,
+    kl_beta: Annotated[
+        float | None, typer.Option(help="KL penalty to the reference policy (GSPO: 0).")
+    ] = None,
     repeat: Annotated[int, typer.Option(help="List each task this many times.")] = 1,
     cpu: Annotated[bool, typer.Option(help="Train on CPU (tiny models, tests).")] = False,
 ) -> None:
-    """GSPO with LoRA on MODEL over task files; prints reward, KL and clip ratio per step."""
+    """GSPO with LoRA on MODEL over task files and stored runs; prints reward, KL and clip
+    ratio per step. A stored run whose task matches a --task's messages takes its checkers."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from kimi_modes.train.agentic import AgenticRollout
+    from kimi_modes.train.from_runs import RunFilter
     from kimi_modes.train.gspo import train_gspo
     from kimi_modes.train.presets import KIMI
     from kimi_modes.train.rewards import (
@@ -107,8 +133,8 @@ def run(
     if optimizer not in ("adamw", "muon"):
         raise _fail("--optimizer must be adamw or muon")
     paths = [*(task or []), *(scenario_path(name) for name in scenario or [])]
-    if not paths:
-        raise _fail("give --task or --scenario")
+    if not paths and from_runs is None:
+        raise _fail("give --task, --scenario or --from-runs")
     tokenizer = AutoTokenizer.from_pretrained(model)
     funcs = [
         AnswerFormat(tokenizer, family),
@@ -129,9 +155,27 @@ def run(
         "num_generations": num_generations,
         "gradient_accumulation_steps": gradient_accumulation_steps,
         "max_completion_length": max_completion_length,
+        "beta": kl_beta,
     }
     preset = KIMI.with_(**{k: v for k, v in changes.items() if v is not None})
-    dataset = load_dataset(paths, tokenizer, repeat=repeat)
+    rollout = AgenticRollout(tokenizer, family, max_turns=max_turns) if agentic else None
+    sandbox_tools = rollout.declarations() if rollout is not None else None
+    if from_runs is None:
+        dataset = load_dataset(paths, tokenizer, repeat=repeat, extra_tools=sandbox_tools)
+    else:
+        dataset = _runs_dataset(
+            from_runs,
+            RunFilter(runs_mode, runs_status or None, runs_owner, runs_limit),
+            paths,
+            tokenizer,
+            repeat,
+            sandbox_tools,
+        )
+    if replay:
+        from kimi_modes.train.continual import mix_replay
+
+        earlier = load_dataset(replay, tokenizer, extra_tools=sandbox_tools)
+        dataset = mix_replay(dataset, earlier, replay_ratio, seed=preset.seed)
     try:
         train_gspo(
             AutoModelForCausalLM.from_pretrained(model),
@@ -143,9 +187,65 @@ def run(
             targets=_split(target_list) or list(DEFAULT_TARGETS),
             optimizer="muon" if optimizer == "muon" else "adamw",
             on_step=lambda step: typer.echo(step.line()),
+            rollout=rollout,
             use_cpu=cpu,
             disable_tqdm=True,
         )
     except TargetError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"adapter saved to {output}")
+
+
+def _runs_dataset(
+    store: Path,
+    runs: Any,
+    paths: list[Path],
+    tokenizer: Any,
+    repeat: int,
+    extra_tools: list[dict[str, Any]] | None,
+) -> Any:
+    """The stored runs' rows, then the task files' rows (their tasks also check the runs)."""
+    from datasets import Dataset
+
+    from kimi_modes.bench.agents.tasks import load_tasks
+    from kimi_modes.train.from_runs import read_trajectories, trajectory_rows
+    from kimi_modes.train.tasks import task_row
+
+    tasks = [t for path in paths for t in load_tasks(path)]
+    trajectories = read_trajectories(store, runs)
+    if not trajectories:
+        raise _fail(f"no runs in {store} match the filter")
+    rows = trajectory_rows(trajectories, tokenizer, tasks=tasks, tools=extra_tools)
+    blank = {"reference": "", "trajectory": "[]"}
+    rows += [task_row(t, tokenizer, extra_tools) | blank for t in tasks]
+    return Dataset.from_list(rows * repeat)
+
+
+@train_app.command("cluster")
+def cluster(
+    output: Annotated[Path, typer.Option(help="Directory the configs are written to.")],
+    strategy: Annotated[str, typer.Option(help="zero3 (DeepSpeed ZeRO-3) or fsdp (FSDP2).")] = (
+        "zero3"
+    ),
+    nodes: Annotated[int, typer.Option(help="Machines.")] = 1,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per machine.")] = 8,
+    main_ip: Annotated[str, typer.Option(help="Address of node 0 (multi-node).")] = "127.0.0.1",
+    main_port: Annotated[int, typer.Option()] = 29500,
+    offload: Annotated[bool, typer.Option(help="ZeRO-3: offload to CPU memory.")] = False,
+) -> None:
+    """Write the accelerate (and DeepSpeed) configs to run `train run` on a cluster."""
+    from kimi_modes.train.launch import FULL_1T, Cluster, write_configs
+
+    if strategy not in ("zero3", "fsdp"):
+        raise _fail("--strategy must be zero3 or fsdp")
+    try:
+        spec = Cluster(nodes, gpus_per_node, main_ip, main_port)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    written = write_configs(spec, "zero3" if strategy == "zero3" else "fsdp", output,
+                            offload=offload)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    node_file = output / f"accelerate-{strategy}-node<R>.yaml"
+    typer.echo(f"on node R: accelerate launch --config_file {node_file} -m kimi_modes train run")
+    typer.echo(FULL_1T)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from kimi_modes.train.optim import build_optimizer
 from kimi_modes.train.presets import GspoPreset, grpo_config
 from kimi_modes.train.rewards import Rewards
-from kimi_modes.train.targets import DEFAULT_TARGETS, apply_lora
+from kimi_modes.train.targets import DEFAULT_TARGETS, apply_lora, no_v4_conversion
 
 OptimizerName = Literal["adamw", "muon"]
 
@@ -94,6 +94,7 @@ def train_gspo(
     routed_experts: bool = False,
     optimizer: OptimizerName = "adamw",
     on_step: Callable[[StepLog], None] | None = None,
+    rollout: Callable[[list[Any], Any], dict[str, list[Any]]] | None = None,
     **config: Any,
 ) -> list[StepLog]:
     """Run GSPO with LoRA on ``model`` over ``dataset`` (rows with ``prompt``, and columns the
@@ -131,15 +132,17 @@ def train_gspo(
         if on_step is not None:
             on_step(step)
 
-    trainer = GRPOTrainer(
-        model=wrapped,
-        reward_funcs=list(rewards.funcs),
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        optimizers=optimizers,
-        callbacks=[_step_callback(record)],
-    )
+    with no_v4_conversion():  # with β > 0, TRL copies the adapter as "ref" through PEFT
+        trainer = GRPOTrainer(
+            model=wrapped,
+            reward_funcs=list(rewards.funcs),
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            optimizers=optimizers,
+            callbacks=[_step_callback(record)],
+            rollout_func=rollout,
+        )
     trainer.train()
     trainer.save_model(str(output_dir))
     return steps

@@ -8,6 +8,13 @@ matches (with PEFT's own matcher); :func:`check_targets` refuses a list in which
 matches nothing, saying why; :func:`apply_lora` wraps the model only after that check and
 verifies PEFT adapted exactly the modules reported.
 
+PEFT 0.21 on transformers v5 rewrites ``gate_proj``/``up_proj``/``down_proj`` on DeepseekV3-type
+models into the fused routed experts (its v4→v5 adapter conversion, meant for adapters trained
+on transformers v4, maps DeepseekV3 onto Qwen2-MoE's layout), so the dense and shared-expert
+MLP would silently go unadapted. Our names are checked against the v5 model itself, so
+:func:`apply_lora` and :func:`load_lora` switch that conversion off (:func:`no_v4_conversion`)
+and then verify what PEFT wrapped.
+
 Routed experts are fused 3-D parameters in transformers v5 (``mlp.experts.gate_up_proj`` and
 ``mlp.experts.down_proj``), reachable only through PEFT's ``target_parameters``, and INT4 on
 K2.5 and later: they are adapted only when asked for (``routed_experts=True``), and refused
@@ -16,7 +23,8 @@ on a quantised checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +36,11 @@ from torch import nn
 MLA_ATTENTION = ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
 #: The dense layers' MLP and the MoE layers' shared experts (plain Linears).
 DENSE_MLP = ("gate_proj", "up_proj", "down_proj")
-#: What Kimi should get: every MLA projection, dense MLPs and shared experts. PEFT 0.21 on
-#: transformers v5 rewrites ``gate_proj``/``up_proj``/``down_proj`` on DeepseekV3 models into
-#: the routed experts' fused parameters (its v4→v5 checkpoint conversion), so
-#: :func:`apply_lora` refuses this list there until PEFT stops doing so.
+#: What Kimi gets by default: every MLA projection, the dense layers' MLP and the MoE layers'
+#: shared experts (the routed experts are fused parameters, never matched by these names).
 KIMI_TARGETS = MLA_ATTENTION + DENSE_MLP
-#: What training adapts by default: the MLA projections (PEFT adapts these as named).
-DEFAULT_TARGETS = MLA_ATTENTION
+#: What training adapts by default.
+DEFAULT_TARGETS = KIMI_TARGETS
 #: The fused routed-expert parameters, by suffix (PEFT ``target_parameters``).
 ROUTED_EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 #: Names from dense-attention models that match nothing in MLA.
@@ -178,18 +184,61 @@ def apply_lora(
         target_parameters=list(ROUTED_EXPERTS) if routed_experts else None,
         task_type="CAUSAL_LM",
     )
-    wrapped = get_peft_model(model, config)
-    adapted = adapted_modules(wrapped)
-    if adapted != report.modules:
-        skipped, added = sorted(report.modules - adapted), sorted(adapted - report.modules)
-        reason = f"PEFT skipped {skipped} and adapted {added} instead"
-        if set(targets) & set(DENSE_MLP):
-            reason += (
-                " (PEFT's transformers-v5 conversion maps gate_proj/up_proj/down_proj on this"
-                " architecture to the fused routed experts)"
-            )
-        raise TargetError(f"refusing the LoRA target list: {reason}")
+    with no_v4_conversion():
+        wrapped = get_peft_model(model, config)
+    _check_adapted(wrapped, report.modules)
     return wrapped
+
+
+def load_lora(model: nn.Module, adapter: str | Path, *, trainable: bool = False) -> Any:
+    """Load an adapter saved by a run (``PeftModel.from_pretrained``) onto ``model``.
+
+    PEFT's v4→v5 conversion is off here as in :func:`apply_lora` (on DeepseekV3 it would
+    move the dense MLP's weights onto the routed experts); raises :class:`TargetError` when
+    the modules wrapped differ from the adapter's saved weights.
+    """
+    from peft import PeftModel
+    from safetensors import safe_open
+
+    with no_v4_conversion():
+        wrapped = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+    with safe_open(str(Path(adapter) / "adapter_model.safetensors"), "pt") as handle:
+        saved = {
+            key.removeprefix("base_model.model.").split(".lora_")[0]
+            for key in handle.keys()  # noqa: SIM118 (safe_open is not a mapping)
+        }
+    _check_adapted(wrapped, saved)
+    return wrapped
+
+
+def _check_adapted(wrapped: nn.Module, expected: set[str]) -> None:
+    adapted = adapted_modules(wrapped)
+    if adapted != expected:
+        skipped, added = sorted(expected - adapted), sorted(adapted - expected)
+        raise TargetError(
+            f"refusing the LoRA target list: PEFT skipped {skipped} and adapted {added} instead"
+        )
+
+
+@contextmanager
+def no_v4_conversion() -> Iterator[None]:
+    """Switch off PEFT's transformers-v4→v5 adapter conversion for the duration.
+
+    PEFT 0.21 has no public switch: it converts whenever transformers ≥ 5, reading the flag
+    ``is_transformers_ge_v5`` in the two modules that convert (injection and state-dict
+    loading). Our target names are v5 module names matched against the model itself, so the
+    conversion can only substitute modules; the check after injection catches any change.
+    """
+    from unittest import mock
+
+    import peft.tuners.tuners_utils as injecting
+    import peft.utils.save_and_load as loading
+
+    with (
+        mock.patch.object(injecting, "is_transformers_ge_v5", False),
+        mock.patch.object(loading, "is_transformers_ge_v5", False),
+    ):
+        yield
 
 
 def adapted_modules(wrapped: nn.Module) -> set[str]:

@@ -33,9 +33,12 @@ def scenario_path(name: str) -> Path:
     return Path(str(resources.files("kimi_modes.train") / "scenarios" / f"{name}.jsonl"))
 
 
-def task_row(task: Task, tokenizer: Any) -> dict[str, str]:
-    """The dataset row of one task (see the module docstring)."""
-    tools = task.extra_body.get("tools") or None
+def task_row(
+    task: Task, tokenizer: Any, extra_tools: list[dict[str, Any]] | None = None
+) -> dict[str, str]:
+    """The dataset row of one task (see the module docstring); ``extra_tools`` are offered
+    after the task's own (e.g. the sandboxed tools of an agentic rollout)."""
+    tools = [*(task.extra_body.get("tools") or []), *(extra_tools or [])] or None
     prompt: str = tokenizer.apply_chat_template(
         task.messages, tools=tools, add_generation_prompt=True, tokenize=False
     )
@@ -47,9 +50,17 @@ def task_row(task: Task, tokenizer: Any) -> dict[str, str]:
     }
 
 
-def load_dataset(paths: list[Path], tokenizer: Any, *, repeat: int = 1) -> Any:
+def load_dataset(
+    paths: list[Path],
+    tokenizer: Any,
+    *,
+    repeat: int = 1,
+    extra_tools: list[dict[str, Any]] | None = None,
+) -> Any:
     """A ``datasets.Dataset`` of every task of ``paths`` (each listed ``repeat`` times)."""
     from datasets import Dataset
 
-    rows = [task_row(task, tokenizer) for path in paths for task in load_tasks(path)]
+    rows = [
+        task_row(task, tokenizer, extra_tools) for path in paths for task in load_tasks(path)
+    ]
     return Dataset.from_list(rows * repeat)
