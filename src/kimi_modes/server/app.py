@@ -35,7 +35,7 @@ from starlette.routing import Route
 from kimi_modes.assembly import Assembly, assemble
 from kimi_modes.config import Settings
 from kimi_modes.engines.base import Engine, EngineError, Event, Usage
-from kimi_modes.modes import MODELS, ModeError, Router, resolve_mode
+from kimi_modes.modes import ModeError, Router
 from kimi_modes.modes.router import ModeEngine
 from kimi_modes.server.anthropic_api import AnthropicMessages
 from kimi_modes.server.auth import APIKeys, Caller
@@ -143,8 +143,13 @@ class Gateway:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
     async def models(self, request: Request) -> Response:
+        """The served ids (the router's catalog): ``kimi-<family>-<mode>`` for each served
+        model, then the mode aliases of the default one; 503 before start-up."""
         if isinstance(denied := self._auth(request, _OPENAI), Response):
             return denied
+        if self.router is None:
+            return self._error(_OPENAI, APIError(503, "the gateway is still starting",
+                                                 code="starting"), "unknown")
         data = [
             {
                 "id": m.id,
@@ -152,9 +157,10 @@ class Gateway:
                 "created": 0,
                 "owned_by": "kimi-modes",
                 "mode": m.mode.value,
+                "family": m.family.value,
                 "description": m.description,
             }
-            for m in MODELS
+            for m in self.router.catalog.entries
         ]
         return _json({"object": "list", "data": data})
 
@@ -184,7 +190,7 @@ class Gateway:
                 body = await read_json(request, self.settings.server.max_body_bytes,
                                        self.settings.server.body_timeout)
                 wire = api.parse(body)
-                resolved = resolve_mode(wire.model, wire.thinking)
+                resolved = self._router().catalog.resolve(wire.model, wire.thinking)
                 key = uuid.uuid4().hex
                 answer_id = api.id_prefix + key
                 # An Agent/Swarm run is findable from the answer's id and belongs to the caller.
