@@ -140,7 +140,7 @@ async def assemble(settings: Settings, *, runs: bool = True,
 def build_catalog(settings: Settings, engines: Mapping[str, Engine]) -> Catalog:
     """The served model ids: each upstream with an engine, under the family it serves (an
     engine given for an upstream the settings do not name serves ``k2.5``)."""
-    families = {u.name: u.family for u in settings.effective_upstreams()}
+    families = {u.name: u.served_family for u in settings.effective_upstreams()}
     return Catalog([(name, families.get(name, Family.K2_5)) for name in engines],
                    default=settings.default_model)
 
@@ -153,7 +153,7 @@ async def with_families(settings: Settings) -> Settings:
 
     upstreams = []
     for u in settings.upstreams:
-        if u.family_known or u.kind == "embedded" or u.url is None:
+        if u.family is not None or u.kind == "embedded" or u.url is None:
             upstreams.append(u)
             continue
         client = UpstreamClient(u.name, u.url, model=u.model, api_key=(
@@ -186,7 +186,7 @@ def build_engine(upstream: UpstreamSettings) -> Engine:
 
         assert upstream.url is not None  # checked by UpstreamSettings
         return OpenAIChatEngine(
-            upstream.name, upstream.url, family=upstream.family, dialect=upstream.dialect,
+            upstream.name, upstream.url, family=upstream.served_family, dialect=upstream.dialect,
             model=upstream.model, api_key=api_key, reasoning_parser=upstream.reasoning_parser,
             connect_timeout=upstream.connect_timeout, read_timeout=upstream.read_timeout,
         )
@@ -195,14 +195,14 @@ def build_engine(upstream: UpstreamSettings) -> Engine:
 
         assert upstream.url is not None
         return KimiRawEngine(
-            upstream.name, upstream.url, family=upstream.family, model=upstream.model,
+            upstream.name, upstream.url, family=upstream.served_family, model=upstream.model,
             api_key=api_key, connect_timeout=upstream.connect_timeout,
             read_timeout=upstream.read_timeout,
         )
     from kimi_modes.engines.embedded import EmbeddedEngine
 
     # The family is detected from the GGUF's metadata unless the config names one.
-    family = upstream.family if "family" in upstream.model_fields_set else None
+    family = upstream.family
     return EmbeddedEngine(upstream.model_path, name=upstream.name, n_ctx=upstream.n_ctx,
                           n_threads=upstream.n_threads, family=family)
 

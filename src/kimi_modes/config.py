@@ -118,8 +118,9 @@ class UpstreamSettings(BaseModel):
     dialect: str = "vllm"
     #: The Kimi family served (:class:`~kimi_modes.protocol.Family`: every family protocol
     #: knows). When unset: the family ``model`` names (:func:`family_from_model_name`), else
-    #: the one the upstream's ``/v1/models`` id names (read at start-up), else ``k2.5``.
-    family: Family = Family.K2_5
+    #: the one the upstream's ``/v1/models`` id names (read at start-up), else ``k2.5``
+    #: (:attr:`served_family`); an embedded upstream reads it from the GGUF's metadata.
+    family: Family | None = None
     #: The upstream's model name; when unset it is read from the upstream's ``/v1/models``.
     model: str | None = None
     #: Sent as ``Authorization: Bearer``. Prefer ``api_key_env`` to keep it out of the file.
@@ -155,16 +156,14 @@ class UpstreamSettings(BaseModel):
 
     @model_validator(mode="after")
     def _family_from_model(self) -> UpstreamSettings:
-        if "family" not in self.model_fields_set and self.model:
-            named = family_from_model_name(self.model)
-            if named is not None:
-                self.family = named  # counts as set: it is known, not a default
+        if self.family is None and self.model:
+            self.family = family_from_model_name(self.model)
         return self
 
     @property
-    def family_known(self) -> bool:
-        """Whether the family was configured or read from ``model`` (not the default)."""
-        return "family" in self.model_fields_set
+    def served_family(self) -> Family:
+        """The family served: the configured or detected one, else ``k2.5``."""
+        return self.family or Family.K2_5
 
     @model_validator(mode="after")
     def _url_when_remote(self) -> UpstreamSettings:

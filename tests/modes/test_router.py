@@ -66,7 +66,7 @@ def test_each_model_goes_to_an_upstream_serving_it() -> None:
                                       ("kimi-k2.6-instant", None, "k26"),
                                       ("kimi-k2.6-instant", True, "k26"),
                                       ("kimi-thinking", None, "k26")]:
-        engine, request = r.route(catalog.resolve(model, thinking), ChatRequest([]))
+        engine, _ = r.route(catalog.resolve(model, thinking), ChatRequest([]))
         assert isinstance(engine, ChatMode) and engine.engine is engines[upstream], model
     engine, _ = r.route(catalog.resolve("kimi-k3-agent"), ChatRequest([]))
     assert engine.name == "agent"

@@ -50,9 +50,9 @@ _TEMPLATE_SLOTS = ("{{item}}", "{item}")
 
 
 def spawn_parameters() -> dict[str, Any]:
-    """The fan-out tool's JSON schema (kept simple enough for grammar-constrained engines):
-    ``tasks``, or AgentSwarm's ``prompt_template`` + ``items``; one of the two is needed
-    (checked when the call runs, so no ``anyOf``)."""
+    """The fan-out tool's JSON schema (kept simple enough for grammar-constrained engines:
+    ``tasks`` is required, so a forced call always carries some; AgentSwarm's
+    ``prompt_template`` + ``items`` shape is :mod:`.agent_swarm`'s tool)."""
     return {
         "type": "object",
         "properties": {
@@ -69,21 +69,12 @@ def spawn_parameters() -> dict[str, Any]:
                                "tasks replaces {{item}} to make one sub-agent's task "
                                "(without it, the entry is appended to the instruction).",
             },
-            "items": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "description": "AgentSwarm's spelling of tasks (used with prompt_template "
-                               "or template).",
-            },
-            "prompt_template": {
-                "type": "string",
-                "description": "AgentSwarm's spelling of template.",
-            },
             "context": {
                 "type": "string",
                 "description": "Optional: background every sub-agent needs.",
             },
         },
+        "required": ["tasks"],
     }
 
 
@@ -259,14 +250,12 @@ class SpawnTool:
             "have code execution, files and web tools but not this one.")
 
     async def run(self, arguments: dict[str, Any], ctx: RunContext) -> ToolResult:
-        given = arguments.get("tasks") or arguments.get("items") or []
-        tasks = [str(t).strip() for t in given]
-        template = arguments.get("template") or arguments.get("prompt_template")
+        tasks = [str(t).strip() for t in arguments["tasks"]]
+        template = arguments.get("template")
         if isinstance(template, str) and template.strip():
             tasks = [fill_template(template, t) for t in tasks]
         if not tasks or any(not t for t in tasks):
-            return ToolResult("Error: give tasks (or items with a template): each a non-empty "
-                              "instruction.", True)
+            return ToolResult("Error: every task must be a non-empty instruction.", True)
         if len(tasks) > self.swarm.max_per_fanout:
             return ToolResult(
                 f"Error: at most {self.swarm.max_per_fanout} sub-agents per call; "
