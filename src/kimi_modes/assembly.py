@@ -14,14 +14,21 @@ What a caller may rely on:
 
 - Each configured upstream becomes one engine (:func:`build_engine` is the only mapping from
   an :class:`~kimi_modes.config.UpstreamSettings` to an engine class; engines/ never reads
-  the settings). Remote engines open their connections on first use. The embedded engine is
-  imported only when an upstream asks for it, and every :class:`Startable` engine is started
-  (the embedded one loads its model) before :func:`assemble` returns.
+  the settings). Remote engines open their connections on first use; only a remote upstream
+  that names no family (neither ``family`` nor a ``model`` naming one) is asked for its
+  ``/v1/models`` before, to learn the family it serves (:func:`with_families`).
+- The served model ids are a :class:`~kimi_modes.modes.catalog.Catalog` built from the
+  upstreams' families (:func:`build_catalog`); the router gets it, and ``/v1/models`` lists
+  it. Agent and Swarm mode exist per served family.
+- The embedded engine is imported only when an upstream asks for it, and every
+  :class:`Startable` engine is started (the embedded one loads its model) before
+  :func:`assemble` returns.
 - With ``runs=True`` the run store is opened and Agent and Swarm modes are built on it: the
   built-in tools (sandboxed python and shell, files, web), the MCP servers of
-  ``agent.mcp_config`` (one that fails to start is logged and left out), and two engine pools
-  for the swarm (``orchestrator`` and ``workers``). With ``runs=False`` only Instant and
-  Thinking exist, and nothing is written to disk.
+  ``agent.mcp_config`` (one that fails to start is logged and left out), and the swarm's
+  engine pools (``orchestrator`` and ``workers`` for the default model,
+  ``orchestrator:<family>`` / ``workers:<family>`` for the others). With ``runs=False`` only
+  Instant and Thinking exist, and nothing is written to disk.
 - :meth:`Assembly.aclose` releases everything, once (later calls do nothing): first the run
   store (live runs end as ``interrupted``, watchers end), then Swarm mode and its pools, Agent
   mode and its MCP servers, the engines last. If :func:`assemble` fails half-way, what it had
