@@ -24,7 +24,7 @@ from kimi_modes.engines.base import (
     UpstreamUnavailable,
 )
 from kimi_modes.engines.openai_chat import OpenAIChatEngine
-from kimi_modes.modes import ModeError, resolve_mode
+from kimi_modes.modes import ModeError
 from kimi_modes.tools.mcp import McpConfigError
 
 Start = Callable[..., Any]  # the start_simulator fixture
@@ -76,7 +76,7 @@ async def test_builds_every_mode_on_the_simulated_engine_and_closes_it_all(
         assert {"python", "shell", "read_file", "write_file"} <= names
         assert names <= {t.name for t in app.agent.tools_factory()}
         engine, request = app.router.route(
-            resolve_mode("kimi-k2.5-instant"),
+            app.router.catalog.resolve("kimi-k2.5-instant"),
             ChatRequest(messages=[{"role": "user", "content": "Hi"}], max_tokens=8))
         events = [event async for event in engine.stream(request)]
         assert isinstance(events[-1], Finish)
@@ -94,7 +94,7 @@ async def test_without_runs_it_connects_to_nothing_and_writes_nothing(
         assert app.store is None and app.agent is None and app.swarm is None
         assert app.pools == {} and app.tools == [] and app.mcp is None
         with pytest.raises(ModeError):
-            app.router.route(resolve_mode("kimi-k2.5-agent"),
+            app.router.route(app.router.catalog.resolve("kimi-k2.5-agent"),
                              ChatRequest(messages=[{"role": "user", "content": "Hi"}]))
     assert not (tmp_path / "runs.sqlite3").exists()
 

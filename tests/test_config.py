@@ -199,3 +199,23 @@ def test_a_router_upstream_and_the_objective_of_each_mode(tmp_path: Path) -> Non
         "sheddable", "critical", "agent", "critical", "batch.sheddable")
     plain = load_settings(tmp_path / "k.toml", upstreams=[{"name": "a", "url": "http://x"}])
     assert not plain.upstreams[0].router and plain.upstreams[0].session_header == "x-session-id"
+
+
+@pytest.mark.parametrize(("model", "family"), [
+    ("moonshotai/Kimi-K3", "k3"), ("moonshotai/Kimi-K2.6", "k2.6"),
+    ("moonshotai/Kimi-K2.7-Code", "k2.7-code"), ("moonshotai/Kimi-K2-Instruct-0905", "k2-instruct"),
+    ("moonshotai/Kimi-K2-Thinking", "k2-thinking"), ("unsloth/Kimi-K2.5-GGUF", "k2.5"),
+    ("kimi-k3-thinking", "k3"), ("my-served-name", None)])
+def test_the_family_is_read_from_the_model_name(model: str, family: str | None) -> None:
+    from kimi_modes.config import family_from_model_name
+
+    assert family_from_model_name(model) == family
+    upstream = load_settings(None, upstreams=[{"url": "http://x/v1", "model": model}]).upstreams[0]
+    assert upstream.family == family
+    assert upstream.served_family == (family or "k2.5")
+
+
+def test_a_configured_family_wins_over_the_model_name() -> None:
+    upstream = load_settings(None, upstreams=[{"url": "http://x/v1", "family": "k2.6",
+                                               "model": "moonshotai/Kimi-K3"}]).upstreams[0]
+    assert upstream.family == "k2.6"

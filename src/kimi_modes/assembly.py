@@ -14,14 +14,21 @@ What a caller may rely on:
 
 - Each configured upstream becomes one engine (:func:`build_engine` is the only mapping from
   an :class:`~kimi_modes.config.UpstreamSettings` to an engine class; engines/ never reads
-  the settings). Remote engines open their connections on first use. The embedded engine is
-  imported only when an upstream asks for it, and every :class:`Startable` engine is started
-  (the embedded one loads its model) before :func:`assemble` returns.
+  the settings). Remote engines open their connections on first use; only a remote upstream
+  that names no family (neither ``family`` nor a ``model`` naming one) is asked for its
+  ``/v1/models`` before, to learn the family it serves (:func:`with_families`).
+- The served model ids are a :class:`~kimi_modes.modes.catalog.Catalog` built from the
+  upstreams' families (:func:`build_catalog`); the router gets it, and ``/v1/models`` lists
+  it. Agent and Swarm mode exist per served family.
+- The embedded engine is imported only when an upstream asks for it, and every
+  :class:`Startable` engine is started (the embedded one loads its model) before
+  :func:`assemble` returns.
 - With ``runs=True`` the run store is opened and Agent and Swarm modes are built on it: the
   built-in tools (sandboxed python and shell, files, web), the MCP servers of
-  ``agent.mcp_config`` (one that fails to start is logged and left out), and two engine pools
-  for the swarm (``orchestrator`` and ``workers``). With ``runs=False`` only Instant and
-  Thinking exist, and nothing is written to disk.
+  ``agent.mcp_config`` (one that fails to start is logged and left out), and the swarm's
+  engine pools (``orchestrator`` and ``workers`` for the default model,
+  ``orchestrator:<family>`` / ``workers:<family>`` for the others). With ``runs=False`` only
+  Instant and Thinking exist, and nothing is written to disk.
 - :meth:`Assembly.aclose` releases everything, once (later calls do nothing): first the run
   store (live runs end as ``interrupted``, watchers end), then Swarm mode and its pools, Agent
   mode and its MCP servers, the engines last. If :func:`assemble` fails half-way, what it had
@@ -37,15 +44,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kimi_modes.config import Settings, UpstreamSettings
+from kimi_modes.config import ConfigError, Settings, UpstreamSettings, family_from_model_name
 from kimi_modes.endpoint import metrics_url
-from kimi_modes.engines.base import Engine, Startable
+from kimi_modes.engines.base import Engine, EngineError, Startable
 from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
 from kimi_modes.modes.agent.service import AgentService
-from kimi_modes.modes.catalog import Mode
+from kimi_modes.modes.catalog import Catalog, Mode, model_id
 from kimi_modes.modes.chat import ModeDefaults
 from kimi_modes.modes.router import Router
-from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings
+from kimi_modes.modes.swarm import LaunchRamp, SwarmService, SwarmWorkers, WorkerSettings
+from kimi_modes.protocol.families import Family, family_info
 from kimi_modes.runs import RunStore
 from kimi_modes.tools.base import Tool
 
@@ -92,7 +100,8 @@ class Assembly:
         if self._closed:
             return
         self._closed = True
-        await _release(self.store, self.swarm, self.pools, self.agent, self.mcp, self.engines)
+        await _release(self.store, self.router.swarms, self.pools, self.router.agents, self.mcp,
+                       self.engines)
 
     async def __aenter__(self) -> Assembly:
         return self
@@ -107,14 +116,17 @@ async def assemble(settings: Settings, *, runs: bool = True,
     """Build the app from ``settings``: see the module docstring. ``runs``: open the run store
     and build Agent and Swarm modes. ``engines`` replaces the configured upstreams' engines
     (keyed by upstream name; the assembly owns and closes them)."""
+    if engines is None:
+        settings = await with_families(settings)
     built = dict(engines) if engines is not None else build_engines(settings)
     store: RunStore | None = None
     mcp: McpManager | None = None
     pools: dict[str, EnginePool] = {}
     tools: list[Tool] = []
-    agent: AgentService | None = None
-    swarm: SwarmService | None = None
+    agents: dict[Family, AgentService] = {}
+    swarms: dict[Family, SwarmService] = {}
     try:
+        catalog = build_catalog(settings, built)
         for engine in built.values():
             if isinstance(engine, Startable):
                 await engine.start()
@@ -123,14 +135,52 @@ async def assemble(settings: Settings, *, runs: bool = True,
                              lease_seconds=settings.store.lease_seconds)
             await store.open()
             tools, notes, mcp = await _agent_tools(settings)
-            agent = _agent(settings, built, store, tools, notes, mcp)
-            pools = _pools(settings, built)
-            swarm = _swarm(settings, store, agent, pools)
-        router = Router(built, mode_defaults(settings), agent=agent, swarm=swarm)
+            agents = {f: _agent(settings, catalog, f, built, store, tools, notes, mcp)
+                      for f in catalog.upstreams}
+            swarms = _swarms(settings, catalog, built, store, agents, pools)
+        router = Router(catalog, built, mode_defaults(settings), agents=agents, swarms=swarms)
     except BaseException:
-        await _release(store, swarm, pools, agent, mcp, built)
+        await _release(store, swarms, pools, agents, mcp, built)
         raise
     return Assembly(settings, built, router, store, pools, tools, mcp)
+
+
+def build_catalog(settings: Settings, engines: Mapping[str, Engine]) -> Catalog:
+    """The served model ids: each upstream with an engine, under the family it serves (an
+    engine given for an upstream the settings do not name serves ``k2.5``)."""
+    families = {u.name: u.served_family for u in settings.effective_upstreams()}
+    return Catalog([(name, families.get(name, Family.K2_5)) for name in engines],
+                   default=settings.default_model)
+
+
+async def with_families(settings: Settings) -> Settings:
+    """``settings`` with the family of every remote upstream that names none (neither
+    ``family`` nor a ``model`` naming one) read from the id its ``/v1/models`` lists. An
+    upstream that cannot be asked keeps ``k2.5``, with a warning."""
+    from kimi_modes.engines._http import UpstreamClient
+
+    upstreams = []
+    for u in settings.upstreams:
+        if u.family is not None or u.kind == "embedded" or u.url is None:
+            upstreams.append(u)
+            continue
+        client = UpstreamClient(u.name, u.url, model=u.model, api_key=(
+            u.api_key.get_secret_value() if u.api_key else None), connect_timeout=u.connect_timeout,
+            read_timeout=u.connect_timeout)
+        try:
+            name = await client.model_name()
+        except EngineError as exc:
+            log.warning("upstream %r: cannot read its model from /v1/models (%s); assuming "
+                        "k2.5 (set family to say)", u.name, exc)
+            name = ""
+        finally:
+            await client.aclose()
+        family = family_from_model_name(name)
+        if family is None and name:
+            log.warning("upstream %r serves %r, which names no Kimi family; assuming k2.5 "
+                        "(set family to say)", u.name, name)
+        upstreams.append(u.model_copy(update={"family": family or Family.K2_5}))
+    return settings.model_copy(update={"upstreams": upstreams})
 
 
 def build_engine(upstream: UpstreamSettings) -> Engine:
@@ -144,7 +194,7 @@ def build_engine(upstream: UpstreamSettings) -> Engine:
 
         assert upstream.url is not None  # checked by UpstreamSettings
         return OpenAIChatEngine(
-            upstream.name, upstream.url, family=upstream.family, dialect=upstream.dialect,
+            upstream.name, upstream.url, family=upstream.served_family, dialect=upstream.dialect,
             model=upstream.model, api_key=api_key, reasoning_parser=upstream.reasoning_parser,
             connect_timeout=upstream.connect_timeout, read_timeout=upstream.read_timeout,
             router=upstream.router, session_header=upstream.session_header,
@@ -154,14 +204,14 @@ def build_engine(upstream: UpstreamSettings) -> Engine:
 
         assert upstream.url is not None
         return KimiRawEngine(
-            upstream.name, upstream.url, family=upstream.family, model=upstream.model,
+            upstream.name, upstream.url, family=upstream.served_family, model=upstream.model,
             api_key=api_key, connect_timeout=upstream.connect_timeout,
             read_timeout=upstream.read_timeout,
         )
     from kimi_modes.engines.embedded import EmbeddedEngine
 
     # The family is detected from the GGUF's metadata unless the config names one.
-    family = upstream.family if "family" in upstream.model_fields_set else None
+    family = upstream.family
     return EmbeddedEngine(upstream.model_path, name=upstream.name, n_ctx=upstream.n_ctx,
                           n_threads=upstream.n_threads, family=family)
 
@@ -195,9 +245,12 @@ def _expand(path: str) -> str:
     return os.path.expanduser(path)
 
 
-def _agent_upstream(settings: Settings, engines: Mapping[str, Engine]) -> str:
-    """The upstream of the agent's (and by default the orchestrator's) model calls."""
-    return settings.agent.upstream or next(iter(engines))
+def _agent_upstream(settings: Settings, catalog: Catalog, family: Family) -> str:
+    """The upstream of ``family``'s agent (and by default its orchestrator's) model calls:
+    ``agent.upstream`` when it serves that family, else the family's first upstream."""
+    serving = catalog.upstreams[family]
+    wanted = settings.agent.upstream
+    return wanted if wanted in serving else serving[0]
 
 
 async def _agent_tools(settings: Settings) -> tuple[list[Tool], list[str], McpManager | None]:
@@ -235,22 +288,19 @@ async def _agent_tools(settings: Settings) -> tuple[list[Tool], list[str], McpMa
     return tools, notes, mcp
 
 
-def _agent(settings: Settings, engines: Mapping[str, Engine], store: RunStore,
-           tools: list[Tool], notes: list[str], mcp: McpManager | None) -> AgentService:
-    """Agent mode on the configured upstream, with ``tools`` and the MCP servers' tools."""
-    from kimi_modes.protocol import family_info
-
+def _agent(settings: Settings, catalog: Catalog, family: Family,
+           engines: Mapping[str, Engine], store: RunStore, tools: list[Tool],
+           notes: list[str], mcp: McpManager | None) -> AgentService:
+    """Agent mode of ``family`` on its agent upstream, with ``tools`` and the MCP servers'
+    tools."""
     a = settings.agent
-    upstreams = {u.name: u for u in settings.effective_upstreams()}
-    name = _agent_upstream(settings, engines)
-    family = upstreams[name].family if name in upstreams else "k2.5"
 
     def tools_factory() -> list[Tool]:
         return [*tools, *(mcp.tools() if mcp is not None else ())]
 
     window = a.context_window or family_info(family).context_window
     return AgentService(
-        engines[name],
+        engines[_agent_upstream(settings, catalog, family)],
         store,
         workspaces=Path(_expand(a.workspaces)),
         tools_factory=tools_factory,
@@ -260,20 +310,52 @@ def _agent(settings: Settings, engines: Mapping[str, Engine], store: RunStore,
         tool_timeout=a.tool_timeout,
         tool_output_limit=a.tool_output_limit,
         system_notes=notes,
+        model_id=model_id(family, Mode.AGENT),
     )
 
 
-def _pools(settings: Settings, engines: Mapping[str, Engine]) -> dict[str, EnginePool]:
-    """The swarm's two pools: the orchestrator's over ``swarm.orchestrator_upstreams``
-    (default: the agent's upstream), the workers' over ``swarm.worker_upstreams`` (default:
-    all), each member with its upstream's cap and metrics endpoint; a router upstream is a
-    router member (no metrics endpoint: it balances its replicas itself)."""
+def _swarms(settings: Settings, catalog: Catalog, engines: Mapping[str, Engine],
+            store: RunStore, agents: Mapping[Family, AgentService],
+            pools: dict[str, EnginePool]) -> dict[Family, SwarmService]:
+    """Swarm mode of every served model: its orchestrator on that model's upstreams, its
+    sub-agents on ``swarm.worker_model``'s (default: the same model). Swarms whose
+    sub-agents run on the same model share one :class:`SwarmWorkers`. Fills ``pools`` (a
+    router upstream is a router member: it balances its replicas itself): the
+    default model's are ``orchestrator`` and ``workers``, the others' carry the family
+    (``orchestrator:k3``, ``workers:k2.6``)."""
     s = settings.swarm
-    return {
-        "orchestrator": _pool(settings, engines, "orchestrator", s.orchestrator_upstreams
-                              or [_agent_upstream(settings, engines)]),
-        "workers": _pool(settings, engines, "workers", s.worker_upstreams or list(engines)),
-    }
+    if s.worker_model is not None and s.worker_model not in catalog.upstreams:
+        raise ConfigError(f"swarm.worker_model is {s.worker_model.value!r}, which no upstream "
+                          f"serves (served: {', '.join(f.value for f in catalog.upstreams)})")
+    workers: dict[Family, SwarmWorkers] = {}
+    swarms: dict[Family, SwarmService] = {}
+    for family in catalog.upstreams:
+        worker_family = s.worker_model or family
+        if worker_family not in workers:
+            name = _pool_name("workers", catalog, worker_family)
+            pools[name] = _pool(settings, engines, name, _serving(
+                catalog, worker_family, s.worker_upstreams)
+                or list(catalog.upstreams[worker_family]))
+            workers[worker_family] = _workers(settings, pools[name], store, agents[family],
+                                              worker_family)
+        name = _pool_name("orchestrator", catalog, family)
+        pools[name] = _pool(settings, engines, name, _serving(
+            catalog, family, s.orchestrator_upstreams)
+            or [_agent_upstream(settings, catalog, family)])
+        swarms[family] = _swarm(settings, family, pools[name], store, agents[family],
+                                workers[worker_family])
+    return swarms
+
+
+def _pool_name(role: str, catalog: Catalog, family: Family) -> str:
+    return role if family == catalog.default else f"{role}:{family.value}"
+
+
+def _serving(catalog: Catalog, family: Family, names: list[str]) -> list[str]:
+    """The upstreams of ``names`` that serve ``family`` (all that serve it when ``names`` is
+    empty)."""
+    serving = catalog.upstreams[family]
+    return [n for n in names if n in serving] if names else list(serving)
 
 
 def _pool(settings: Settings, engines: Mapping[str, Engine], name: str,
@@ -295,46 +377,56 @@ def _pool(settings: Settings, engines: Mapping[str, Engine], name: str,
                       metrics_interval=s.metrics_interval)
 
 
-def _swarm(settings: Settings, store: RunStore, agent: AgentService,
-           pools: Mapping[str, EnginePool]) -> SwarmService:
-    """Swarm mode: the orchestrator on the ``orchestrator`` pool, sub-agents on ``workers``,
-    with the agent's tools."""
+def _workers(settings: Settings, pool: EnginePool, store: RunStore, agent: AgentService,
+             family: Family) -> SwarmWorkers:
+    """Sub-agents on ``pool`` (serving ``family``) in ``swarm.subagent_mode`` (thinking
+    when the family always reasons, instant when it cannot), with the agent's tools."""
     s = settings.swarm
-    mode = Mode.INSTANT if s.subagent_mode == "instant" else Mode.THINKING
-    defaults = mode_defaults(settings)[mode]
+    thinking = family_info(family).thinks(s.subagent_mode == "thinking")
+    defaults = mode_defaults(settings)[Mode.THINKING if thinking else Mode.INSTANT]
     sampling = {k: v for k, v in (("temperature", defaults.temperature),
                                   ("top_p", defaults.top_p)) if v is not None}
-    workers = SwarmWorkers(
-        pools["workers"], store, workspaces=agent.workspaces, tools_factory=agent.tools_factory,
+    return SwarmWorkers(
+        pool, store, workspaces=agent.workspaces, tools_factory=agent.tools_factory,
         settings=WorkerSettings(
             budgets=Budgets(s.subagent_max_steps, None, s.subagent_timeout),
-            context=agent.context, thinking=s.subagent_mode == "thinking", sampling=sampling,
+            context=agent.context, thinking=thinking, sampling=sampling,
             step_retries=s.step_retries, tool_timeout=agent.tool_timeout,
             tool_output_limit=agent.tool_output_limit,
-            max_concurrent=s.max_concurrent_subagents, objective=s.subagent_objective),
+            max_concurrent=s.max_concurrent_subagents, objective=s.subagent_objective,
+            model_id=model_id(family, Mode.THINKING if thinking else Mode.INSTANT),
+            ramp=LaunchRamp(s.launch_burst, s.launch_interval) if s.launch_ramp else None),
         system_notes=agent.system_notes,
     )
+
+
+def _swarm(settings: Settings, family: Family, pool: EnginePool, store: RunStore,
+           agent: AgentService, workers: SwarmWorkers) -> SwarmService:
+    """Swarm mode of ``family``: the orchestrator on ``pool``, sub-agents on ``workers``."""
+    s = settings.swarm
     return SwarmService(
-        pools["orchestrator"], store, workers, workspaces=agent.workspaces,
+        pool, store, workers, workspaces=agent.workspaces,
         budgets=Budgets(s.orchestrator_max_steps, None, s.orchestrator_max_time),
         context=agent.context, max_per_fanout=s.max_subagents_per_fanout,
         max_per_run=s.max_subagents_per_run, step_retries=s.step_retries,
+        model_id=model_id(family, Mode.SWARM),
     )
 
 
-async def _release(store: RunStore | None, swarm: SwarmService | None,
-                   pools: Mapping[str, EnginePool], agent: AgentService | None,
+async def _release(store: RunStore | None, swarms: Mapping[Family, SwarmService],
+                   pools: Mapping[str, EnginePool], agents: Mapping[Family, AgentService],
                    mcp: McpManager | None, engines: Mapping[str, Engine]) -> None:
     """Close what was built, in the one order: the store first (live runs end as
-    ``interrupted`` rather than being cut by their engine, watchers end), the swarm (its
-    background resumptions) and its pools, the agent and its MCP servers, the engines last."""
+    ``interrupted`` rather than being cut by their engine, watchers end), the swarms (their
+    background resumptions) and their pools, the agents and the MCP servers, the engines
+    last."""
     if store is not None:
         await store.close()
-    if swarm is not None:
+    for swarm in swarms.values():
         await swarm.aclose()
     for pool in pools.values():
         await pool.aclose()
-    if agent is not None:
+    for agent in agents.values():
         await agent.aclose()
     if mcp is not None:
         await mcp.aclose()

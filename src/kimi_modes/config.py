@@ -17,9 +17,17 @@ Example ``kimi-modes.toml``::
     url = "http://gpu-box:8000/v1"
     kind = "openai_chat"        # openai_chat | kimi_raw | embedded
     dialect = "vllm"            # how it takes the thinking switch (kimi-protocol.md §6)
-    family = "k2.5"
-    model = "moonshotai/Kimi-K2.5"
+    family = "k3"               # optional: else read from `model`, else from its /v1/models
+    model = "moonshotai/Kimi-K3"
     api_key_env = "VLLM_API_KEY"  # read from the environment at load
+
+    [[upstreams]]               # several models at once: each upstream names its family
+    name = "k26"
+    url = "http://gpu-box-2:8000/v1"
+    model = "moonshotai/Kimi-K2.6"
+
+    [swarm]
+    worker_model = "k2.6"       # kimi-k3-swarm: a K3 orchestrator, K2.6 sub-agents
 
     [modes.thinking]
     temperature = 1.0
@@ -66,6 +74,26 @@ def _objective(description: str) -> Any:
     return Field(None, pattern=_OBJECTIVE, description=description)
 
 
+#: Model-name fragments (lower case, after the last ``/``) that name a family, most specific
+#: first: Hugging Face repo names (``moonshotai/Kimi-K2-Instruct-0905``), GGUF and MLX
+#: conversions (``Kimi-K2.6-GGUF``) and the gateway's own ids (``kimi-k3-thinking``).
+_FAMILY_NAMES: tuple[tuple[str, Family], ...] = (
+    ("kimi-k2.7-code", Family.K2_7_CODE),
+    ("kimi-k2.6", Family.K2_6),
+    ("kimi-k2.5", Family.K2_5),
+    ("kimi-k2-thinking", Family.K2_THINKING),
+    ("kimi-k2-instruct", Family.K2_INSTRUCT),
+    ("kimi-k3", Family.K3),
+)
+
+
+def family_from_model_name(name: str) -> Family | None:
+    """The Kimi family a served model name names (``moonshotai/Kimi-K3`` → ``k3``), or
+    ``None`` when it names none (a custom ``--served-model-name``)."""
+    base = name.rsplit("/", 1)[-1].lower().replace("_", "-")
+    return next((f for key, f in _FAMILY_NAMES if base.startswith(key)), None)
+
+
 class ServerSettings(BaseModel):
     """Where the gateway listens and who may call it."""
 
@@ -100,8 +128,11 @@ class UpstreamSettings(BaseModel):
     url: str | None = None
     #: How the upstream takes the thinking switch; see :mod:`kimi_modes.engines.dialects`.
     dialect: str = "vllm"
-    #: The Kimi family served (:class:`~kimi_modes.protocol.Family`: every family protocol knows).
-    family: Family = Family.K2_5
+    #: The Kimi family served (:class:`~kimi_modes.protocol.Family`: every family protocol
+    #: knows). When unset: the family ``model`` names (:func:`family_from_model_name`), else
+    #: the one the upstream's ``/v1/models`` id names (read at start-up), else ``k2.5``
+    #: (:attr:`served_family`); an embedded upstream reads it from the GGUF's metadata.
+    family: Family | None = None
     #: The upstream's model name; when unset it is read from the upstream's ``/v1/models``.
     model: str | None = None
     #: Sent as ``Authorization: Bearer``. Prefer ``api_key_env`` to keep it out of the file.
@@ -142,6 +173,17 @@ class UpstreamSettings(BaseModel):
         if value not in DIALECTS:
             raise ValueError(f"unknown dialect {value!r}; choose one of {sorted(DIALECTS)}")
         return value
+
+    @model_validator(mode="after")
+    def _family_from_model(self) -> UpstreamSettings:
+        if self.family is None and self.model:
+            self.family = family_from_model_name(self.model)
+        return self
+
+    @property
+    def served_family(self) -> Family:
+        """The family served: the configured or detected one, else ``k2.5``."""
+        return self.family or Family.K2_5
 
     @model_validator(mode="after")
     def _url_when_remote(self) -> UpstreamSettings:
@@ -281,17 +323,27 @@ class StoreSettings(BaseModel):
 
 class SwarmSettings(BaseModel):
     """Swarm mode: one orchestrator (Thinking) fanning out to sub-agents (Instant by default),
-    spread over a pool of upstreams. Budgets are server-wide ceilings (a request may only
-    tighten them)."""
+    spread over a pool of upstreams. ``kimi-<model>-swarm`` runs its orchestrator on that
+    model. Budgets are server-wide ceilings (a request may only tighten them)."""
 
-    #: Upstreams of the orchestrator's model calls (default: the agent's upstream).
+    #: Upstreams of the orchestrator's model calls, for each model they serve (default: the
+    #: agent's upstream for that model).
     orchestrator_upstreams: list[str] = Field(default_factory=list)
-    #: Upstreams the sub-agents' model calls are spread over (default: all of them).
+    #: The model sub-agents run on (a family, e.g. ``"k2.6"``; default: the orchestrator's).
+    worker_model: Family | None = None
+    #: Upstreams the sub-agents' model calls are spread over, for each model they serve
+    #: (default: every upstream serving the sub-agents' model).
     worker_upstreams: list[str] = Field(default_factory=list)
+    #: Start a fan-out's sub-agents in a ramp, as kimi-code does: ``launch_burst`` at once,
+    #: then one more every ``launch_interval`` seconds (off: all at once, up to the cap).
+    launch_ramp: bool = False
+    launch_burst: int = Field(5, ge=1)
+    launch_interval: float = Field(0.7, gt=0)
+    #: At most this many sub-agents in one fan-out (AgentSwarm's own limit is 128).
     #: The mode sub-agents run in.
     subagent_mode: Literal["instant", "thinking"] = "instant"
-    max_subagents_per_fanout: int = Field(100, ge=1)
-    max_subagents_per_run: int = Field(100, ge=1)
+    max_subagents_per_fanout: int = Field(128, ge=1)
+    max_subagents_per_run: int = Field(128, ge=1)
     #: Sub-agents running at once over the whole gateway; the rest wait in a queue.
     max_concurrent_subagents: int = Field(64, ge=1)
     orchestrator_max_steps: int = Field(15, ge=1)
@@ -324,6 +376,8 @@ class Settings(BaseSettings):
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     upstreams: list[UpstreamSettings] = Field(default_factory=list)
+    #: The model the mode aliases (``kimi-instant``...) name; default: the first upstream's.
+    default_model: Family | None = None
     modes: ModesSettings = Field(default_factory=ModesSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     swarm: SwarmSettings = Field(default_factory=SwarmSettings)

@@ -31,14 +31,13 @@ async def run_chat(
 ) -> int:
     """Stream one answer to stdout; returns the process exit code (0 ok, 1 engine error,
     130 interrupted). ``mode``: instant, thinking, agent or swarm."""
-    from kimi_modes.modes import ModeOptions, resolve_mode
+    from kimi_modes.modes import ModeOptions
 
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    model_id = f"kimi-k2.5-{mode}"
-    resolved = resolve_mode(model_id)
+    model_id = f"kimi-{mode}"  # the mode alias: the default model of what is served
     request = ChatRequest(messages=[{"role": "user", "content": prompt}],
-                          max_tokens=max_tokens, thinking=resolved.thinking)
+                          max_tokens=max_tokens)
     close: Callable[[], Awaitable[None]]
     if url is not None:
         from kimi_modes.engines.openai_chat import OpenAIChatEngine
@@ -59,6 +58,7 @@ async def run_chat(
         close = app.aclose
         options = ModeOptions.model_validate({"agent": agent_budgets or {}})
         try:
+            resolved = app.router.catalog.resolve(model_id)
             routed, request = app.router.route(resolved, request, options)
         except BaseException:
             await close()

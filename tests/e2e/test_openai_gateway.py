@@ -30,9 +30,14 @@ def gateway(request: pytest.FixtureRequest, sim: Any, start_gateway: Callable[..
 
 
 def test_models_lists_the_four_modes(gateway: Any) -> None:
-    ids = [m.id for m in client(gateway).models.list()]
-    assert ids == ["kimi-k2.5-instant", "kimi-k2.5-thinking", "kimi-k2.5-agent",
-                   "kimi-k2.5-swarm"]
+    models = client(gateway).models.list().data
+    assert [m.id for m in models] == [
+        "kimi-k2.5-instant", "kimi-k2.5-thinking", "kimi-k2.5-agent", "kimi-k2.5-swarm",
+        "kimi-instant", "kimi-thinking", "kimi-agent", "kimi-swarm"]
+    first = models[0].model_dump()
+    assert {k: first[k] for k in ("object", "owned_by", "mode", "family")} == {
+        "object": "model", "owned_by": "kimi-modes", "mode": "instant", "family": "k2.5"}
+    assert first["description"] and first["created"] == 0
 
 
 def test_instant_answers_without_reasoning(gateway: Any) -> None:

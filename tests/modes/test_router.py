@@ -10,15 +10,19 @@ from kimi_modes.engines.base import ChatRequest, Event, Finish
 from kimi_modes.engines.scripted import ScriptedEngine
 from kimi_modes.modes import (
     AgentOptions,
+    Catalog,
     ChatMode,
     Mode,
     ModeDefaults,
     ModeError,
     ModeOptions,
+    Resolved,
     Router,
-    resolve_mode,
 )
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+from kimi_modes.protocol.families import Family
+
+CATALOG = Catalog([("small", "k2.5"), ("big", "k2.5")])
 
 DEFAULTS = {Mode.INSTANT: ModeDefaults(0.6, 0.95, max_tokens=100),
             Mode.THINKING: ModeDefaults(1.0, 0.95, upstream="big")}
@@ -39,10 +43,38 @@ class FakeService:
         yield Finish("tool_calls")
 
 
-def router(**services: Any) -> Router:
+def resolve_mode(model: str, thinking: bool | None = None) -> Resolved:
+    return CATALOG.resolve(model, thinking)
+
+
+def router(agent: Any = None, swarm: Any = None) -> Router:
     engines = {"small": ScriptedEngine([ContentDelta("hi"), Finish("stop")], name="small"),
                "big": ScriptedEngine([ContentDelta("hi"), Finish("stop")], name="big")}
-    return Router(engines, DEFAULTS, **services)
+    return Router(CATALOG, engines, DEFAULTS,
+                  agents={Family.K2_5: agent} if agent else None,
+                  swarms={Family.K2_5: swarm} if swarm else None)
+
+
+def test_each_model_goes_to_an_upstream_serving_it() -> None:
+    """K3 and K2.6 at once: a mode's configured upstream is used only where it serves the
+    model asked for; otherwise the model's first upstream."""
+    catalog = Catalog([("k26", "k2.6"), ("k3", "k3"), ("big", "k3")], default="k2.6")
+    engines = {n: ScriptedEngine([Finish("stop")], name=n) for n in ("k26", "k3", "big")}
+    r = Router(catalog, engines, DEFAULTS, agents={Family.K3: FakeService()})
+    for model, thinking, upstream in [("kimi-k3-thinking", None, "big"),
+                                      ("kimi-k3-instant", None, "k3"),
+                                      ("kimi-k2.6-instant", None, "k26"),
+                                      ("kimi-k2.6-instant", True, "k26"),
+                                      ("kimi-thinking", None, "k26")]:
+        engine, _ = r.route(catalog.resolve(model, thinking), ChatRequest([]))
+        assert isinstance(engine, ChatMode) and engine.engine is engines[upstream], model
+    engine, _ = r.route(catalog.resolve("kimi-k3-agent"), ChatRequest([]))
+    assert engine.name == "agent"
+    with pytest.raises(ModeError) as info:  # K2.6 has no agent service here
+        r.route(catalog.resolve("kimi-k2.6-agent"), ChatRequest([]))
+    assert info.value.status == 501 and "kimi-k2.6-instant" in info.value.message
+    with pytest.raises(ValueError, match="without an engine"):
+        Router(catalog, {"k26": engines["k26"]}, DEFAULTS)
 
 
 def test_chat_modes_get_their_upstream_and_sampling_defaults() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from kimi_modes.engines.openai_chat import OpenAIChatEngine
 from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
 from kimi_modes.modes.agent.run import RunCancelled
 from kimi_modes.modes.options import AgentOptions, ModeOptions
-from kimi_modes.modes.swarm import SwarmService, SwarmWorkers, WorkerSettings
+from kimi_modes.modes.swarm import LaunchRamp, SwarmService, SwarmWorkers, WorkerSettings
 from kimi_modes.protocol.deltas import ContentDelta
 from kimi_modes.runs import RunStore
 from kimi_modes.tools import RunContext, ToolResult
@@ -500,5 +500,74 @@ async def test_templates_and_two_fan_outs_in_one_step(start_simulator: Any,
         indexes = sorted(s["index"] for f in await events_of(swarm.store, run_id, "fanout")
                          for s in f["subagents"])
         assert indexes == [0, 1, 2]
+    finally:
+        await close(swarm)
+
+
+def test_agent_swarm_checks_every_rule_before_anything_starts() -> None:
+    from kimi_modes.modes.swarm.agent_swarm import SwarmCallError, plan
+
+    launches, resumes = plan({"description": "d", "prompt_template": "Review {{item}} now.",
+                              "items": ["a.py", "b.py"], "resume_agent_ids": {"run_1": "go"}})
+    assert launches == [("a.py", "Review a.py now."), ("b.py", "Review b.py now.")]
+    assert resumes == [("run_1", "go")]
+    assert plan({"description": "d", "resume_agent_ids": {"run_1": "continue"}})[0] == []
+    for arguments, message in [
+        ({"prompt_template": "x {{item}}", "items": ["one"]}, "at least 2 items"),
+        ({"items": ["a", "b"]}, "prompt_template is required"),
+        ({"prompt_template": "no slot", "items": ["a", "b"]}, "must include"),
+        ({"prompt_template": "same", "items": ["a", "b"], "x": 1}, "must include"),
+        ({"prompt_template": "{{item}}", "items": ["a", "a"]}, "Duplicate subagent prompts"),
+        ({"prompt_template": "{{item}}", "items": [str(i) for i in range(129)]}, "at most 128"),
+    ]:
+        with pytest.raises(SwarmCallError, match=message):
+            plan({"description": "d", **arguments})
+
+
+def test_agent_swarm_report_is_one_envelope_with_resume_hints() -> None:
+    from kimi_modes.modes.swarm.agent_swarm import render_report
+    from kimi_modes.modes.swarm.metrics import SubagentOutcome
+
+    done = SubagentOutcome("run_a", 0, "t", 1, status="completed", answer="A" * 5000)
+    failed = SubagentOutcome("run_b", 1, "t", 1, status="failed", error="boom")
+    text = render_report([done, failed], {"run_a": 'x"<y>', "run_b": "z"}, output_limit=2000)
+    assert text.startswith("<agent_swarm_result>\n<summary>completed: 1, failed: 1</summary>")
+    assert "<resume_hint>" in text and 'agent_id="run_b"' in text
+    assert 'item="x&quot;&lt;y&gt;"' in text and "characters cut" in text
+    assert len(text) < 2500 and text.endswith("</agent_swarm_result>")
+
+
+def test_the_launch_ramp_is_kimi_codes() -> None:
+    ramp = LaunchRamp()
+    assert [ramp.delay(i) for i in range(8)] == pytest.approx(
+        [0, 0, 0, 0, 0, 0.7, 1.4, 2.1])
+
+
+async def test_agent_swarm_fans_out_with_a_ramp(start_simulator: Any, tmp_path: Path) -> None:
+    """The orchestrator calls AgentSwarm with a template and 4 items; with a ramp of 2 then
+    one every 0.3 s the last sub-agent starts about 0.6 s after the first."""
+    rules = [
+        {"match": {"tool": "AgentSwarm", "after_tool": True},
+         "reply": {"content": "Done."}},
+        {"match": {"tool": "AgentSwarm", "after_tool": False},
+         "reply": {"tool_calls": [{"name": "AgentSwarm", "arguments": {
+             "description": "d", "prompt_template": "Topic {{item}}",
+             "items": ["1", "2", "3", "4"]}}]}},
+        {"match": {**SUB, "user": r"Topic (?P<n>\d+)"}, "reply": {"content": "R${n}."}},
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", write_script(tmp_path, rules))
+    swarm = await make_swarm(sim, tmp_path)
+    swarm.service.workers.settings = replace(swarm.service.workers.settings,
+                                             ramp=LaunchRamp(2, 0.3))
+    try:
+        run_id, answer = await run_swarm(swarm)
+        assert answer == "Done."
+        subs = await swarm.store.list_runs(parent_id=run_id)
+        assert sorted(s.task for s in subs) == [f"Topic {i}" for i in "1234"]
+        started = sorted(e["started_at"] for e in await events_of(
+            swarm.store, run_id, "subagent_finished"))
+        assert started[-1] - started[0] == pytest.approx(0.6, abs=0.25)
+        step = [e for e in await swarm.store.events(run_id) if e.type == "tool_result"]
+        assert "<agent_swarm_result>" in json.dumps([e.data for e in step])
     finally:
         await close(swarm)

@@ -36,7 +36,7 @@ from starlette.routing import Route
 from kimi_modes.assembly import Assembly, assemble
 from kimi_modes.config import Settings
 from kimi_modes.engines.base import Engine, EngineError, Event, Usage
-from kimi_modes.modes import MODELS, ModeError, Router, resolve_mode
+from kimi_modes.modes import ModeError, Router
 from kimi_modes.modes.router import ModeEngine
 from kimi_modes.protocol.families import family_info
 from kimi_modes.server.anthropic_api import AnthropicMessages
@@ -150,8 +150,13 @@ class Gateway:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
     async def models(self, request: Request) -> Response:
+        """The served ids (the router's catalog): ``kimi-<family>-<mode>`` for each served
+        model, then the mode aliases of the default one; 503 before start-up."""
         if isinstance(denied := self._auth(request, _OPENAI), Response):
             return denied
+        if self.router is None:
+            return self._error(_OPENAI, APIError(503, "the gateway is still starting",
+                                                 code="starting"), "unknown")
         data = [
             {
                 "id": m.id,
@@ -159,9 +164,10 @@ class Gateway:
                 "created": 0,
                 "owned_by": "kimi-modes",
                 "mode": m.mode.value,
+                "family": m.family.value,
                 "description": m.description,
             }
-            for m in MODELS
+            for m in self.router.catalog.entries
         ]
         return _json({"object": "list", "data": data})
 
@@ -194,7 +200,7 @@ class Gateway:
                 body = await read_json(request, self.settings.server.max_body_bytes,
                                        self.settings.server.body_timeout)
                 wire = api.parse(body)
-                resolved = resolve_mode(wire.model, wire.thinking)
+                resolved = self._router().catalog.resolve(wire.model, wire.thinking)
                 key = uuid.uuid4().hex
                 answer_id = api.id_prefix + key
                 # An Agent/Swarm run is findable from the answer's id and belongs to the caller.
@@ -420,7 +426,7 @@ def create_app(
 def _common_efforts(settings: Settings) -> frozenset[str]:
     """The ``thinking_effort`` values every upstream's family takes (none unless all are
     K3): what the Responses API may pass on of ``reasoning.effort``."""
-    families = {u.family for u in settings.effective_upstreams()}
+    families = {u.served_family for u in settings.effective_upstreams()}
     efforts = [frozenset(family_info(f).thinking_efforts) for f in families]
     return frozenset.intersection(*efforts) if efforts else frozenset()
 

@@ -12,9 +12,10 @@ their results (kimi-protocol.md §7; docs/swarm.md).
 from kimi_modes.modes.swarm.fanout import SwarmRun, spawn_parameters
 from kimi_modes.modes.swarm.metrics import SubagentOutcome, swarm_metrics
 from kimi_modes.modes.swarm.service import SwarmService
-from kimi_modes.modes.swarm.workers import ResumeError, SwarmWorkers, WorkerSettings
+from kimi_modes.modes.swarm.workers import LaunchRamp, ResumeError, SwarmWorkers, WorkerSettings
 
 __all__ = [
+    "LaunchRamp",
     "ResumeError",
     "SubagentOutcome",
     "SwarmRun",

@@ -1,4 +1,6 @@
-"""The orchestrator's tools: ``spawn_subagents`` (fan out) and ``resume_subagents``.
+"""The swarm's per-run state and our own fan-out tools, ``spawn_subagents`` and
+``resume_subagents`` (aliases of AgentSwarm, :mod:`.agent_swarm`, which the orchestrator is
+offered first).
 
 One :class:`SwarmRun` per orchestrator run holds what its sub-agents did (their outcomes,
 for the result text and the metrics) and the limits: at most ``max_per_fanout`` sub-agents in
@@ -43,11 +45,14 @@ ORCHESTRATOR_NOTE = (
     f"that failed can be continued with {RESUME}."
 )
 
-_TEMPLATE_SLOT = "{item}"
+#: The template slots accepted: AgentSwarm's ``{{item}}`` and our earlier ``{item}``.
+_TEMPLATE_SLOTS = ("{{item}}", "{item}")
 
 
 def spawn_parameters() -> dict[str, Any]:
-    """The fan-out tool's JSON schema (kept simple enough for grammar-constrained engines)."""
+    """The fan-out tool's JSON schema (kept simple enough for grammar-constrained engines:
+    ``tasks`` is required, so a forced call always carries some; AgentSwarm's
+    ``prompt_template`` + ``items`` shape is :mod:`.agent_swarm`'s tool)."""
     return {
         "type": "object",
         "properties": {
@@ -60,9 +65,9 @@ def spawn_parameters() -> dict[str, Any]:
             },
             "template": {
                 "type": "string",
-                "description": "Optional: an instruction containing {item}; each entry of "
-                               "tasks replaces {item} to make one sub-agent's task (without "
-                               "{item}, the entry is appended to the instruction).",
+                "description": "Optional: an instruction containing {{item}}; each entry of "
+                               "tasks replaces {{item}} to make one sub-agent's task "
+                               "(without it, the entry is appended to the instruction).",
             },
             "context": {
                 "type": "string",
@@ -71,6 +76,15 @@ def spawn_parameters() -> dict[str, Any]:
         },
         "required": ["tasks"],
     }
+
+
+def fill_template(template: str, item: str) -> str:
+    """``template`` with ``item`` in its ``{{item}}`` (or ``{item}``) slots; a template
+    without a slot gets the item appended."""
+    for slot in _TEMPLATE_SLOTS:
+        if slot in template:
+            return template.replace(slot, item)
+    return f"{template.strip()}\n\n{item}"
 
 
 class SwarmRun:
@@ -97,76 +111,87 @@ class SwarmRun:
     def used(self) -> int:
         return len(self.outcomes)
 
-    async def fan_out(self, tasks: Sequence[str], stage: int) -> str:
-        """Start a sub-agent per task, wait for all, and return the result text."""
+    async def fan_out(self, tasks: Sequence[str], stage: int,
+                      resumes: Sequence[tuple[str, str | None]] = ()) -> list[SubagentOutcome]:
+        """Continue the sub-agents of ``resumes`` ((run id, prompt to continue with) pairs),
+        start one per task, wait for all, and return their outcomes (resumed ones first).
+        Raises :class:`ResumeError` for a run that cannot be resumed, ``SwarmRefused`` over the
+        run's limit; either before anything starts."""
+        prepared: list[tuple[RunRecord, SubagentOutcome, Budgets | None]] = []
         async with self._lock:
             left = self.max_per_run - self.used
-            if len(tasks) > left:
-                raise _Refused(
+            if len(tasks) + len(resumes) > left:
+                raise SwarmRefused(
                     f"this swarm run may start {self.max_per_run} sub-agents in all and "
-                    f"{left} are left; {len(tasks)} were asked for. Merge sub-tasks or "
-                    "answer with what you have.")
-            started: list[tuple[RunRecord, SubagentOutcome]] = []
-            for task in tasks:
-                index = self.used
-                record = await self.workers.create(self.run_id, task, index=index)
-                outcome = SubagentOutcome(record.id, index, task, stage)
-                self.outcomes.append(outcome)
-                started.append((record, outcome))
-        return await self._run_all(started, stage, [self.budgets] * len(started))
-
-    async def resume(self, ids: Sequence[str], stage: int) -> str:
-        """Continue failed sub-agents of this run; returns the result text."""
-        prepared = []
-        async with self._lock:
-            for run_id in ids:
-                _, new, budgets = await self.workers.prepare_resume(run_id,
-                                                                    parent_id=self.run_id)
-                outcome = SubagentOutcome(new.id, int(new.params.get("index", 0)),
-                                          str(new.params.get("task", "")), stage)
-                self.outcomes.append(outcome)
+                    f"{left} are left; {len(tasks) + len(resumes)} were asked for. Merge "
+                    "sub-tasks or answer with what you have.")
+            for run_id, prompt in resumes:
+                _, new, budgets = await self.workers.prepare_resume(
+                    run_id, parent_id=self.run_id, prompt=prompt)
                 if self.budgets is not None:
                     budgets = Budgets(min(budgets.max_steps, self.budgets.max_steps),
                                       budgets.max_tokens, self.budgets.max_time)
-                prepared.append((new, outcome, budgets))
-        return await self._run_all([(r, o) for r, o, _ in prepared], stage,
-                                   [b for _, _, b in prepared])
+                prepared.append((new, self._outcome(new.id, int(new.params.get("index", 0)),
+                                                    str(new.params.get("task", "")), stage),
+                                 budgets))
+            for task in tasks:
+                record = await self.workers.create(self.run_id, task, index=self.used)
+                prepared.append((record, self._outcome(record.id, self.used, task, stage),
+                                 self.budgets))
+        return await self._run_all(prepared, stage)
 
-    async def _run_all(self, started: list[tuple[RunRecord, SubagentOutcome]], stage: int,
-                       budgets: Sequence[Budgets | None]) -> str:
+    async def resume(self, ids: Sequence[str], stage: int) -> list[SubagentOutcome]:
+        """Continue failed sub-agents of this run; returns their outcomes."""
+        return await self.fan_out((), stage, [(i, None) for i in ids])
+
+    def _outcome(self, run_id: str, index: int, task: str, stage: int) -> SubagentOutcome:
+        outcome = SubagentOutcome(run_id, index, task, stage)
+        self.outcomes.append(outcome)
+        return outcome
+
+    async def _run_all(self, started: list[tuple[RunRecord, SubagentOutcome, Budgets | None]],
+                       stage: int) -> list[SubagentOutcome]:
         await self.emit("fanout", {
             "step": stage,
             "subagents": [{"id": r.id, "index": o.index, "task": o.task,
                            **({"resumed_from": r.params["resumed_from"]}
                               if "resumed_from" in r.params else {})}
-                          for r, o in started],
+                          for r, o, _ in started],
         })
 
         async def on_event(kind: str, data: dict[str, Any]) -> None:
             await self.emit(kind, data)
 
-        async def one(i: int, record: RunRecord, outcome: SubagentOutcome) -> None:
-            await self.workers.run(record, outcome, on_event, budgets=budgets[i],
+        ramp = self.workers.settings.ramp
+
+        async def one(i: int, record: RunRecord, outcome: SubagentOutcome,
+                      budgets: Budgets | None) -> None:
+            if ramp is not None and ramp.delay(i) > 0:
+                await asyncio.sleep(ramp.delay(i))
+            await self.workers.run(record, outcome, on_event, budgets=budgets,
                                    max_tokens=self.max_tokens)
             await self.emit("subagent_finished", outcome.finished_event())
 
-        tasks = [asyncio.create_task(one(i, r, o)) for i, (r, o) in enumerate(started)]
+        tasks = [asyncio.create_task(one(i, r, o, b)) for i, (r, o, b) in enumerate(started)]
         try:
             await asyncio.gather(*tasks)
         except BaseException:
-            for (record, _), task in zip(started, tasks, strict=True):
+            for (record, _, _), task in zip(started, tasks, strict=True):
                 if not task.done():
                     self.workers.cancel_from_parent(record.id, task)
             with contextlib.suppress(BaseException):
                 await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return self._result_text([o for _, o in started])
+        return [o for _, o, _ in started]
 
-    def _result_text(self, outcomes: list[SubagentOutcome]) -> str:
+    def result_text(self, outcomes: list[SubagentOutcome]) -> str:
+        """The result of a ``spawn_subagents`` / ``resume_subagents`` call: a head line, then
+        per sub-agent its status and answer (cut to share ``output_limit``) or its error with
+        a resume hint."""
         done = sum(o.status == "completed" for o in outcomes)
         head = (f"{len(outcomes)} sub-agent{'s' if len(outcomes) != 1 else ''} finished: "
                 f"{done} completed, {len(outcomes) - done} failed or cancelled.")
-        share = max(200, (self.output_limit - len(head)) // max(1, len(outcomes)) - 120)
+        share = answer_share(self.output_limit - len(head), len(outcomes))
         parts = [head]
         for o in outcomes:
             line = f"\n[{o.index + 1}] {o.id} · {o.status}"
@@ -174,10 +199,7 @@ class SwarmRun:
                 line += f" ({o.stop_reason})"
             line += f" · {o.steps} steps, {o.tool_calls} tool calls"
             if o.status == "completed":
-                answer = (o.answer or "").strip() or "(no answer)"
-                if len(answer) > share:
-                    answer = answer[:share] + f" [… {len(answer) - share} characters cut]"
-                line += "\n" + answer
+                line += "\n" + cut_answer(o.answer, share)
             else:
                 line += f"\nError: {o.error or o.status}. Resume it with {RESUME} " \
                         f"{{\"ids\": [\"{o.id}\"]}} to continue from its last finished step."
@@ -195,7 +217,20 @@ class SwarmRun:
         )
 
 
-class _Refused(Exception):
+def answer_share(room: int, count: int) -> int:
+    """Characters each of ``count`` answers may keep so that all fit in ``room``."""
+    return max(200, room // max(1, count) - 120)
+
+
+def cut_answer(answer: str | None, share: int) -> str:
+    """A sub-agent's answer, stripped, cut to ``share`` characters with a marker."""
+    text = (answer or "").strip() or "(no answer)"
+    if len(text) > share:
+        text = text[:share] + f" [… {len(text) - share} characters cut]"
+    return text
+
+
+class SwarmRefused(Exception):
     """A fan-out the limits do not allow; the message goes back to the model."""
 
 
@@ -218,10 +253,7 @@ class SpawnTool:
         tasks = [str(t).strip() for t in arguments["tasks"]]
         template = arguments.get("template")
         if isinstance(template, str) and template.strip():
-            if _TEMPLATE_SLOT in template:
-                tasks = [template.replace(_TEMPLATE_SLOT, t) for t in tasks]
-            else:  # a template without the slot still says what to do with each item
-                tasks = [f"{template.strip()}\n\n{t}" for t in tasks]
+            tasks = [fill_template(template, t) for t in tasks]
         if not tasks or any(not t for t in tasks):
             return ToolResult("Error: every task must be a non-empty instruction.", True)
         if len(tasks) > self.swarm.max_per_fanout:
@@ -232,10 +264,10 @@ class SpawnTool:
         if isinstance(context, str) and context.strip():
             tasks = [f"{context.strip()}\n\nYour sub-task: {t}" for t in tasks]
         try:
-            text = await self.swarm.fan_out(tasks, ctx.step)
-        except _Refused as exc:
+            outcomes = await self.swarm.fan_out(tasks, ctx.step)
+        except SwarmRefused as exc:
             return ToolResult(f"Error: {exc}", True)
-        return ToolResult(text, meta={"subagents": len(tasks)})
+        return ToolResult(self.swarm.result_text(outcomes), meta={"subagents": len(tasks)})
 
 
 class ResumeTool:
@@ -258,10 +290,11 @@ class ResumeTool:
 
     async def run(self, arguments: dict[str, Any], ctx: RunContext) -> ToolResult:
         try:
-            text = await self.swarm.resume([str(i) for i in arguments["ids"]], ctx.step)
-        except ResumeError as exc:
+            outcomes = await self.swarm.resume([str(i) for i in arguments["ids"]], ctx.step)
+        except (ResumeError, SwarmRefused) as exc:
             return ToolResult(f"Error: {exc}", True)
-        return ToolResult(text, meta={"subagents": len(arguments["ids"])})
+        return ToolResult(self.swarm.result_text(outcomes),
+                          meta={"subagents": len(arguments["ids"])})
 
 
 def make_repairer(engine: Engine, *, max_tokens: int = 8192) -> Any:

@@ -1,7 +1,8 @@
 """Swarm mode as an engine: each request becomes an orchestrator run that fans out.
 
 :class:`SwarmService` is :class:`~kimi_modes.modes.agent.service.AgentService` with the
-orchestrator's tools (``spawn_subagents``, ``resume_subagents``) instead of the agent's, the
+orchestrator's tools (``AgentSwarm``, and our ``spawn_subagents`` and ``resume_subagents``)
+instead of the agent's, the
 orchestrator's budgets (15 steps by default), and the swarm's metrics recorded at the end
 (the ``swarm_metrics`` event and the run's ``metrics``). The server streams it like Agent mode:
 reasoning, progress lines (fan-outs, each sub-agent's end) and the answer.
@@ -17,14 +18,8 @@ from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
 from kimi_modes.modes.agent.run import AgentRun, usage_record
 from kimi_modes.modes.agent.service import AgentService
 from kimi_modes.modes.options import ModeOptions
-from kimi_modes.modes.swarm.fanout import (
-    ORCHESTRATOR_NOTE,
-    SPAWN,
-    ResumeTool,
-    SpawnTool,
-    SwarmRun,
-    make_repairer,
-)
+from kimi_modes.modes.swarm.agent_swarm import ORCHESTRATOR_NOTE, AgentSwarmTool
+from kimi_modes.modes.swarm.fanout import SPAWN, ResumeTool, SpawnTool, SwarmRun, make_repairer
 from kimi_modes.modes.swarm.workers import SwarmWorkers
 from kimi_modes.runs import RunStore
 from kimi_modes.tools.toolset import Toolset
@@ -76,14 +71,16 @@ class SwarmService(AgentService):
         # tightened that with "agent": {"max_time": ...}).
         limit = options.agent.max_time
         timeout = min(self.tool_timeout, limit) if limit is not None else self.tool_timeout
-        return Toolset([SpawnTool(swarm, timeout=timeout), ResumeTool(swarm, timeout=timeout)],
+        return Toolset([AgentSwarmTool(swarm, timeout=timeout), SpawnTool(swarm, timeout=timeout),
+                        ResumeTool(swarm, timeout=timeout)],
                        default_timeout=timeout, output_limit=self.tool_output_limit,
                        repairer=self._repair)
 
     def _loop_options(self, options: ModeOptions) -> dict[str, Any]:
         loop: dict[str, Any] = {"step_retries": self.step_retries}
         if options.swarm.fan_out == "required":
-            # The first step must fan out (grammar-constrained where the engine can).
+            # The first step must fan out (grammar-constrained where the engine can); our
+            # spawn_subagents, which also takes a single task (AgentSwarm needs two).
             loop["first_tool_choice"] = {"type": "function", "function": {"name": SPAWN}}
         return loop
 

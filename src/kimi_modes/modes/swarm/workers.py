@@ -75,10 +75,25 @@ class ResumeError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class LaunchRamp:
+    """How a fan-out's sub-agents are started, as kimi-code's AgentSwarm does: the first
+    ``burst`` at once, then one more every ``interval`` seconds (the gateway-wide cap still
+    applies on top)."""
+
+    burst: int = 5
+    interval: float = 0.7
+
+    def delay(self, index: int) -> float:
+        """Seconds after the fan-out began at which its ``index``-th sub-agent (from 0)
+        starts."""
+        return max(0, index - self.burst + 1) * self.interval
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerSettings:
     """How sub-agents run: budgets (``max_time`` is the per-sub-agent timeout, counted from
-    when it gets a slot), the thinking switch, sampling and retries of broken steps;
-    ``objective``: the priority class their requests name to a router upstream."""
+    when it gets a slot), the thinking switch, sampling, retries of broken steps and the
+    launch ramp; ``objective``: the priority class their requests name to a router upstream."""
 
     budgets: Budgets = field(default_factory=lambda: Budgets(max_steps=100, max_time=900.0))
     context: ContextPolicy = field(default_factory=ContextPolicy)
@@ -88,7 +103,10 @@ class WorkerSettings:
     tool_timeout: float = 120.0
     tool_output_limit: int = 16_000
     max_concurrent: int = 64
-    model_id: str = "kimi-k2.5-swarm"
+    #: The id of the sub-agents' model and mode, recorded on their runs.
+    model_id: str = "kimi-k2.5-instant"
+    #: Start each fan-out's sub-agents in a ramp (None: all at once).
+    ramp: LaunchRamp | None = None
     objective: str | None = None
 
 
@@ -227,10 +245,11 @@ class SwarmWorkers:
 
     # -- resuming ------------------------------------------------------------------------------
 
-    async def prepare_resume(self, run_id: str, *, parent_id: str | None = None
-                             ) -> tuple[RunRecord, RunRecord, Budgets]:
+    async def prepare_resume(self, run_id: str, *, parent_id: str | None = None,
+                             prompt: str | None = None) -> tuple[RunRecord, RunRecord, Budgets]:
         """Check that ``run_id`` is a resumable sub-agent (of ``parent_id`` when given) and
-        create its continuation run; returns (old, new, the budgets left)."""
+        create its continuation run; returns (old, new, the budgets left). ``prompt``, when
+        given, is added as the next user message (AgentSwarm's ``resume_agent_ids``)."""
         old = await self.store.get(run_id)
         if old is None:
             raise ResumeError(f"no run {run_id!r}", status=404)
@@ -249,6 +268,8 @@ class SwarmWorkers:
             raise ResumeError(f"run {run_id!r} was resumed already, as {resumed_by!r}")
         events = await self.store.events(run_id)
         messages = conversation_from_events(old.messages, events)
+        if prompt and prompt.strip():
+            messages = [*messages, {"role": "user", "content": prompt.strip()}]
         done = sum(e.type == "checkpoint" for e in events)
         budgets = Budgets(max(1, self.settings.budgets.max_steps - done),
                           self.settings.budgets.max_tokens, self.settings.budgets.max_time)
