@@ -33,6 +33,7 @@ from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
 from typing import Any, Protocol
 
+from kimi_modes.config import Settings
 from kimi_modes.tools.descriptors import seal_inherited
 
 #: A worker's exit status when it could not start (uvicorn's ``STARTUP_FAILURE`` too).
@@ -46,7 +47,7 @@ class WorkerMain(Protocol):
     """What each worker runs: serve ``settings`` on ``sock`` until told to stop, calling
     ``on_started`` once it accepts requests; False when it could not start."""
 
-    def __call__(self, settings: Any, sock: socket.socket, *, access_log: bool,
+    def __call__(self, settings: Settings, sock: socket.socket, *, access_log: bool,
                  on_started: Callable[[], None]) -> bool: ...
 
 
@@ -57,10 +58,13 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _worker(main: WorkerMain, settings: Any, sock: socket.socket, access_log: bool,
+def _worker(main: WorkerMain, values: dict[str, Any], sock: socket.socket, access_log: bool,
             ready: Any) -> None:
     """A worker process's body: run ``main``; exit :data:`STARTUP_FAILURE` if it failed."""
     _die_with_parent()
+    # The settings travel as their values: a --config file's settings class is made at run
+    # time (it names its file), so it cannot be pickled; the values are already read.
+    settings = Settings.model_validate(values)
     seal_inherited()  # as `serve` does in one process: our children get none of ours
     try:
         started = main(settings, sock, access_log=access_log,
@@ -74,7 +78,7 @@ def _worker(main: WorkerMain, settings: Any, sock: socket.socket, access_log: bo
 class Workers:
     """``count`` worker processes serving ``settings`` with ``main`` on ``sock``."""
 
-    def __init__(self, main: WorkerMain, settings: Any, sock: socket.socket, count: int, *,
+    def __init__(self, main: WorkerMain, settings: Settings, sock: socket.socket, count: int, *,
                  access_log: bool, stop_timeout: float = 10.0) -> None:
         if count < 1:
             raise ValueError("at least one worker")
@@ -91,7 +95,7 @@ class Workers:
     def _start_one(self) -> SpawnProcess:
         process = _spawn.Process(
             target=_worker,
-            args=(self._main, self._settings, self._sock, self._access_log, self._ready),
+            args=(self._main, self._settings.model_dump(), self._sock, self._access_log, self._ready),
             name="kimi-modes-worker",
         )
         process.start()
