@@ -95,7 +95,8 @@ class Workers:
     def _start_one(self) -> SpawnProcess:
         process = _spawn.Process(
             target=_worker,
-            args=(self._main, self._settings.model_dump(), self._sock, self._access_log, self._ready),
+            args=(self._main, self._settings.model_dump(), self._sock, self._access_log,
+                  self._ready),
             name="kimi-modes-worker",
         )
         process.start()
