@@ -1,13 +1,15 @@
 """Gateway overhead: the same streaming load straight to the simulated engine and through
-the gateway, in one run.
+the gateway with one worker and with ``--workers`` N, in one run.
 
-Starts ``kimi-modes simulate`` and ``kimi-modes serve --upstream`` as their own processes on
-loopback, then runs ``--concurrency`` streams of ``--tokens`` tokens each (``ignore_eos``),
-first directly against the engine, then through the gateway (alternating ``--rounds`` times),
-and prints p50/p99 time to first token, output-token throughput, and the ratios.
-Targets (issue 2): p50 TTFT overhead <= 2 ms, throughput >= 0.95 of direct.
+Starts ``kimi-modes simulate`` and two ``kimi-modes serve --upstream`` (``--workers 1`` and
+``--workers N``) as their own processes on loopback, then runs ``--concurrency`` streams of
+``--tokens`` tokens each (``ignore_eos``) against each of the three in turn (``--rounds``
+times), for two start patterns: a synchronised burst (every stream started at once) and
+starts spread evenly over ``--ramp`` seconds. Prints p50/p99 time to first token,
+output-token throughput and the ratios to direct, 1 and N workers side by side.
+Targets: p50 TTFT overhead <= 2 ms, throughput >= 0.95 of direct.
 
-    python benchmarks/gateway_overhead.py --concurrency 128 --tokens 256
+    python benchmarks/gateway_overhead.py --concurrency 128 --tokens 256 --workers 4
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -35,6 +37,7 @@ def _free_port() -> int:
 
 
 def _start(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``python -m kimi_modes ARGS --port P``; its process and URL once /health is ok."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "kimi_modes", *args, "--port", str(port)],
@@ -123,6 +126,35 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+Run = tuple[list[StreamResult], float]
+
+
+def _summary(runs: list[Run]) -> tuple[float, float, float, int]:
+    """p50 and p99 TTFT, the median round's throughput (tokens/s), failed streams."""
+    ttfts = [r.ttft for results, _ in runs for r in results if r.ok] or [float("nan")]
+    failed = sum(1 for results, _ in runs for r in results if not r.ok)
+    throughputs = [sum(r.tokens for r in results) / wall for results, wall in runs]
+    return _pct(ttfts, 0.5), _pct(ttfts, 0.99), statistics.median(throughputs), failed
+
+
+def _report(title: str, columns: dict[str, list[Run]]) -> None:
+    d50, _, dtp, _ = _summary(columns["direct"])
+    rows = {name: _summary(runs) for name, runs in columns.items()}
+    print(title)
+    print(f"{'':22}" + "".join(f"{name:>14}" for name in rows))
+
+    def line(label: str, cell: Callable[[tuple[float, float, float, int]], str]) -> None:
+        print(f"{label:22}" + "".join(f"{cell(row):>14}" for row in rows.values()))
+
+    line("p50 TTFT ms", lambda r: f"{r[0] * 1000:.2f}")
+    line("p99 TTFT ms", lambda r: f"{r[1] * 1000:.2f}")
+    line("tokens/s", lambda r: f"{r[2]:.0f}")
+    line("failed streams", lambda r: f"{r[3]}")
+    line("p50 overhead ms (<=2)", lambda r: f"{(r[0] - d50) * 1000:+.2f}")
+    line("throughput/direct", lambda r: f"{r[2] / dtp:.3f}")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--concurrency", type=int, default=128)
@@ -131,46 +163,41 @@ def main() -> None:
     ap.add_argument("--tpot", type=float, default=0.02, help="engine's set time per token")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ramp", type=float, default=1.0,
-                    help="seconds over which the stream starts are spread (0: one burst)")
+                    help="seconds over which the spread start's stream starts are spread")
+    ap.add_argument("--burst", action=argparse.BooleanOptionalAction, default=True,
+                    help="also measure the synchronised burst (every stream at once)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="the second gateway's --workers (default: one per core)")
     args = ap.parse_args()
 
     sim, sim_url = _start(["simulate", "--ttft", str(args.ttft), "--tpot", str(args.tpot),
                            "--log-level", "warning"])
-    gw, gw_url = _start(["serve", "--upstream", sim_url + "/v1", "--no-access-log",
-                         "--log-level", "warning"])
+    gateways = {f"{n} worker{'s' if n > 1 else ''}": _start(
+        ["serve", "--upstream", sim_url + "/v1", "--no-access-log", "--log-level", "warning",
+         "--workers", str(n)]) for n in dict.fromkeys([1, args.workers])}
+    targets = {"direct": (sim_url, "moonshotai/Kimi-K2.5",
+                          {"chat_template_kwargs": {"thinking": False}})}
+    targets |= {name: (url, "kimi-k2.5-instant", {}) for name, (_, url) in gateways.items()}
+    patterns = ([("synchronised burst", 0.0)] if args.burst else []) + [
+        (f"starts spread over {args.ramp:g} s", args.ramp)]
+    results: dict[str, dict[str, list[Run]]] = {p: {t: [] for t in targets} for p, _ in patterns}
     try:
-        direct: list[tuple[list[StreamResult], float]] = []
-        through: list[tuple[list[StreamResult], float]] = []
-        for _ in range(args.rounds):
-            direct.append(asyncio.run(_load(
-                sim_url + "/v1/chat/completions", "moonshotai/Kimi-K2.5",
-                {"chat_template_kwargs": {"thinking": False}}, args.concurrency, args.tokens,
-                args.ramp)))
-            through.append(asyncio.run(_load(
-                gw_url + "/v1/chat/completions", "kimi-k2.5-instant", {},
-                args.concurrency, args.tokens, args.ramp)))
+        for _ in range(args.rounds):  # alternating, so drift in machine load hits all alike
+            for pattern, ramp in patterns:
+                for name, (url, model, extra) in targets.items():
+                    results[pattern][name].append(asyncio.run(_load(
+                        url + "/v1/chat/completions", model, extra, args.concurrency,
+                        args.tokens, ramp)))
     finally:
-        for proc in (gw, sim):
+        for proc, _ in [*gateways.values(), (sim, sim_url)]:
             proc.send_signal(signal.SIGINT)
-            proc.wait(10)
+            proc.wait(30)
 
-    def summary(runs: list[tuple[list[StreamResult], float]]) -> tuple[float, float, float, int]:
-        ttfts = [r.ttft for results, _ in runs for r in results if r.ok]
-        failed = sum(1 for results, _ in runs for r in results if not r.ok)
-        throughputs = [sum(r.tokens for r in results) / wall for results, wall in runs]
-        return _pct(ttfts, 0.5), _pct(ttfts, 0.99), statistics.median(throughputs), failed
-
-    d50, d99, dtp, dfail = summary(direct)
-    g50, g99, gtp, gfail = summary(through)
-    print(f"gateway overhead: {args.concurrency} concurrent streams x {args.tokens} tokens, "
-          f"engine ttft {args.ttft * 1000:.0f} ms, tpot {args.tpot * 1000:.0f} ms, "
-          f"starts spread over {args.ramp:g} s, {args.rounds} rounds (median throughput)")
-    print(f"{'':10} {'p50 TTFT ms':>12} {'p99 TTFT ms':>12} {'tokens/s':>10} {'failed':>7}")
-    print(f"{'direct':10} {d50 * 1000:12.2f} {d99 * 1000:12.2f} {dtp:10.0f} {dfail:7d}")
-    print(f"{'gateway':10} {g50 * 1000:12.2f} {g99 * 1000:12.2f} {gtp:10.0f} {gfail:7d}")
-    print(f"p50 TTFT overhead: {(g50 - d50) * 1000:+.2f} ms (target <= 2 ms)")
-    print(f"p99 TTFT overhead: {(g99 - d99) * 1000:+.2f} ms")
-    print(f"throughput ratio gateway/direct: {gtp / dtp:.3f} (target >= 0.95)")
+    print(f"gateway overhead: {args.concurrency} streams x {args.tokens} tokens, engine ttft "
+          f"{args.ttft * 1000:.0f} ms, tpot {args.tpot * 1000:.0f} ms, {args.rounds} rounds "
+          f"(median round's throughput), {os.cpu_count()} cores\n")
+    for pattern, columns in results.items():
+        _report(pattern, columns)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import asyncio
 import json
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -79,6 +80,11 @@ def serve(
     api_key: Annotated[
         list[str] | None, typer.Option("--api-key", help="Require this key (repeatable).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Processes sharing the port (default 1; 0 = one per core). "
+                     "What each remembers between requests stays its own: docs/scaling.md."),
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
     reasoning_parser: Annotated[
@@ -126,6 +132,8 @@ def serve(
         settings.server.api_keys = [SecretStr(k) for k in api_key]
     if log_level is not None:
         settings.server.log_level = log_level
+    if workers is not None:
+        settings.server.workers = workers
     try:  # the flags may contradict the file (a mode naming an upstream --upstream replaced)
         settings = type(settings).model_validate(settings.model_dump())
     except ValidationError as exc:
@@ -136,11 +144,9 @@ def serve(
 
 def _run_gateway(settings: Any, *, access_log: bool) -> None:
     import logging
+    import os
 
-    import uvicorn
-
-    from kimi_modes.server.app import Gateway, create_app
-    from kimi_modes.server.connection import header_deadline_protocol
+    from kimi_modes.server.workers import Workers
 
     level = settings.server.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -156,6 +162,41 @@ def _run_gateway(settings: Any, *, access_log: bool) -> None:
             f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror}"
         ) from None
     bound_port = sock.getsockname()[1]
+    upstreams = ", ".join(
+        f"{u.name} ({u.kind}{' ' + u.url if u.url else ''})"
+        for u in settings.effective_upstreams()
+    )
+    listening = (f"kimi-modes gateway listening on http://{settings.server.host}:{bound_port} "
+                 f"(upstreams: {upstreams})")
+    workers = settings.server.workers or os.cpu_count() or 1
+    if workers == 1:
+        if not _serve_socket(settings, sock, access_log=access_log,
+                             on_started=lambda: print(listening, flush=True)):
+            raise typer.Exit(1)
+        return
+    # The workers listen on this socket; listen() before they start, so none misses it.
+    sock.listen(2048)
+    supervisor = Workers(_serve_socket, settings, sock, workers, access_log=access_log)
+    if not supervisor.run(lambda pids: print(
+            f"{listening}, {len(pids)} workers (pids {', '.join(map(str, pids))})", flush=True)):
+        raise typer.Exit(1)
+
+
+def _serve_socket(settings: Any, sock: socket.socket, *, access_log: bool,
+                  on_started: Callable[[], None]) -> bool:
+    """Serve the gateway on ``sock`` until SIGINT/SIGTERM, in this process: start the
+    engines (a failure is one line on stderr, and False), then uvicorn with uvloop when
+    installed; ``on_started`` once it accepts requests. Each ``--workers`` process runs this."""
+    import logging
+
+    import uvicorn
+
+    from kimi_modes.server.app import Gateway, create_app
+    from kimi_modes.server.connection import header_deadline_protocol
+
+    if not logging.getLogger().handlers:  # a worker process starts with no logging set up
+        logging.basicConfig(level=settings.server.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     gateway = Gateway(settings)
     config = uvicorn.Config(
         create_app(settings, gateway=gateway),
@@ -168,10 +209,6 @@ def _run_gateway(settings: Any, *, access_log: bool) -> None:
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    upstreams = ", ".join(
-        f"{u.name} ({u.kind}{' ' + u.url if u.url else ''})"
-        for u in settings.effective_upstreams()
-    )
 
     async def main() -> bool:
         try:
@@ -187,11 +224,7 @@ def _run_gateway(settings: Any, *, access_log: bool) -> None:
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if server.started:
-            print(
-                f"kimi-modes gateway listening on http://{settings.server.host}:{bound_port} "
-                f"(upstreams: {upstreams})",
-                flush=True,
-            )
+            on_started()
         try:
             await serving
         finally:
@@ -201,8 +234,7 @@ def _run_gateway(settings: Any, *, access_log: bool) -> None:
     # uvloop when installed (uvicorn[standard]): far cheaper per socket write.
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         started = runner.run(main())
-    if not started or not server.started:
-        raise typer.Exit(1)
+    return started and server.started
 
 
 def _startup_problem(exc: BaseException) -> str:

@@ -106,6 +106,10 @@ class ServerSettings(BaseModel):
     #: every key's runs.
     operator_api_keys: list[SecretStr] = Field(default_factory=list)
     log_level: str = "info"
+    #: Gateway processes sharing the port (0: one per core). Each keeps its own memories
+    #: (reasoning restore, transcripts), swarm and pool caps and /metrics counters; the run
+    #: store is shared (docs/scaling.md, "Many processes").
+    workers: int = Field(1, ge=0)
     #: Largest request body accepted, in bytes; enforced while the body is read (chunked
     #: uploads included), so a larger one never sits in memory whole.
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)

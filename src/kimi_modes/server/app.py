@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -119,7 +120,7 @@ class Gateway:
         A caller with a valid API key (anyone, when no keys are configured) also gets
         ``upstreams`` (each upstream's last error, which names its URL) and, with Swarm mode,
         ``swarm``: the sub-agents running and queued and each engine pool's members
-        (docs/pool.md)."""
+        (docs/pool.md), and ``pid``: the process that answered (one of ``--workers``)."""
         detailed = isinstance(self._auth(request, _OPENAI), Caller)
         if self.router is None:
             starting: dict[str, Any] = {"status": "starting"}
@@ -133,6 +134,7 @@ class Gateway:
         if not detailed:
             return _json(body)
         body["upstreams"] = upstreams
+        body["pid"] = os.getpid()  # which process answered (`serve --workers N`)
         if self.router.swarm is not None:
             body["swarm"] = self.router.swarm.status()
         return _json(body)
