@@ -13,6 +13,8 @@ import httpx
 import openai
 import pytest
 
+from helpers.processes import start_process
+
 pytestmark = pytest.mark.slow
 
 ORCH = {"tool": "AgentSwarm"}
@@ -34,17 +36,15 @@ FAMILIES = ("k3", "k2.6")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The two simulators and the gateway: the K3 upstream names no family and no model (read
     from its /v1/models), the K2.6 one only its model name; K2.6 runs the sub-agents."""
-    from conftest import _start  # the fixtures' own starter, at module scope
-
     tmp = tmp_path_factory.mktemp("models")
     script = tmp / "script.json"
     script.write_text(json.dumps({"rules": RULES}))
     procs = []
     try:
-        k3 = _start(["simulate", "--family", "k3", "--model", "moonshotai/Kimi-K3",
+        k3 = start_process(["simulate", "--family", "k3", "--model", "moonshotai/Kimi-K3",
                      "--ttft", "0", "--tpot", "0", "--script", str(script)], tmp / "k3.log")
         procs.append(k3)
-        k26 = _start(["simulate", "--family", "k2.6", "--model", "moonshotai/Kimi-K2.6",
+        k26 = start_process(["simulate", "--family", "k2.6", "--model", "moonshotai/Kimi-K2.6",
                       "--ttft", "0", "--tpot", "0", "--script", str(script)], tmp / "k26.log")
         procs.append(k26)
         config = tmp / "gateway.toml"
@@ -54,7 +54,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             f'[agent]\nruns_db = "{tmp / "runs.sqlite3"}"\nworkspaces = "{tmp / "ws"}"\n'
             'allow_unsandboxed = true\n\n[swarm]\nworker_model = "k2.6"\n'
             'launch_ramp = true\nlaunch_burst = 2\nlaunch_interval = 0.2\n')
-        gw = _start(["serve", "--no-access-log", "--config", str(config)], tmp / "gw.log")
+        gw = start_process(["serve", "--no-access-log", "--config", str(config)], tmp / "gw.log")
         procs.append(gw)
         yield {"gw": gw, "k3": k3, "k2.6": k26}
     finally:
