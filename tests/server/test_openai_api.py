@@ -121,7 +121,7 @@ def test_the_thinking_switch_of_a_body(fields: dict, thinking: bool | None) -> N
         ({"chat_template_kwargs": {"thinking": "yes"}}, "chat_template_kwargs.thinking"),
         ({"chat_template_kwargs": {"enable_thinking": False}},
          "chat_template_kwargs.enable_thinking"),
-        ({"thinking": {"type": "maybe"}}, "thinking"),
+        ({"thinking": {"type": "maybe"}}, "thinking.type"),
         ({"reasoning_effort": "extreme"}, "reasoning_effort"),
         ({"chat_template_kwargs": {"thinking": True}, "reasoning_effort": "none"},
          "chat_template_kwargs.thinking"),

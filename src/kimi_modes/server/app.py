@@ -1,11 +1,13 @@
 """The gateway's HTTP surface: a Starlette app with OpenAI and Anthropic routes.
 
 Routes (the table is in :func:`create_app`): ``POST /v1/chat/completions`` (also at
-``/chat/completions``), ``POST /v1/messages``, ``GET /v1/models``, ``GET /health``,
-``GET /metrics``; the runs API's five under ``/v1/runs`` (list, get, cancel, events, resume:
-:mod:`kimi_modes.server.runs_api`); the live view's six under ``/ui``
-(:mod:`kimi_modes.server.ui`). :class:`Gateway` assembles the app at start-up
-(:mod:`kimi_modes.assembly`) and releases it at shutdown.
+``/chat/completions``), ``POST /v1/messages``, ``GET /v1/models`` and
+``GET /v1/models/{model}`` (:mod:`kimi_modes.server.models_api`), ``GET /health``,
+``GET /metrics``, ``GET /openapi.json`` (the document describing all of these:
+:mod:`kimi_modes.server.openapi`); the runs API's five under ``/v1/runs`` (list, get, cancel,
+events, resume: :mod:`kimi_modes.server.runs_api`); the live view's six under ``/ui``
+(:mod:`kimi_modes.server.ui`, HTML for browsers: not in the document). :class:`Gateway`
+assembles the app at start-up (:mod:`kimi_modes.assembly`) and releases it at shutdown.
 
 The server validates, authenticates, streams and maps errors; everything about modes lives in
 :mod:`kimi_modes.modes`, everything about engines in :mod:`kimi_modes.engines`. A client
@@ -21,28 +23,31 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
+from kimi_modes import __version__
 from kimi_modes.assembly import Assembly, assemble
 from kimi_modes.config import Settings
 from kimi_modes.engines.base import Engine, EngineError, Event, Usage
-from kimi_modes.modes import MODELS, ModeError, Router, resolve_mode
+from kimi_modes.modes import ModeError, Router, resolve_mode
 from kimi_modes.modes.router import ModeEngine
 from kimi_modes.server.anthropic_api import AnthropicMessages
 from kimi_modes.server.auth import APIKeys, Caller
 from kimi_modes.server.cors import cors_middleware
 from kimi_modes.server.errors import APIError
 from kimi_modes.server.metrics import Metrics
+from kimi_modes.server.models_api import ModelsAPI
+from kimi_modes.server.openai_answer import OpenAIError
 from kimi_modes.server.openai_api import OpenAIChat
+from kimi_modes.server.openapi import Endpoint, Operation, openapi_document, wire_operation
 from kimi_modes.server.run import ClientGone, collect, read_json, until_disconnect
 from kimi_modes.server.runs_api import RunsAPI
 from kimi_modes.server.ui import RunsUI
@@ -56,6 +61,16 @@ _ANTHROPIC: WireFormat = AnthropicMessages()
 #: Answers after which the connection is closed: the rest of the body was not read, and a
 #: client that sends too much or too slowly gets no second request on the same connection.
 _CLOSE_AFTER = frozenset({408, 413})
+#: Who may call a route: with a key, or anyone (a key then shows more).
+_KEY_OPTIONAL: tuple[dict[str, list[str]], ...] = ({}, {"bearer": []}, {"x-api-key": []})
+
+
+class Health(BaseModel):
+    """``GET /health``: ``upstreams`` and ``swarm`` only for a caller with a valid key."""
+
+    status: Literal["ok", "degraded", "starting"]
+    upstreams: dict[str, dict[str, Any]] | None = None
+    swarm: dict[str, Any] | None = None
 
 
 class Gateway:
@@ -76,6 +91,7 @@ class Gateway:
         self.runs_api = RunsAPI(lambda: self.assembly.store if self.assembly else None,
                                 authorize=lambda r: self._auth(r, _OPENAI),
                                 resume=self._resumer)
+        self.models_api = ModelsAPI(lambda r: self._auth(r, _OPENAI))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -142,22 +158,6 @@ class Gateway:
     async def metrics_route(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
-    async def models(self, request: Request) -> Response:
-        if isinstance(denied := self._auth(request, _OPENAI), Response):
-            return denied
-        data = [
-            {
-                "id": m.id,
-                "object": "model",
-                "created": 0,
-                "owned_by": "kimi-modes",
-                "mode": m.mode.value,
-                "description": m.description,
-            }
-            for m in MODELS
-        ]
-        return _json({"object": "list", "data": data})
-
     # -- the chat APIs (each a WireFormat) ------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
@@ -165,6 +165,26 @@ class Gateway:
 
     async def messages(self, request: Request) -> Response:
         return await self._serve(request, _ANTHROPIC)
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every API route with its OpenAPI operation (the live view's pages aside)."""
+        chat = "Chat completions (OpenAI's API)"
+        return [
+            Endpoint(wire_operation("/v1/chat/completions", _OPENAI, chat, tag="openai"),
+                     self.chat_completions),
+            Endpoint(wire_operation("/chat/completions", _OPENAI, chat + ", without /v1",
+                                    tag="openai"), self.chat_completions),
+            Endpoint(wire_operation("/v1/messages", _ANTHROPIC, "Messages (Anthropic's API)",
+                                    tag="anthropic"), self.messages),
+            *self.models_api.endpoints(),
+            Endpoint(Operation("get", "/health", "Liveness, and upstreams' state with a key",
+                               "gateway", OpenAIError, (), Health, also=(503,),
+                               security=_KEY_OPTIONAL), self.health),
+            Endpoint(Operation("get", "/metrics", "Prometheus metrics", "gateway",
+                               OpenAIError, (), media=("text/plain",), security=()),
+                     self.metrics_route),
+            *self.runs_api.endpoints(),
+        ]
 
     # -- shared request handling -----------------------------------------------------------
 
@@ -361,16 +381,22 @@ def create_app(
     a start-up failure is reported in one line before anything listens."""
     owns_lifecycle = gateway is None
     gateway = gateway or Gateway(settings, engines)
+    endpoints = gateway.endpoints()
+    document = openapi_document(
+        [e.operation for e in endpoints] + [_OPENAPI_OPERATION], title="kimi-modes gateway",
+        version=__version__, description="Kimi's four modes behind OpenAI- and "
+        "Anthropic-compatible APIs; docs/api.md says where they differ from the originals.")
+    published = orjson.dumps(document)
+
+    async def openapi(request: Request) -> Response:
+        return Response(published, media_type="application/json")
+
     routes = [
-        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
-        Route("/chat/completions", gateway.chat_completions, methods=["POST"]),
-        Route("/v1/messages", gateway.messages, methods=["POST"]),
-        Route("/v1/models", gateway.models, methods=["GET"]),
-        Route("/health", gateway.health, methods=["GET"]),
-        Route("/metrics", gateway.metrics_route, methods=["GET"]),
-        *gateway.runs_api.routes(),
+        *(e.route() for e in endpoints),
+        Endpoint(_OPENAPI_OPERATION, openapi).route(),
         *RunsUI().routes(),
     ]
+
     async def http_error(request: Request, exc: Exception) -> Response:
         """Unknown routes and wrong methods, in the shape of the API the path belongs to."""
         status = getattr(exc, "status_code", 500)
@@ -387,6 +413,10 @@ def create_app(
                     middleware=cors_middleware(settings.server.cors_allow_origins))
     app.state.gateway = gateway
     return app
+
+
+_OPENAPI_OPERATION = Operation("get", "/openapi.json", "This document", "gateway", OpenAIError,
+                               (), security=())
 
 
 def _as_api_error(exc: Exception) -> APIError:

@@ -13,9 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from kimi_modes.engines.base import ChatRequest, Event
+from kimi_modes.modes.catalog import ALIASES, MODELS
 from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
 from kimi_modes.server.errors import APIError
+
+#: What the ``model`` field of every chat API accepts: the ids ``/v1/models`` lists and their
+#: aliases (another id is a 404 ``model_not_found``). For the OpenAPI document's ``enum``.
+MODEL_IDS = (*(m.id for m in MODELS), *ALIASES)
 
 
 @dataclass(slots=True)
@@ -49,10 +56,18 @@ class StreamEncoder(Protocol):
 
 class WireFormat(Protocol):
     """One API. ``label`` names it in metrics and logs; ``id_prefix`` starts the ids of its
-    answers (the run an Agent or Swarm request starts is ``run_`` + the same suffix)."""
+    answers (the run an Agent or Swarm request starts is ``run_`` + the same suffix).
+
+    ``request_model``, ``answer_model`` and ``error_model`` are the pydantic models of its
+    request body, its whole answer and its error body: the OpenAPI document describes the
+    API with them (:func:`kimi_modes.server.openapi.wire_operation`). ``parse`` validates
+    with ``request_model``, so the document says what the API accepts."""
 
     label: str
     id_prefix: str
+    request_model: type[BaseModel]
+    answer_model: type[BaseModel]
+    error_model: type[BaseModel]
 
     def parse(self, body: dict[str, Any]) -> WireRequest:
         """The request in ``body`` (a JSON object); raises :class:`APIError` (or pydantic's

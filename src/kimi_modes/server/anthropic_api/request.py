@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from kimi_modes.engines.base import ChatRequest
-from kimi_modes.modes.options import ModeOptions
-from kimi_modes.server.wire import WireRequest
+from kimi_modes.modes.options import AgentOptions, ModeOptions, SwarmOptions
+from kimi_modes.server.wire import MODEL_IDS, WireRequest
 
 __all__ = [
     "TEMPERATURE_SCALE",
     "AnthropicRequestError",
+    "MessagesBody",
     "parse_messages_request",
 ]
 
@@ -46,11 +47,25 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class _Body(_Lenient):
-    model: str = Field(min_length=1)
+#: Content: a string or a list of blocks. Checked by :func:`_blocks`, whose messages say
+#: where a block is wrong; the schema says the same for the OpenAPI document.
+_Content = Annotated[Any, WithJsonSchema({"anyOf": [
+    {"type": "string"}, {"type": "array", "items": {"type": "object"}}]})]
+
+
+class _InputMessage(_Lenient):
+    role: Literal["user", "assistant", "system"]
+    content: _Content
+
+
+class MessagesBody(_Lenient):
+    """A ``POST /v1/messages`` body: the fields read (others are accepted and ignored). The
+    content blocks are checked one by one afterwards, each with the location it came from."""
+
+    model: str = Field(min_length=1, json_schema_extra={"enum": list(MODEL_IDS)})
     max_tokens: int = Field(ge=1)
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    system: Any = None
+    messages: list[_InputMessage] = Field(min_length=1)
+    system: _Content | None = None
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0.0, le=1.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -60,11 +75,8 @@ class _Body(_Lenient):
     tool_choice: dict[str, Any] | None = None
     thinking: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-
-
-class _Message(_Lenient):
-    role: Literal["user", "assistant", "system"]
-    content: Any
+    agent: AgentOptions | None = None
+    swarm: SwarmOptions | None = None
 
 
 class _TextBlock(_Lenient):
@@ -299,16 +311,15 @@ def _system_text(value: Any, loc: str) -> str:
     return "\n\n".join(texts)
 
 
-def _convert_messages(body: _Body) -> list[dict[str, Any]]:
+def _convert_messages(body: MessagesBody) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if body.system is not None:
         system = _system_text(body.system, "system")
         if system:
             out.append({"role": "system", "content": system})
     previous_tool_ids: set[str] = set()
-    for i, raw in enumerate(body.messages):
+    for i, message in enumerate(body.messages):
         loc = f"messages.{i}"
-        message = _validate(_Message, raw, loc)
         blocks = _blocks(message.content, f"{loc}.content")
         tool_ids: set[str] = set()
         if message.role == "system":
@@ -464,7 +475,7 @@ def parse_messages_request(body: Any) -> WireRequest:
     """
     if not isinstance(body, dict):
         raise AnthropicRequestError("the request body must be a JSON object", None)
-    parsed = _validate(_Body, body, "")
+    parsed = _validate(MessagesBody, body, "")
     extra: dict[str, Any] = {}
     if parsed.top_k is not None:
         extra["top_k"] = parsed.top_k
@@ -476,10 +487,8 @@ def parse_messages_request(body: Any) -> WireRequest:
     temperature = (
         round(parsed.temperature * TEMPERATURE_SCALE, 6) if parsed.temperature is not None else None
     )
-    try:
-        options = ModeOptions.from_body(body)
-    except ValidationError as exc:
-        raise _readable(exc, "") from None
+    options = ModeOptions(agent=parsed.agent or AgentOptions(),
+                          swarm=parsed.swarm or SwarmOptions())
     request = ChatRequest(
         messages=_convert_messages(parsed),
         max_tokens=parsed.max_tokens,
