@@ -150,3 +150,12 @@ def test_k3_effort_and_k26_preserve_travel_on_the_request() -> None:
         with pytest.raises(APIError) as info:
             parsed(chat_template_kwargs=kwargs)
         assert info.value.param == param
+
+
+@pytest.mark.parametrize(("effort", "hint"), [
+    ("minimal", "low"), ("low", "low"), ("medium", "high"), ("high", "high"),
+    ("xhigh", "max"), ("max", "max"), ("none", None)])
+def test_reasoning_effort_becomes_an_effort_hint(effort: str, hint: str | None) -> None:
+    wire = parsed(reasoning_effort=effort)
+    assert wire.request.effort_hint == hint  # type: ignore[attr-defined]
+    assert wire.request.thinking_effort is None  # type: ignore[attr-defined]

@@ -43,7 +43,11 @@ class ChatRequest:
     tool_choice: Any = None
     thinking: bool = True
     #: K3's reasoning depth (``low``, ``high``, ``max``; ``None``: the family's default).
+    #: Asked for explicitly: an engine whose family or upstream cannot take it refuses it.
     thinking_effort: str | None = None
+    #: The same depth derived from a generic client setting (OpenAI's ``reasoning_effort``):
+    #: applied where the family takes it, ignored elsewhere. See :meth:`effort`.
+    effort_hint: str | None = None
     #: K2.6's switch to keep earlier turns' reasoning in the prompt (``None``: default).
     preserve_thinking: bool | None = None
     temperature: float | None = None
@@ -58,6 +62,15 @@ class ChatRequest:
     #: Who the runs this request starts belong to (the caller's id, set by the server);
     #: engines ignore it.
     owner: str | None = None
+
+    def effort(self, accepted: tuple[str, ...]) -> str | None:
+        """The ``thinking_effort`` an engine should send, given the efforts its family and
+        upstream take (``accepted``; empty: none): the explicit one whatever it is (the
+        engine refuses it if it cannot take it), else :attr:`effort_hint` when accepted, else
+        ``None`` (the family's default)."""
+        if self.thinking_effort is not None:
+            return self.thinking_effort
+        return self.effort_hint if self.effort_hint in accepted else None
 
 
 @dataclass(slots=True, frozen=True)

@@ -92,7 +92,7 @@ class KimiRawEngine:
                 chat,
                 self.family,
                 thinking=request.thinking,
-                thinking_effort=request.thinking_effort,
+                thinking_effort=request.effort(self._info.thinking_efforts),
                 preserve_thinking=request.preserve_thinking,
             )
         except ValueError as exc:  # PromptError included

@@ -94,7 +94,7 @@ class OpenAIChatEngine:
             fragment = self.dialect.body_fragment(
                 request.thinking,
                 self.family,
-                thinking_effort=request.thinking_effort,
+                thinking_effort=request.effort(self.dialect.efforts(self.family)),
                 preserve_thinking=request.preserve_thinking,
             )
         except ValueError as exc:

@@ -35,6 +35,10 @@ PASSTHROUGH = (
 
 #: What ``reasoning_effort`` takes: every value the ``openai`` SDK sends.
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+#: ``reasoning_effort`` → K3's ``thinking_effort`` (``none`` switches thinking off instead).
+#: A hint: a family without efforts (K2.x) ignores it (docs/api.md has the table).
+EFFORTS: dict[str, str] = {"minimal": "low", "low": "low", "medium": "high", "high": "high",
+                           "xhigh": "max", "max": "max"}
 
 
 class _Function(BaseModel):
@@ -157,6 +161,7 @@ class ChatCompletionBody(BaseModel):
         request = ChatRequest(
             messages=messages,
             thinking_effort=effort,
+            effort_hint=EFFORTS.get(self.reasoning_effort or ""),
             preserve_thinking=preserve,
             tools=[t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None,
             tool_choice=self.tool_choice,
@@ -178,8 +183,8 @@ def thinking_switch(body: ChatCompletionBody) -> bool | None:
     """The thinking switch an OpenAI body sets: ``chat_template_kwargs.thinking``
     (true/false), ``thinking.type`` (``enabled``/``disabled``, Moonshot's form) and
     ``reasoning_effort: "none"`` (off); ``None`` when it sets none. If several are given
-    they must agree. Other reasoning_effort values (``minimal`` … ``high``) switch nothing:
-    Kimi K2.x has one level of thinking, and clients that always send ``medium`` keep the
+    they must agree. Other reasoning_effort values (``minimal`` … ``max``) switch nothing (they
+    set K3's effort, see :data:`EFFORTS`): clients that always send ``medium`` keep the
     model id's mode. Raises :class:`APIError` (400) naming the field."""
     wanted: list[tuple[str, bool]] = []
     kwargs = body.chat_template_kwargs
