@@ -13,7 +13,8 @@ llama.cpp generation).
 
 Optional capabilities are declared, never discovered by attribute name: an engine that can be
 readied ahead of its first request subclasses :class:`Startable`, one that can report its
-state for ``/health`` subclasses :class:`Snapshotting`; callers test with ``isinstance``.
+state for ``/health`` subclasses :class:`Snapshotting`, one that counts prompts exactly
+subclasses :class:`TokenCounting`; callers test with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -196,6 +197,18 @@ class Startable(Protocol):
 
     async def start(self) -> None:
         """Get ready to serve; idempotent. Raises :class:`EngineError` when it cannot."""
+        ...
+
+
+@runtime_checkable
+class TokenCounting(Protocol):
+    """An engine that renders and tokenizes prompts itself (the embedded engine), so it can
+    count a request's prompt exactly."""
+
+    async def count_tokens(self, request: ChatRequest) -> int:
+        """The prompt tokens of ``request``: what its answer's :class:`Usage` would report as
+        ``prompt_tokens``, without generating. Raises :class:`EngineError` as ``stream``
+        would (a prompt the engine refuses)."""
         ...
 
 

@@ -36,10 +36,12 @@ from starlette.responses import Response, StreamingResponse
 from kimi_modes import __version__
 from kimi_modes.assembly import Assembly, assemble
 from kimi_modes.config import Settings
-from kimi_modes.engines.base import Engine, EngineError, Event, Usage
-from kimi_modes.modes import ModeError, Router, resolve_mode
+from kimi_modes.engines.base import Engine, EngineError, Event, TokenCounting, Usage
+from kimi_modes.modes import Mode, ModeError, Router, resolve_mode
 from kimi_modes.modes.router import ModeEngine
-from kimi_modes.server.anthropic_api import AnthropicMessages
+from kimi_modes.server.anthropic_api import AnthropicMessages, parse_count_request
+from kimi_modes.server.anthropic_api.answer import AnthropicError, TokenCount
+from kimi_modes.server.anthropic_api.request import AnthropicRequestError, CountTokensBody
 from kimi_modes.server.auth import APIKeys, Caller
 from kimi_modes.server.cors import cors_middleware
 from kimi_modes.server.errors import APIError
@@ -47,7 +49,13 @@ from kimi_modes.server.metrics import Metrics
 from kimi_modes.server.models_api import ModelsAPI
 from kimi_modes.server.openai_answer import OpenAIError
 from kimi_modes.server.openai_api import OpenAIChat
-from kimi_modes.server.openapi import Endpoint, Operation, openapi_document, wire_operation
+from kimi_modes.server.openapi import (
+    CHAT_ERRORS,
+    Endpoint,
+    Operation,
+    openapi_document,
+    wire_operation,
+)
 from kimi_modes.server.run import ClientGone, collect, read_json, until_disconnect
 from kimi_modes.server.runs_api import RunsAPI
 from kimi_modes.server.ui import RunsUI
@@ -166,6 +174,42 @@ class Gateway:
     async def messages(self, request: Request) -> Response:
         return await self._serve(request, _ANTHROPIC)
 
+    async def count_tokens(self, request: Request) -> Response:
+        """``POST /v1/messages/count_tokens``: ``{"input_tokens", "estimated"}``. Exact
+        (``estimated: false``) when the request goes to Instant or Thinking on an engine that
+        renders and tokenizes prompts itself (:class:`TokenCounting`: the embedded engine);
+        otherwise the estimate ``/v1/messages`` reports before the engine counts (a quarter
+        of the body's bytes), and ``estimated: true`` says so."""
+        api = _ANTHROPIC
+        if isinstance(caller := self._auth(request, api), Response):
+            return caller
+        try:
+            body = await read_json(request, self.settings.server.max_body_bytes,
+                                   self.settings.server.body_timeout)
+            wire = parse_count_request(body)
+            resolved = resolve_mode(wire.model, wire.thinking)
+            router = self._router()
+            _, chat = router.route(resolved, wire.request, wire.options)
+            engine = (router.upstream_for(resolved.mode)
+                      if resolved.mode in (Mode.INSTANT, Mode.THINKING) else None)
+            if isinstance(engine, TokenCounting):
+                counted = TokenCount(input_tokens=await engine.count_tokens(chat),
+                                     estimated=False)
+            else:
+                counted = TokenCount(input_tokens=wire.prompt_estimate, estimated=True)
+        except ClientGone:
+            return self._client_gone(api, "unknown", "while sending the request body")
+        except AnthropicRequestError as exc:
+            return self._error(api, APIError(400, exc.message, param=exc.param), "unknown")
+        except EngineError as exc:
+            return self._error(api, APIError.from_exception(exc), "unknown")
+        except (APIError, ValidationError, ValueError) as exc:
+            return self._error(api, _as_api_error(exc), "unknown")
+        except Exception as exc:
+            log.exception("could not count the tokens")
+            return self._error(api, APIError.from_exception(exc), "unknown")
+        return _json(counted.model_dump())
+
     def endpoints(self) -> list[Endpoint]:
         """Every API route with its OpenAPI operation (the live view's pages aside)."""
         chat = "Chat completions (OpenAI's API)"
@@ -176,6 +220,9 @@ class Gateway:
                                     tag="openai"), self.chat_completions),
             Endpoint(wire_operation("/v1/messages", _ANTHROPIC, "Messages (Anthropic's API)",
                                     tag="anthropic"), self.messages),
+            Endpoint(Operation("post", "/v1/messages/count_tokens", "Count a prompt's tokens",
+                               "anthropic", AnthropicError, CHAT_ERRORS, TokenCount,
+                               body=CountTokensBody), self.count_tokens),
             *self.models_api.endpoints(),
             Endpoint(Operation("get", "/health", "Liveness, and upstreams' state with a key",
                                "gateway", OpenAIError, (), Health, also=(503,),

@@ -28,6 +28,14 @@ class Message(BaseModel):
     usage: _MessageUsage
 
 
+class TokenCount(BaseModel):
+    """``POST /v1/messages/count_tokens``: the prompt's size; ``estimated`` (not Anthropic's)
+    is true when the engine could not count it exactly."""
+
+    input_tokens: int
+    estimated: bool
+
+
 class _AnthropicErrorDetail(BaseModel):
     type: str
     message: str
