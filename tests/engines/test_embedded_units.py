@@ -213,8 +213,9 @@ def test_auto_decision() -> None:
 
 
 def test_stop_strings_are_held_back_until_decided() -> None:
-    assert _first_stop("abc<|im_end|>x", ["<|im_end|>"]) == 3
-    assert _first_stop("abc", ["<|im_end|>"]) is None
+    assert _first_stop("abc<|im_end|>x", ["<|im_end|>"]) == (3, "<|im_end|>")
+    assert _first_stop("a.b,c", [",", "."]) == (1, ".")  # the first in the text wins
+    assert _first_stop("abc", ["<|im_end|>"]) == (None, None)
     assert _held_back("hello <|im", ["<|im_end|>"]) == 4
     assert _held_back("hello", ["<|im_end|>", "lo!"]) == 2
     assert _held_back("hello", []) == 0

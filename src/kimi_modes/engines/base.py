@@ -89,9 +89,18 @@ class Usage:
 
 @dataclass(slots=True, frozen=True)
 class Finish:
-    """The end of a completion: ``reason`` is ``stop``, ``length`` or ``tool_calls``."""
+    """The end of a completion: ``reason`` is ``stop``, ``length`` or ``tool_calls``;
+    ``stop_sequence``: which of the request's ``stop`` strings ended it (``reason`` is then
+    ``stop``), ``None`` when none did or the engine cannot tell."""
 
     reason: str
+    stop_sequence: str | None = None
+
+
+def stop_sequence(request: ChatRequest, reported: Any) -> str | None:
+    """The request's stop string an upstream reported as the one that fired (vLLM's and
+    SGLang's ``stop_reason``; a token id or a stop string of its own is not one)."""
+    return reported if isinstance(reported, str) and reported in (request.stop or ()) else None
 
 
 @dataclass(slots=True, frozen=True)

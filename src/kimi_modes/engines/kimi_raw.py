@@ -14,7 +14,14 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
-from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
+from kimi_modes.engines.base import (
+    ChatRequest,
+    Event,
+    Finish,
+    UpstreamRejected,
+    Usage,
+    stop_sequence,
+)
 from kimi_modes.engines.dialects import merge_into
 from kimi_modes.protocol import (
     Family,
@@ -158,6 +165,7 @@ class KimiRawEngine:
             body["max_tokens"] = default_max_tokens(body["prompt"], window)
         parser = StreamingParser(self.family, thinking=request.thinking, tools=request.tools)
         finish: str | None = None
+        fired: str | None = None
         usage: Usage | None = None
         async for chunk in self._client.post_stream("/completions", body):
             if chunk.get("usage"):
@@ -169,13 +177,14 @@ class KimiRawEngine:
                         yield event
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
+                    fired = stop_sequence(request, choice.get("stop_reason"))
         for event in parser.close():
             yield event
         if usage is not None:
             yield usage
         if parser.result().tool_calls and finish in (None, "stop"):
             finish = "tool_calls"
-        yield Finish(finish or "stop")
+        yield Finish(finish or "stop", fired if finish in (None, "stop") else None)
 
     async def aclose(self) -> None:
         await self._client.aclose()

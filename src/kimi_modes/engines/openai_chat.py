@@ -16,7 +16,14 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
-from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
+from kimi_modes.engines.base import (
+    ChatRequest,
+    Event,
+    Finish,
+    UpstreamRejected,
+    Usage,
+    stop_sequence,
+)
 from kimi_modes.engines.dialects import DIALECTS, merge_into
 from kimi_modes.protocol import (
     Family,
@@ -114,6 +121,7 @@ class OpenAIChatEngine:
             reasoning=not self.reasoning_parser,
         )
         finish: str | None = None
+        fired: str | None = None
         usage: Usage | None = None
         upstream_calls = False
         parser_calls = 0
@@ -167,6 +175,7 @@ class OpenAIChatEngine:
                 )
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
+                fired = stop_sequence(request, choice.get("stop_reason"))
         for event in parser.close():
             if isinstance(event, ToolCallDelta):
                 if no_calls:
@@ -177,7 +186,7 @@ class OpenAIChatEngine:
             yield usage
         if (upstream_calls or parser_calls) and finish in (None, "stop"):
             finish = "tool_calls"
-        yield Finish(finish or "stop")
+        yield Finish(finish or "stop", fired if finish in (None, "stop") else None)
 
     def _warn_no_reasoning_parser(self) -> None:
         if self._warned_no_reasoning_parser:

@@ -30,6 +30,7 @@ from kimi_modes.engines.base import (
     UpstreamRejected,
     UpstreamUnavailable,
     Usage,
+    stop_sequence,
 )
 from kimi_modes.engines.embedded import thinking as think
 from kimi_modes.engines.embedded.chat import ChatTemplate, plain_messages
@@ -75,6 +76,8 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     #: Only count the prompt: emit its Usage (no completion) and stop.
     count_only: bool = False
+    #: The stop string the answer ended on, if one did.
+    stopped_by: str | None = None
 
     def emit(self, item: object) -> None:
         try:
@@ -375,7 +378,8 @@ class EmbeddedEngine(Startable):
         if result.reason == "length":
             job.emit(Finish("length"))
         else:
-            job.emit(Finish("tool_calls" if answer.tool_calls else "stop"))
+            job.emit(Finish("tool_calls") if answer.tool_calls
+                     else Finish("stop", stop_sequence(request, result.stop_string)))
 
     # -- any other GGUF: its own template, emulated thinking, constrained tool calls -------
 
@@ -437,7 +441,8 @@ class EmbeddedEngine(Startable):
         )
         completion = answer_tokens + (reasoning_tokens or 0)
         job.emit(Usage(prompt_tokens, completion, reasoning_tokens))
-        job.emit(Finish(reason))
+        job.emit(Finish(reason, stop_sequence(request, job.stopped_by) if reason == "stop"
+                        else None))
 
     def _answer(
         self,
@@ -471,6 +476,7 @@ class EmbeddedEngine(Startable):
             )
             if result.reason == "cancelled":
                 raise _Cancelled
+            job.stopped_by = result.stop_string
             if result.reason != "aborted":
                 return ("length" if result.reason == "length" else "stop"), result.n_tokens
         assert plan is not None
