@@ -37,7 +37,7 @@ suppress-health-check = ["too_slow", "filter_too_much", "data_too_large", "large
 
 [generation]
 mode = "all"
-max-examples = 20
+max-examples = 30
 
 [phases.stateful]
 enabled = false

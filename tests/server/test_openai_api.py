@@ -159,3 +159,13 @@ def test_reasoning_effort_becomes_an_effort_hint(effort: str, hint: str | None) 
     wire = parsed(reasoning_effort=effort)
     assert wire.request.effort_hint == hint  # type: ignore[attr-defined]
     assert wire.request.thinking_effort is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"logprobs": True}, "logprobs"), ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+    ({"top_logprobs": 0}, "top_logprobs"), ({"n": 2}, "n")])
+def test_what_cannot_be_honoured_is_refused_not_dropped(fields: dict, param: str) -> None:
+    with pytest.raises(APIError) as info:
+        parsed(**fields)
+    assert info.value.status == 400 and info.value.param == param
+    assert parsed(logprobs=False).request.extra == {}  # type: ignore[attr-defined]

@@ -131,6 +131,8 @@ class ChatCompletionBody(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int | None = Field(None, ge=1, le=1)
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     chat_template_kwargs: _TemplateKwargs | None = None
@@ -156,6 +158,11 @@ class ChatCompletionBody(BaseModel):
             value = fields.get(key, others.get(key))
             if value is not None:
                 extra[key] = value
+        if self.logprobs or self.top_logprobs is not None:
+            raise APIError(400, "logprobs are not available through this gateway: the engines "
+                           "do not pass them on yet; send the request without 'logprobs' and "
+                           "'top_logprobs'", param="logprobs" if self.logprobs else "top_logprobs",
+                           code="unsupported_parameter")
         kwargs = self.chat_template_kwargs or _TemplateKwargs()
         effort, preserve = kwargs.thinking_effort, kwargs.preserve_thinking
         request = ChatRequest(
