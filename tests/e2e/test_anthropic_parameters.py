@@ -1,4 +1,5 @@
 """Anthropic parameters real clients send, through a real gateway with the ``anthropic`` SDK:
+an assistant prefill is continued, not closed;
 ``stop_sequences`` report ``stop_reason: "stop_sequence"`` and the sequence that fired,
 streamed and not, on every engine kind (the simulated engine as openai_chat and kimi_raw, and
 the embedded engine)."""
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
+import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -53,3 +55,43 @@ def test_the_embedded_engine_reports_its_stop_sequence(embedded_gateway: Any) ->
         model="kimi-k2.5-instant", max_tokens=24, stop_sequences=[" "],
         messages=[{"role": "user", "content": "Write a sentence about the sea."}])
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " ")
+
+
+def last_upstream_request(gw: Any) -> dict[str, Any]:
+    return dict(httpx.get(gw.sim.url + "/sim/stats").json()["last_requests"][-1]["body"])
+
+
+@pytest.fixture(params=["openai_chat", "kimi_raw"])
+def prefill_gateway(request: pytest.FixtureRequest, start_simulator: Callable[..., Any],
+                    start_gateway: Callable[..., Any], upstream_toml: Callable[..., str]) -> Any:
+    sim = start_simulator("--ttft", "0", "--tpot", "0")
+    gw = start_gateway(upstream_toml(sim.v1, kind=request.param))
+    gw.sim, gw.kind = sim, request.param
+    return gw
+
+
+@pytest.mark.parametrize("model", ["kimi-k2.5-instant", "kimi-k2.5-thinking"])
+def test_an_assistant_prefill_is_continued_not_closed(prefill_gateway: Any, model: str) -> None:
+    message = client(prefill_gateway).messages.create(
+        model=model, max_tokens=64, messages=[
+            *SAY, {"role": "assistant", "content": "Hello, world! I am"}])
+    assert message.stop_reason == "end_turn"
+    assert all(block.type == "text" for block in message.content)  # no reasoning
+    sent = last_upstream_request(prefill_gateway)
+    if prefill_gateway.kind == "kimi_raw":
+        assert sent["prompt"].endswith("<think></think>Hello, world! I am")
+    else:
+        assert sent["continue_final_message"] is True
+        assert sent["add_generation_prompt"] is False
+        assert sent["messages"][-1] == {"role": "assistant", "content": "Hello, world! I am"}
+        assert sent["chat_template_kwargs"]["thinking"] is False
+
+
+@pytest.mark.embedded
+def test_the_embedded_models_own_template_refuses_a_prefill(embedded_gateway: Any) -> None:
+    pytest.importorskip("llama_cpp", reason="the embedded engine needs llama-cpp-python")
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client(embedded_gateway).messages.create(
+            model="kimi-k2.5-instant", max_tokens=8,
+            messages=[*SAY, {"role": "assistant", "content": "Hello"}])  # type: ignore[list-item]
+    assert "prefill" in info.value.body["error"]["message"]  # type: ignore[index]

@@ -26,6 +26,7 @@ from kimi_modes.engines.dialects import merge_into
 from kimi_modes.protocol import (
     Family,
     StreamingParser,
+    continues_final,
     family_info,
     render_prompt,
 )
@@ -163,7 +164,9 @@ class KimiRawEngine:
             # the context, as the chat endpoint would give it.
             window = await self._client.max_model_len() or self._info.context_window
             body["max_tokens"] = default_max_tokens(body["prompt"], window)
-        parser = StreamingParser(self.family, thinking=request.thinking, tools=request.tools)
+        # A continued assistant message goes on in the answer: no reasoning comes first.
+        thinking = request.thinking and not continues_final(request.messages)
+        parser = StreamingParser(self.family, thinking=thinking, tools=request.tools)
         finish: str | None = None
         fired: str | None = None
         usage: Usage | None = None

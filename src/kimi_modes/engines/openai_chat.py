@@ -30,6 +30,7 @@ from kimi_modes.protocol import (
     ReasoningDelta,
     StreamingParser,
     ToolCallDelta,
+    continues_final,
     family_info,
     neutralize_control_tokens,
     normalize_tool_call_ids,
@@ -99,7 +100,7 @@ class OpenAIChatEngine:
                 body[key] = value
         try:
             fragment = self.dialect.body_fragment(
-                request.thinking,
+                request.thinking and not continues_final(request.messages),
                 self.family,
                 thinking_effort=request.effort(self.dialect.efforts(self.family)),
                 preserve_thinking=request.preserve_thinking,
@@ -108,6 +109,9 @@ class OpenAIChatEngine:
             raise UpstreamRejected(self.name, str(exc)) from None
         merge_into(body, dict(request.extra))
         merge_into(body, fragment)
+        if continues_final(request.messages):  # vLLM's and SGLang's way to continue it
+            body["messages"][-1].pop("partial", None)
+            body["continue_final_message"], body["add_generation_prompt"] = True, False
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
@@ -116,7 +120,8 @@ class OpenAIChatEngine:
         # reasoning in the content, tool-marker-aware always.
         parser = StreamingParser(
             self.family,
-            thinking=request.thinking,
+            # A continued assistant message goes on in the answer: no reasoning comes first.
+            thinking=request.thinking and not continues_final(request.messages),
             tools=request.tools,
             reasoning=not self.reasoning_parser,
         )

@@ -51,6 +51,7 @@ from kimi_modes.engines.embedded.tools import (
 )
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.protocol.families import resolve_family
+from kimi_modes.protocol.render import continues_final
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -338,7 +339,9 @@ class EmbeddedEngine(Startable):
             (recommended.temperature, recommended.top_p or 1.0),
             repeat_penalty=1.0,
         )
-        parser = StreamingParser(family, thinking=request.thinking, tools=tools)
+        # A continued assistant message goes on in the answer: no reasoning comes first.
+        thinks = request.thinking and not continues_final(request.messages)
+        parser = StreamingParser(family, thinking=thinks, tools=tools)
 
         def forward(deltas: list[Any]) -> None:
             for delta in deltas:
@@ -385,6 +388,9 @@ class EmbeddedEngine(Startable):
 
     def _run_plain(self, job: _Job, llama: Llama) -> None:
         request = job.request
+        if continues_final(request.messages):
+            raise UpstreamRejected(self.name, "continuing an assistant message (a prefill) "
+                                   "needs a Kimi model here; this model's template cannot")
         assert self._template is not None
         template = self._template
         plan = plan_tools(

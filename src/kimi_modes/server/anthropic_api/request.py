@@ -352,6 +352,10 @@ def _convert_messages(body: CountTokensBody) -> list[dict[str, Any]]:
         else:
             out.append(_assistant_message(blocks, loc, tool_ids))
         previous_tool_ids = tool_ids
+    last = out[-1]
+    if last["role"] == "assistant" and not last.get("tool_calls"):
+        last["partial"] = True  # a prefill: the answer continues it (Moonshot's partial mode)
+        last.pop("reasoning_content", None)
     return out
 
 
