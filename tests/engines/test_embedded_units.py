@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from kimi_modes.engines.embedded import default_model_path, detect_kimi_family
 from kimi_modes.engines.embedded import thinking as think
 from kimi_modes.engines.embedded.chat import ChatTemplate, plain_messages, text_of
-from kimi_modes.engines.embedded.engine import EmbeddedEngine, _AutoDecision, _LeadingSpaceStripper
+from kimi_modes.engines.embedded.engine import EmbeddedEngine
 from kimi_modes.engines.embedded.generate import _first_stop, _held_back
 from kimi_modes.engines.embedded.grammar import integer_rule, schema_grammar
+from kimi_modes.engines.embedded.sinks import AutoDecision, LeadingSpaceStripper
 from kimi_modes.engines.embedded.tools import (
     ToolPlan,
     ToolSpecError,
@@ -192,7 +193,7 @@ def test_answer_messages_keep_roles_alternating() -> None:
 
 def test_leading_whitespace_is_dropped_once() -> None:
     seen: list[str] = []
-    strip = _LeadingSpaceStripper(seen.append)
+    strip = LeadingSpaceStripper(seen.append)
     for piece in ("\n", "  Hello", " world", "\n"):
         strip(piece)
     assert "".join(seen) == "Hello world\n"
@@ -200,10 +201,10 @@ def test_leading_whitespace_is_dropped_once() -> None:
 
 def test_auto_decision() -> None:
     seen: list[str] = []
-    answer = _AutoDecision(_LeadingSpaceStripper(seen.append))
+    answer = AutoDecision(LeadingSpaceStripper(seen.append))
     assert answer(" ") and answer("Sure") and answer(", ok")
     assert "".join(seen) == "Sure, ok"
-    calls = _AutoDecision(_LeadingSpaceStripper(seen.append))
+    calls = AutoDecision(LeadingSpaceStripper(seen.append))
     assert calls("\n") is True and calls(' [{"') is False
     assert looks_like_calls("  ") is None
 
@@ -212,8 +213,9 @@ def test_auto_decision() -> None:
 
 
 def test_stop_strings_are_held_back_until_decided() -> None:
-    assert _first_stop("abc<|im_end|>x", ["<|im_end|>"]) == 3
-    assert _first_stop("abc", ["<|im_end|>"]) is None
+    assert _first_stop("abc<|im_end|>x", ["<|im_end|>"]) == (3, "<|im_end|>")
+    assert _first_stop("a.b,c", [",", "."]) == (1, ".")  # the first in the text wins
+    assert _first_stop("abc", ["<|im_end|>"]) == (None, None)
     assert _held_back("hello <|im", ["<|im_end|>"]) == 4
     assert _held_back("hello", ["<|im_end|>", "lo!"]) == 2
     assert _held_back("hello", []) == 0

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from kimi_modes.protocol import PromptError, render_prompt, tokens
+from kimi_modes.protocol import PromptError, continues_final, render_prompt, tokens
 from kimi_modes.protocol import tokens as T
 
 from .helpers import LOCAL_DATA, SHARED_DATA, example_params, load_examples
@@ -517,3 +517,16 @@ def test_arguments_object_that_is_not_json_is_a_prompt_error() -> None:
     messages = [{"role": "assistant", "content": "", "tool_calls": [call]}]
     with pytest.raises(PromptError, match="tool call arguments are not JSON"):
         render_prompt({"messages": messages}, "k2.5")
+
+
+def test_a_partial_assistant_message_is_continued() -> None:
+    chat = {"messages": [{"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": "Hello, I", "partial": True}]}
+    prompt = render_prompt(chat, "k2.5", thinking=True)
+    assert prompt.endswith("<|im_assistant|>assistant<|im_middle|><think></think>Hello, I")
+    assert continues_final(chat["messages"])
+    ended = [chat["messages"][0], {"role": "assistant", "content": "Hello, I"}]
+    closed = render_prompt({"messages": ended}, "k2.5", thinking=True)
+    assert closed.endswith("Hello, I<|im_end|><|im_assistant|>assistant<|im_middle|><think>")
+    with pytest.raises(PromptError):
+        render_prompt(chat, "k3")

@@ -121,7 +121,7 @@ def test_the_thinking_switch_of_a_body(fields: dict, thinking: bool | None) -> N
         ({"chat_template_kwargs": {"thinking": "yes"}}, "chat_template_kwargs.thinking"),
         ({"chat_template_kwargs": {"enable_thinking": False}},
          "chat_template_kwargs.enable_thinking"),
-        ({"thinking": {"type": "maybe"}}, "thinking"),
+        ({"thinking": {"type": "maybe"}}, "thinking.type"),
         ({"reasoning_effort": "extreme"}, "reasoning_effort"),
         ({"chat_template_kwargs": {"thinking": True}, "reasoning_effort": "none"},
          "chat_template_kwargs.thinking"),
@@ -150,3 +150,22 @@ def test_k3_effort_and_k26_preserve_travel_on_the_request() -> None:
         with pytest.raises(APIError) as info:
             parsed(chat_template_kwargs=kwargs)
         assert info.value.param == param
+
+
+@pytest.mark.parametrize(("effort", "hint"), [
+    ("minimal", "low"), ("low", "low"), ("medium", "high"), ("high", "high"),
+    ("xhigh", "max"), ("max", "max"), ("none", None)])
+def test_reasoning_effort_becomes_an_effort_hint(effort: str, hint: str | None) -> None:
+    wire = parsed(reasoning_effort=effort)
+    assert wire.request.effort_hint == hint  # type: ignore[attr-defined]
+    assert wire.request.thinking_effort is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"logprobs": True}, "logprobs"), ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+    ({"top_logprobs": 0}, "top_logprobs"), ({"n": 2}, "n")])
+def test_what_cannot_be_honoured_is_refused_not_dropped(fields: dict, param: str) -> None:
+    with pytest.raises(APIError) as info:
+        parsed(**fields)
+    assert info.value.status == 400 and info.value.param == param
+    assert parsed(logprobs=False).request.extra == {}  # type: ignore[attr-defined]

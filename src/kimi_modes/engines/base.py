@@ -13,7 +13,8 @@ llama.cpp generation).
 
 Optional capabilities are declared, never discovered by attribute name: an engine that can be
 readied ahead of its first request subclasses :class:`Startable`, one that can report its
-state for ``/health`` subclasses :class:`Snapshotting`; callers test with ``isinstance``.
+state for ``/health`` subclasses :class:`Snapshotting`, one that counts prompts exactly
+subclasses :class:`TokenCounting`; callers test with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ class ChatRequest:
     tool_choice: Any = None
     thinking: bool = True
     #: K3's reasoning depth (``low``, ``high``, ``max``; ``None``: the family's default).
+    #: Asked for explicitly: an engine whose family or upstream cannot take it refuses it.
     thinking_effort: str | None = None
+    #: The same depth derived from a generic client setting (OpenAI's ``reasoning_effort``):
+    #: applied where the family takes it, ignored elsewhere. See :meth:`effort`.
+    effort_hint: str | None = None
     #: K2.6's switch to keep earlier turns' reasoning in the prompt (``None``: default).
     preserve_thinking: bool | None = None
     temperature: float | None = None
@@ -66,6 +71,15 @@ class ChatRequest:
     #: router that schedules by it (set by the modes layer; ``None``: send none).
     objective: str | None = None
 
+    def effort(self, accepted: tuple[str, ...]) -> str | None:
+        """The ``thinking_effort`` an engine should send, given the efforts its family and
+        upstream take (``accepted``; empty: none): the explicit one whatever it is (the
+        engine refuses it if it cannot take it), else :attr:`effort_hint` when accepted, else
+        ``None`` (the family's default)."""
+        if self.thinking_effort is not None:
+            return self.thinking_effort
+        return self.effort_hint if self.effort_hint in accepted else None
+
 
 @dataclass(slots=True, frozen=True)
 class Usage:
@@ -82,9 +96,18 @@ class Usage:
 
 @dataclass(slots=True, frozen=True)
 class Finish:
-    """The end of a completion: ``reason`` is ``stop``, ``length`` or ``tool_calls``."""
+    """The end of a completion: ``reason`` is ``stop``, ``length`` or ``tool_calls``;
+    ``stop_sequence``: which of the request's ``stop`` strings ended it (``reason`` is then
+    ``stop``), ``None`` when none did or the engine cannot tell."""
 
     reason: str
+    stop_sequence: str | None = None
+
+
+def stop_sequence(request: ChatRequest, reported: Any) -> str | None:
+    """The request's stop string an upstream reported as the one that fired (vLLM's and
+    SGLang's ``stop_reason``; a token id or a stop string of its own is not one)."""
+    return reported if isinstance(reported, str) and reported in (request.stop or ()) else None
 
 
 @dataclass(slots=True, frozen=True)
@@ -192,6 +215,18 @@ class Startable(Protocol):
 
     async def start(self) -> None:
         """Get ready to serve; idempotent. Raises :class:`EngineError` when it cannot."""
+        ...
+
+
+@runtime_checkable
+class TokenCounting(Protocol):
+    """An engine that renders and tokenizes prompts itself (the embedded engine), so it can
+    count a request's prompt exactly."""
+
+    async def count_tokens(self, request: ChatRequest) -> int:
+        """The prompt tokens of ``request``: what its answer's :class:`Usage` would report as
+        ``prompt_tokens``, without generating. Raises :class:`EngineError` as ``stream``
+        would (a prompt the engine refuses)."""
         ...
 
 

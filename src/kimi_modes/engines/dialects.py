@@ -38,6 +38,11 @@ class Dialect:
     preserve_on: Any = True
     preserve_off: Any = False
 
+    def efforts(self, family: str) -> tuple[str, ...]:
+        """The ``thinking_effort`` values this upstream takes for ``family`` (none when the
+        dialect has no place for one)."""
+        return family_info(family).thinking_efforts if self.effort_path is not None else ()
+
     def body_fragment(
         self,
         thinking: bool,

@@ -14,11 +14,19 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
-from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
+from kimi_modes.engines.base import (
+    ChatRequest,
+    Event,
+    Finish,
+    UpstreamRejected,
+    Usage,
+    stop_sequence,
+)
 from kimi_modes.engines.dialects import merge_into
 from kimi_modes.protocol import (
     Family,
     StreamingParser,
+    continues_final,
     family_info,
     render_prompt,
 )
@@ -92,7 +100,7 @@ class KimiRawEngine:
                 chat,
                 self.family,
                 thinking=request.thinking,
-                thinking_effort=request.thinking_effort,
+                thinking_effort=request.effort(self._info.thinking_efforts),
                 preserve_thinking=request.preserve_thinking,
             )
         except ValueError as exc:  # PromptError included
@@ -156,8 +164,11 @@ class KimiRawEngine:
             # the context, as the chat endpoint would give it.
             window = await self._client.max_model_len() or self._info.context_window
             body["max_tokens"] = default_max_tokens(body["prompt"], window)
-        parser = StreamingParser(self.family, thinking=request.thinking, tools=request.tools)
+        # A continued assistant message goes on in the answer: no reasoning comes first.
+        thinking = request.thinking and not continues_final(request.messages)
+        parser = StreamingParser(self.family, thinking=thinking, tools=request.tools)
         finish: str | None = None
+        fired: str | None = None
         usage: Usage | None = None
         async for chunk in self._client.post_stream("/completions", body):
             if chunk.get("usage"):
@@ -169,13 +180,14 @@ class KimiRawEngine:
                         yield event
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
+                    fired = stop_sequence(request, choice.get("stop_reason"))
         for event in parser.close():
             yield event
         if usage is not None:
             yield usage
         if parser.result().tool_calls and finish in (None, "stop"):
             finish = "tool_calls"
-        yield Finish(finish or "stop")
+        yield Finish(finish or "stop", fired if finish in (None, "stop") else None)
 
     async def aclose(self) -> None:
         await self._client.aclose()

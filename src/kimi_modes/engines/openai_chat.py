@@ -24,13 +24,21 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
-from kimi_modes.engines.base import ChatRequest, Event, Finish, UpstreamRejected, Usage
+from kimi_modes.engines.base import (
+    ChatRequest,
+    Event,
+    Finish,
+    UpstreamRejected,
+    Usage,
+    stop_sequence,
+)
 from kimi_modes.engines.dialects import DIALECTS, merge_into
 from kimi_modes.protocol import (
     Family,
     ReasoningDelta,
     StreamingParser,
     ToolCallDelta,
+    continues_final,
     family_info,
     neutralize_control_tokens,
     normalize_tool_call_ids,
@@ -113,15 +121,18 @@ class OpenAIChatEngine:
                 body[key] = value
         try:
             fragment = self.dialect.body_fragment(
-                request.thinking,
+                request.thinking and not continues_final(request.messages),
                 self.family,
-                thinking_effort=request.thinking_effort,
+                thinking_effort=request.effort(self.dialect.efforts(self.family)),
                 preserve_thinking=request.preserve_thinking,
             )
         except ValueError as exc:
             raise UpstreamRejected(self.name, str(exc)) from None
         merge_into(body, dict(request.extra))
         merge_into(body, fragment)
+        if continues_final(request.messages):  # vLLM's and SGLang's way to continue it
+            body["messages"][-1].pop("partial", None)
+            body["continue_final_message"], body["add_generation_prompt"] = True, False
         return body
 
     def build_headers(self, request: ChatRequest) -> dict[str, str]:
@@ -143,11 +154,13 @@ class OpenAIChatEngine:
         # reasoning in the content, tool-marker-aware always.
         parser = StreamingParser(
             self.family,
-            thinking=request.thinking,
+            # A continued assistant message goes on in the answer: no reasoning comes first.
+            thinking=request.thinking and not continues_final(request.messages),
             tools=request.tools,
             reasoning=not self.reasoning_parser,
         )
         finish: str | None = None
+        fired: str | None = None
         usage: Usage | None = None
         upstream_calls = False
         parser_calls = 0
@@ -201,6 +214,7 @@ class OpenAIChatEngine:
                 )
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
+                fired = stop_sequence(request, choice.get("stop_reason"))
         for event in parser.close():
             if isinstance(event, ToolCallDelta):
                 if no_calls:
@@ -211,7 +225,7 @@ class OpenAIChatEngine:
             yield usage
         if (upstream_calls or parser_calls) and finish in (None, "stop"):
             finish = "tool_calls"
-        yield Finish(finish or "stop")
+        yield Finish(finish or "stop", fired if finish in (None, "stop") else None)
 
     def _warn_no_reasoning_parser(self) -> None:
         if self._warned_no_reasoning_parser:

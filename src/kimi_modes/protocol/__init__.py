@@ -44,7 +44,7 @@ from kimi_modes.protocol.ids import normalize_tool_call_ids
 from kimi_modes.protocol.neutralize import neutralize_control_tokens
 from kimi_modes.protocol.output import ParsedOutput, ToolCall
 from kimi_modes.protocol.parse import StreamingParser, parse_output
-from kimi_modes.protocol.render import render_prompt
+from kimi_modes.protocol.render import continues_final, render_prompt
 from kimi_modes.protocol.schema import validate_tool_call
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "StreamingParser",
     "ToolCall",
     "ToolCallDelta",
+    "continues_final",
     "family_info",
     "format_output",
     "neutralize_control_tokens",

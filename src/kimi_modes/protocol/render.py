@@ -53,6 +53,10 @@ def render_prompt(
     ``"system"``. Assistant reasoning is read from ``reasoning_content`` (or ``reasoning``,
     as newer vLLM builds send it).
 
+    A chat that ends with an assistant message to continue (:func:`continues_final`) ends
+    with that message left open instead, whatever ``add_generation_prompt`` says: the model
+    goes on writing its answer from there (K2.x only).
+
     Raises ``ValueError`` for an unknown family and :class:`PromptError` (a ``ValueError``)
     naming the offending message for a malformed request, an effort the family rejects
     (K3 rejects ``medium``) or an effort given to a family without one.
@@ -65,6 +69,9 @@ def render_prompt(
     for index, message in enumerate(messages):
         _check_message(message, index)
     thinks = info.thinks(thinking)
+    prefill = continues_final(messages)
+    if prefill and info.wire_format == "xtml":
+        raise PromptError(f"continuing an assistant message is not supported for {family} yet")
     try:
         if info.wire_format == "xtml":
             return render_xtml_prompt(
@@ -75,11 +82,24 @@ def render_prompt(
                 add_generation_prompt=add_generation_prompt,
             )
         preserve = info.preserves_thinking(thinking, preserve_thinking)
-        return _Renderer(info, thinks, preserve).render(
-            normalize_tool_call_ids(messages), request.get("tools"), add_generation_prompt
+        prompt = _Renderer(info, thinks, preserve).render(
+            normalize_tool_call_ids(messages), request.get("tools"),
+            add_generation_prompt and not prefill,
         )
+        return prompt.removesuffix(T.IM_END) if prefill else prompt
     except RecursionError:
         raise PromptError("the request is nested too deeply to render") from None
+
+
+def continues_final(messages: Sequence[Any]) -> bool:
+    """Whether the chat ends with an assistant message for the model to continue (a prefill):
+    Moonshot's partial mode, ``"partial": true`` on a last assistant message without tool
+    calls. The answer then holds only what the model adds, and no reasoning."""
+    if not messages or not isinstance(messages[-1], Mapping):
+        return False
+    last = messages[-1]
+    return (last.get("role") == "assistant" and last.get("partial") is True
+            and not last.get("tool_calls"))
 
 
 def _check_message(message: object, index: int) -> None:

@@ -2,11 +2,14 @@
 
 Routes (the table is in :func:`create_app`): ``POST /v1/chat/completions`` (also at
 ``/chat/completions``), ``POST /v1/responses`` and the stored-response routes under it
-(:mod:`kimi_modes.server.responses_api`), ``POST /v1/messages``, ``GET /v1/models``,
-``GET /health``, ``GET /metrics``; the runs API's five under ``/v1/runs`` (list, get,
-cancel, events, resume: :mod:`kimi_modes.server.runs_api`); the live view's six under ``/ui``
-(:mod:`kimi_modes.server.ui`). :class:`Gateway` assembles the app at start-up
-(:mod:`kimi_modes.assembly`) and releases it at shutdown.
+(:mod:`kimi_modes.server.responses_api`), ``POST /v1/messages`` and
+``POST /v1/messages/count_tokens``, ``GET /v1/models`` and
+``GET /v1/models/{model}`` (:mod:`kimi_modes.server.models_api`), ``GET /health``,
+``GET /metrics``, ``GET /openapi.json`` (the document describing all of these:
+:mod:`kimi_modes.server.openapi`); the runs API's five under ``/v1/runs`` (list, get, cancel,
+events, resume: :mod:`kimi_modes.server.runs_api`); the live view's six under ``/ui``
+(:mod:`kimi_modes.server.ui`, HTML for browsers: not in the document). :class:`Gateway`
+assembles the app at start-up (:mod:`kimi_modes.assembly`) and releases it at shutdown.
 
 The server validates, authenticates, streams and maps errors; everything about modes lives in
 :mod:`kimi_modes.modes`, everything about engines in :mod:`kimi_modes.engines`. A client
@@ -23,29 +26,39 @@ import os
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
+from kimi_modes import __version__
 from kimi_modes.assembly import Assembly, assemble
 from kimi_modes.config import Settings
-from kimi_modes.engines.base import Engine, EngineError, Event, Usage
-from kimi_modes.modes import ModeError, Router
+from kimi_modes.engines.base import Engine, EngineError, Event, TokenCounting, Usage
+from kimi_modes.modes import Mode, ModeError, Router
 from kimi_modes.modes.router import ModeEngine
-from kimi_modes.protocol.families import family_info
-from kimi_modes.server.anthropic_api import AnthropicMessages
+from kimi_modes.server.anthropic_api import AnthropicMessages, parse_count_request
+from kimi_modes.server.anthropic_api.answer import AnthropicError, TokenCount
+from kimi_modes.server.anthropic_api.request import AnthropicRequestError, CountTokensBody
 from kimi_modes.server.auth import APIKeys, Caller
 from kimi_modes.server.cors import cors_middleware
 from kimi_modes.server.errors import APIError
 from kimi_modes.server.metrics import Metrics
+from kimi_modes.server.models_api import ModelsAPI
+from kimi_modes.server.openai_answer import OpenAIError
 from kimi_modes.server.openai_api import OpenAIChat
+from kimi_modes.server.openapi import (
+    CHAT_ERRORS,
+    Endpoint,
+    Operation,
+    openapi_document,
+    wire_operation,
+)
 from kimi_modes.server.responses_api import ResponsesRoutes, ResponsesWire, StoredResponses
 from kimi_modes.server.run import ClientGone, collect, read_json, until_disconnect
 from kimi_modes.server.runs_api import RunsAPI
@@ -60,6 +73,16 @@ _ANTHROPIC: WireFormat = AnthropicMessages()
 #: Answers after which the connection is closed: the rest of the body was not read, and a
 #: client that sends too much or too slowly gets no second request on the same connection.
 _CLOSE_AFTER = frozenset({408, 413})
+#: Who may call a route: with a key, or anyone (a key then shows more).
+_KEY_OPTIONAL: tuple[dict[str, list[str]], ...] = ({}, {"bearer": []}, {"x-api-key": []})
+
+
+class Health(BaseModel):
+    """``GET /health``: ``upstreams`` and ``swarm`` only for a caller with a valid key."""
+
+    status: Literal["ok", "degraded", "starting"]
+    upstreams: dict[str, dict[str, Any]] | None = None
+    swarm: dict[str, Any] | None = None
 
 
 class Gateway:
@@ -81,8 +104,9 @@ class Gateway:
                                 authorize=lambda r: self._auth(r, _OPENAI),
                                 resume=self._resumer)
         stored = StoredResponses(lambda: self.assembly.store if self.assembly else None)
-        self.responses = ResponsesWire(stored, _common_efforts(settings))
+        self.responses = ResponsesWire(stored)
         self.responses_api = ResponsesRoutes(stored, lambda r: self._auth(r, self.responses))
+        self.models_api = ModelsAPI(lambda r: self._auth(r, _OPENAI), lambda: self.router)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -151,28 +175,6 @@ class Gateway:
     async def metrics_route(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
-    async def models(self, request: Request) -> Response:
-        """The served ids (the router's catalog): ``kimi-<family>-<mode>`` for each served
-        model, then the mode aliases of the default one; 503 before start-up."""
-        if isinstance(denied := self._auth(request, _OPENAI), Response):
-            return denied
-        if self.router is None:
-            return self._error(_OPENAI, APIError(503, "the gateway is still starting",
-                                                 code="starting"), "unknown")
-        data = [
-            {
-                "id": m.id,
-                "object": "model",
-                "created": 0,
-                "owned_by": "kimi-modes",
-                "mode": m.mode.value,
-                "family": m.family.value,
-                "description": m.description,
-            }
-            for m in self.router.catalog.entries
-        ]
-        return _json({"object": "list", "data": data})
-
     # -- the chat APIs (each a WireFormat) ------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
@@ -183,6 +185,68 @@ class Gateway:
 
     async def create_response(self, request: Request) -> Response:
         return await self._serve(request, self.responses)
+
+    async def count_tokens(self, request: Request) -> Response:
+        """``POST /v1/messages/count_tokens``: ``{"input_tokens", "estimated"}``. Exact
+        (``estimated: false``) when the request goes to Instant or Thinking on an engine that
+        renders and tokenizes prompts itself (:class:`TokenCounting`: the embedded engine);
+        otherwise the estimate ``/v1/messages`` reports before the engine counts (a quarter
+        of the body's bytes), and ``estimated: true`` says so."""
+        api = _ANTHROPIC
+        if isinstance(caller := self._auth(request, api), Response):
+            return caller
+        try:
+            body = await read_json(request, self.settings.server.max_body_bytes,
+                                   self.settings.server.body_timeout)
+            wire = parse_count_request(body)
+            router = self._router()
+            resolved = router.catalog.resolve(wire.model, wire.thinking)
+            _, chat = router.route(resolved, wire.request, wire.options)
+            engine = (router.upstream_for(resolved.mode, resolved.entry.family)
+                      if resolved.mode in (Mode.INSTANT, Mode.THINKING) else None)
+            if isinstance(engine, TokenCounting):
+                counted = TokenCount(input_tokens=await engine.count_tokens(chat),
+                                     estimated=False)
+            else:
+                counted = TokenCount(input_tokens=wire.prompt_estimate, estimated=True)
+        except ClientGone:
+            return self._client_gone(api, "unknown", "while sending the request body")
+        except AnthropicRequestError as exc:
+            return self._error(api, APIError(400, exc.message, param=exc.param), "unknown")
+        except EngineError as exc:
+            return self._error(api, APIError.from_exception(exc), "unknown")
+        except (APIError, ValidationError, ValueError) as exc:
+            return self._error(api, _as_api_error(exc), "unknown")
+        except Exception as exc:
+            log.exception("could not count the tokens")
+            return self._error(api, APIError.from_exception(exc), "unknown")
+        return _json(counted.model_dump())
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every API route with its OpenAPI operation (the live view's pages aside)."""
+        chat = "Chat completions (OpenAI's API)"
+        return [
+            Endpoint(wire_operation("/v1/chat/completions", _OPENAI, chat, tag="openai"),
+                     self.chat_completions),
+            Endpoint(wire_operation("/chat/completions", _OPENAI, chat + ", without /v1",
+                                    tag="openai"), self.chat_completions),
+            Endpoint(wire_operation("/v1/responses", self.responses, "Responses (OpenAI's API)",
+                                    tag="responses"), self.create_response),
+            *self.responses_api.endpoints(),
+            Endpoint(wire_operation("/v1/messages", _ANTHROPIC, "Messages (Anthropic's API)",
+                                    tag="anthropic"), self.messages),
+            Endpoint(Operation("post", "/v1/messages/count_tokens", "Count a prompt's tokens",
+                               "anthropic", AnthropicError, CHAT_ERRORS, TokenCount,
+                               body=CountTokensBody), self.count_tokens),
+            *self.models_api.endpoints(),
+            Endpoint(Operation("get", "/health", "Liveness, and upstreams' state with a key",
+                               "gateway", OpenAIError, (), Health, also=(503,),
+                               security=_KEY_OPTIONAL), self.health),
+            Endpoint(Operation("get", "/metrics", "Prometheus metrics", "gateway",
+                               OpenAIError, (), media=("text/plain",), security=()),
+                     self.metrics_route),
+            *self.runs_api.endpoints(),
+        ]
 
     # -- shared request handling -----------------------------------------------------------
 
@@ -394,18 +458,22 @@ def create_app(
     a start-up failure is reported in one line before anything listens."""
     owns_lifecycle = gateway is None
     gateway = gateway or Gateway(settings, engines)
+    endpoints = gateway.endpoints()
+    document = openapi_document(
+        [e.operation for e in endpoints] + [_OPENAPI_OPERATION], title="kimi-modes gateway",
+        version=__version__, description="Kimi's four modes behind OpenAI- and "
+        "Anthropic-compatible APIs; docs/api.md says where they differ from the originals.")
+    published = orjson.dumps(document)
+
+    async def openapi(request: Request) -> Response:
+        return Response(published, media_type="application/json")
+
     routes = [
-        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
-        Route("/chat/completions", gateway.chat_completions, methods=["POST"]),
-        Route("/v1/responses", gateway.create_response, methods=["POST"]),
-        *gateway.responses_api.routes(),
-        Route("/v1/messages", gateway.messages, methods=["POST"]),
-        Route("/v1/models", gateway.models, methods=["GET"]),
-        Route("/health", gateway.health, methods=["GET"]),
-        Route("/metrics", gateway.metrics_route, methods=["GET"]),
-        *gateway.runs_api.routes(),
+        *(e.route() for e in endpoints),
+        Endpoint(_OPENAPI_OPERATION, openapi).route(),
         *RunsUI().routes(),
     ]
+
     async def http_error(request: Request, exc: Exception) -> Response:
         """Unknown routes and wrong methods, in the shape of the API the path belongs to."""
         status = getattr(exc, "status_code", 500)
@@ -425,12 +493,8 @@ def create_app(
     return app
 
 
-def _common_efforts(settings: Settings) -> frozenset[str]:
-    """The ``thinking_effort`` values every upstream's family takes (none unless all are
-    K3): what the Responses API may pass on of ``reasoning.effort``."""
-    families = {u.served_family for u in settings.effective_upstreams()}
-    efforts = [frozenset(family_info(f).thinking_efforts) for f in families]
-    return frozenset.intersection(*efforts) if efforts else frozenset()
+_OPENAPI_OPERATION = Operation("get", "/openapi.json", "This document", "gateway", OpenAIError,
+                               (), security=())
 
 
 def _as_api_error(exc: Exception) -> APIError:

@@ -9,14 +9,15 @@ import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from kimi_modes.engines.base import ChatRequest, Event, Finish, InvalidToolCall, Usage
 from kimi_modes.engines.message import MessageBuilder
 from kimi_modes.modes.options import AgentOptions, ModeOptions, SwarmOptions
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.server.errors import APIError, openai_error_body
-from kimi_modes.server.wire import WireRequest
+from kimi_modes.server.openai_answer import ChatCompletion, OpenAIError
+from kimi_modes.server.wire import MODEL_FIELD, WireRequest
 
 # OpenAI / vLLM sampling parameters forwarded to the engine as they are.
 PASSTHROUGH = (
@@ -31,6 +32,13 @@ PASSTHROUGH = (
     "min_tokens",
     "parallel_tool_calls",
 )
+
+#: What ``reasoning_effort`` takes: every value the ``openai`` SDK sends.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+#: ``reasoning_effort`` → K3's ``thinking_effort`` (``none`` switches thinking off instead).
+#: A hint: a family without efforts (K2.x) ignores it (docs/api.md has the table).
+EFFORTS: dict[str, str] = {"minimal": "low", "low": "low", "medium": "high", "high": "high",
+                           "xhigh": "max", "max": "max"}
 
 
 class _Function(BaseModel):
@@ -59,19 +67,50 @@ class _ToolCall(BaseModel):
     function: _CallFunction
 
 
-class _Message(BaseModel):
+class _MessageBase(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+
+
+class _UserMessage(_MessageBase):
+    role: Literal["user"]
+    content: str | list[dict[str, Any]]
+
+
+class _ToolMessage(_MessageBase):
+    role: Literal["tool"]
+    tool_call_id: str
+
+
+class _ChatMessage(_MessageBase):
+    role: Literal["system", "developer", "assistant"]
     tool_calls: list[_ToolCall] | None = None
-    tool_call_id: str | None = None
     reasoning_content: str | None = None
+
+
+_Message = Annotated[_UserMessage | _ToolMessage | _ChatMessage, Field(discriminator="role")]
 
 
 class _StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    include_usage: StrictBool = False
+
+
+class _TemplateKwargs(BaseModel):
+    """``chat_template_kwargs``: Kimi's template switches (others are passed on)."""
+
+    model_config = ConfigDict(extra="allow")
+    thinking: StrictBool | None = None
+    thinking_effort: Literal["low", "high", "max"] | None = None
+    preserve_thinking: StrictBool | None = None
+
+
+class _ThinkingSwitch(BaseModel):
+    """``thinking``: Moonshot's form of the switch."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["enabled", "disabled"]
 
 
 class ChatCompletionBody(BaseModel):
@@ -79,9 +118,9 @@ class ChatCompletionBody(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, json_schema_extra=MODEL_FIELD)
     messages: Annotated[list[_Message], Field(min_length=1)]
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: _StreamOptions | None = None
     tools: list[_Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
@@ -92,23 +131,15 @@ class ChatCompletionBody(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int | None = Field(None, ge=1, le=1)
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    chat_template_kwargs: dict[str, Any] | None = None
-    thinking: dict[str, Any] | None = None
-    reasoning_effort: str | None = None
+    chat_template_kwargs: _TemplateKwargs | None = None
+    thinking: _ThinkingSwitch | None = None
+    reasoning_effort: ReasoningEffort | None = None
     agent: AgentOptions | None = None
     swarm: SwarmOptions | None = None
-
-    @field_validator("messages")
-    @classmethod
-    def _tool_messages_have_ids(cls, messages: list[_Message]) -> list[_Message]:
-        for i, m in enumerate(messages):
-            if m.role == "tool" and not m.tool_call_id:
-                raise ValueError(f"message {i} has role 'tool' but no 'tool_call_id'")
-            if m.role == "user" and m.content is None:
-                raise ValueError(f"message {i} (user) has no content")
-        return messages
 
     def to_wire(self) -> WireRequest:
         """The request as the gateway takes it (``developer`` becomes ``system``; the
@@ -127,17 +158,17 @@ class ChatCompletionBody(BaseModel):
             value = fields.get(key, others.get(key))
             if value is not None:
                 extra[key] = value
-        kwargs = self.chat_template_kwargs or {}
-        effort, preserve = kwargs.get("thinking_effort"), kwargs.get("preserve_thinking")
-        if effort is not None and not isinstance(effort, str):
-            raise APIError(400, "'chat_template_kwargs.thinking_effort' must be a string "
-                           "(low, high or max)", param="chat_template_kwargs.thinking_effort")
-        if preserve is not None and not isinstance(preserve, bool):
-            raise APIError(400, "'chat_template_kwargs.preserve_thinking' must be true or false",
-                           param="chat_template_kwargs.preserve_thinking")
+        if self.logprobs or self.top_logprobs is not None:
+            raise APIError(400, "logprobs are not available through this gateway: the engines "
+                           "do not pass them on yet; send the request without 'logprobs' and "
+                           "'top_logprobs'", param="logprobs" if self.logprobs else "top_logprobs",
+                           code="unsupported_parameter")
+        kwargs = self.chat_template_kwargs or _TemplateKwargs()
+        effort, preserve = kwargs.thinking_effort, kwargs.preserve_thinking
         request = ChatRequest(
             messages=messages,
             thinking_effort=effort,
+            effort_hint=EFFORTS.get(self.reasoning_effort or ""),
             preserve_thinking=preserve,
             tools=[t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None,
             tool_choice=self.tool_choice,
@@ -159,34 +190,22 @@ def thinking_switch(body: ChatCompletionBody) -> bool | None:
     """The thinking switch an OpenAI body sets: ``chat_template_kwargs.thinking``
     (true/false), ``thinking.type`` (``enabled``/``disabled``, Moonshot's form) and
     ``reasoning_effort: "none"`` (off); ``None`` when it sets none. If several are given
-    they must agree. Other reasoning_effort values (``minimal`` … ``high``) switch nothing:
-    Kimi K2.x has one level of thinking, and clients that always send ``medium`` keep the
+    they must agree. Other reasoning_effort values (``minimal`` … ``max``) switch nothing (they
+    set K3's effort, see :data:`EFFORTS`): clients that always send ``medium`` keep the
     model id's mode. Raises :class:`APIError` (400) naming the field."""
     wanted: list[tuple[str, bool]] = []
     kwargs = body.chat_template_kwargs
     if kwargs is not None:
-        if "thinking" in kwargs:
-            if not isinstance(kwargs["thinking"], bool):
-                raise APIError(400, "'chat_template_kwargs.thinking' must be true or false",
-                               param="chat_template_kwargs.thinking")
-            wanted.append(("chat_template_kwargs.thinking", kwargs["thinking"]))
-        if "enable_thinking" in kwargs:
+        if kwargs.thinking is not None:
+            wanted.append(("chat_template_kwargs.thinking", kwargs.thinking))
+        if "enable_thinking" in (kwargs.model_extra or {}):
             raise APIError(400, "Kimi's template reads 'thinking', not 'enable_thinking': "
                            "send chat_template_kwargs.thinking",
                            param="chat_template_kwargs.enable_thinking")
     if body.thinking is not None:
-        kind = body.thinking.get("type")
-        if kind not in ("enabled", "disabled"):
-            raise APIError(400, "'thinking' must be {\"type\": \"enabled\"} or "
-                           "{\"type\": \"disabled\"}", param="thinking")
-        wanted.append(("thinking.type", kind == "enabled"))
-    effort = body.reasoning_effort
-    if effort is not None:
-        if effort not in ("none", "minimal", "low", "medium", "high"):
-            raise APIError(400, "'reasoning_effort' must be one of none, minimal, low, "
-                           "medium, high", param="reasoning_effort")
-        if effort == "none":
-            wanted.append(("reasoning_effort", False))
+        wanted.append(("thinking.type", body.thinking.type == "enabled"))
+    if body.reasoning_effort == "none":
+        wanted.append(("reasoning_effort", False))
     values = {v for _, v in wanted}
     if len(values) > 1:
         fields = ", ".join(f"{name}={'on' if v else 'off'}" for name, v in wanted)
@@ -199,9 +218,15 @@ class OpenAIChat:
 
     label = "chat_completions"
     id_prefix = "chatcmpl-"
+    request_model: type[BaseModel] = ChatCompletionBody
+    answer_model: type[BaseModel] = ChatCompletion
+    error_model: type[BaseModel] = OpenAIError
 
     def parse(self, body: dict[str, Any]) -> WireRequest:
-        return ChatCompletionBody.model_validate(body).to_wire()
+        try:
+            return ChatCompletionBody.model_validate(body).to_wire()
+        except ValidationError as exc:
+            raise APIError.from_exception(exc) from None
 
     def encoder(self, answer_id: str, wire: WireRequest) -> ChunkEncoder:
         return ChunkEncoder(answer_id, wire.model, include_usage=wire.include_usage)

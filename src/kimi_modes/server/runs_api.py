@@ -33,7 +33,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from kimi_modes.runs import (
-    STATUSES,
     TERMINAL_STATUSES,
     RunEvent,
     RunNotFound,
@@ -44,6 +43,16 @@ from kimi_modes.runs import (
 )
 from kimi_modes.server.auth import SINGLE_USER, Caller
 from kimi_modes.server.errors import APIError, openai_error_body
+from kimi_modes.server.openai_answer import OpenAIError
+from kimi_modes.server.openapi import Endpoint, Operation
+from kimi_modes.server.runs_schema import (
+    CancelledRunBody,
+    RunBody,
+    RunEventsQuery,
+    RunList,
+    RunListQuery,
+    RunSummaryBody,
+)
 
 log = logging.getLogger("kimi_modes.server")
 
@@ -57,10 +66,7 @@ Resumer = Callable[[str], Awaitable[RunRecord]]
 StoreSource = RunStore | Callable[[], RunStore | None]
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_MAX_LIMIT = 100
-_DEFAULT_LIMIT = 20
-#: The largest offset or seq a query may name: SQLite's largest integer.
-_MAX_INT = 2**63 - 1
+_TAG = "runs"
 
 
 class RunsAPI:
@@ -89,15 +95,31 @@ class RunsAPI:
         self.keepalive = keepalive
         self.cancel_wait = cancel_wait
 
+    def endpoints(self, prefix: str = "/v1") -> list[Endpoint]:
+        """The five routes under ``prefix``, each with its OpenAPI operation."""
+        one = f"{prefix}/runs/{{run_id}}"
+        base = (400, 401, 404, 503)
+        return [
+            Endpoint(Operation("get", f"{prefix}/runs", "List the caller's runs", _TAG,
+                               OpenAIError, (400, 401, 503), RunList, query=RunListQuery),
+                     self.list_runs),
+            Endpoint(Operation("get", one, "A whole run with its steps", _TAG, OpenAIError,
+                               base, RunBody), self.get_run),
+            Endpoint(Operation("delete", one, "Cancel a queued or running run", _TAG,
+                               OpenAIError, (*base, 409), CancelledRunBody), self.cancel_run),
+            Endpoint(Operation("get", f"{one}/events", "The run's events (Server-Sent Events)",
+                               _TAG, OpenAIError, base, media=("text/event-stream",),
+                               query=RunEventsQuery,
+                               headers={"Last-Event-ID": {"type": "string"}}),
+                     self.run_events),
+            Endpoint(Operation("post", f"{one}/resume", "Resume a failed sub-agent as a new run",
+                               _TAG, OpenAIError, (*base, 409, 501), RunSummaryBody,
+                               status=202), self.resume_run),
+        ]
+
     def routes(self, prefix: str = "/v1") -> list[Route]:
         """The five routes under ``prefix``."""
-        return [
-            Route(f"{prefix}/runs", self.list_runs, methods=["GET"]),
-            Route(f"{prefix}/runs/{{run_id}}", self.get_run, methods=["GET"]),
-            Route(f"{prefix}/runs/{{run_id}}", self.cancel_run, methods=["DELETE"]),
-            Route(f"{prefix}/runs/{{run_id}}/events", self.run_events, methods=["GET"]),
-            Route(f"{prefix}/runs/{{run_id}}/resume", self.resume_run, methods=["POST"]),
-        ]
+        return [endpoint.route() for endpoint in self.endpoints(prefix)]
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -107,16 +129,10 @@ class RunsAPI:
         caller's runs."""
         try:
             store, caller = self._guard(request)
-            query = request.query_params
-            limit = _int_param(query.get("limit"), "limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT)
-            offset = _int_param(query.get("offset"), "offset", 0, 0, _MAX_INT)
-            status = query.get("status") or None
-            if status is not None and status not in STATUSES:
-                raise APIError(400, f"unknown status {status!r}; one of "
-                               f"{', '.join(sorted(STATUSES))}", param="status")
-            runs = await store.list_runs(limit + 1, offset, status=status,
-                                         mode=query.get("mode") or None,
-                                         parent_id=query.get("parent_id") or None,
+            query: RunListQuery = RunListQuery.parse(request.query_params)
+            limit, offset = query.limit, query.offset
+            runs = await store.list_runs(limit + 1, offset, status=query.status,
+                                         mode=query.mode, parent_id=query.parent_id,
                                          owner=caller.scope)
         except _Denied as denied:
             return denied.response
@@ -205,11 +221,11 @@ class RunsAPI:
         run_id = request.path_params["run_id"]
         try:
             store, caller = self._guard(request)
-            header = request.headers.get("last-event-id")
-            if header is not None and header.strip():
-                after = _int_param(header.strip(), "Last-Event-ID", 0, 0, _MAX_INT)
-            else:
-                after = _int_param(request.query_params.get("after"), "after", 0, 0, _MAX_INT)
+            header = (request.headers.get("last-event-id") or "").strip()
+            query: RunEventsQuery = (
+                RunEventsQuery.parse({"after": header}, {"after": "Last-Event-ID"}) if header
+                else RunEventsQuery.parse(request.query_params))
+            after = query.after
             await self._visible(store, caller, run_id)
         except _Denied as denied:
             return denied.response
@@ -275,19 +291,6 @@ class _Denied(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__("denied")
         self.response = response
-
-
-def _int_param(raw: str | None, name: str, default: int, low: int, high: int | None) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise APIError(400, f"{name} must be an integer, not {raw!r}", param=name) from None
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise APIError(400, f"{name} must be {bounds}, not {value}", param=name)
-    return value
 
 
 def _api_error(exc: BaseException) -> APIError:

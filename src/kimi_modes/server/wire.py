@@ -17,10 +17,22 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import BaseModel
+from pydantic.config import JsonDict
+
 from kimi_modes.engines.base import ChatRequest, Event
 from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
 from kimi_modes.server.auth import Caller
 from kimi_modes.server.errors import APIError
+
+#: The ``model`` field of every chat API in the OpenAPI document: the ids depend on what the
+#: upstreams serve (read at start-up), so the document points at ``GET /v1/models``.
+MODEL_FIELD: JsonDict = {
+    "description": "A model id listed by GET /v1/models (or one of its aliases: kimi-instant, "
+                   "kimi-thinking, kimi-agent, kimi-swarm); another id is a 404 "
+                   "model_not_found.",
+    "examples": ["kimi-k2.5-thinking", "kimi-thinking"],
+}
 
 
 @dataclass(slots=True)
@@ -57,10 +69,18 @@ class StreamEncoder(Protocol):
 
 class WireFormat(Protocol):
     """One API. ``label`` names it in metrics and logs; ``id_prefix`` starts the ids of its
-    answers (the run an Agent or Swarm request starts is ``run_`` + the same suffix)."""
+    answers (the run an Agent or Swarm request starts is ``run_`` + the same suffix).
+
+    ``request_model``, ``answer_model`` and ``error_model`` are the pydantic models of its
+    request body, its whole answer and its error body: the OpenAPI document describes the
+    API with them (:func:`kimi_modes.server.openapi.wire_operation`). ``parse`` validates
+    with ``request_model``, so the document says what the API accepts."""
 
     label: str
     id_prefix: str
+    request_model: type[BaseModel]
+    answer_model: type[BaseModel]
+    error_model: type[BaseModel]
 
     def parse(self, body: dict[str, Any]) -> WireRequest:
         """The request in ``body`` (a JSON object); raises :class:`APIError` (or pydantic's

@@ -15,7 +15,7 @@ import concurrent.futures
 import json
 import random
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from kimi_modes.engines.base import (
     UpstreamRejected,
     UpstreamUnavailable,
     Usage,
+    stop_sequence,
 )
 from kimi_modes.engines.embedded import thinking as think
 from kimi_modes.engines.embedded.chat import ChatTemplate, plain_messages
@@ -41,15 +42,16 @@ from kimi_modes.engines.embedded.model import (
     default_threads,
     load_llama,
 )
+from kimi_modes.engines.embedded.sinks import AutoDecision, LeadingSpaceStripper
 from kimi_modes.engines.embedded.tools import (
     ToolPlan,
     ToolSpecError,
-    looks_like_calls,
     parse_calls,
     plan_tools,
 )
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.protocol.families import resolve_family
+from kimi_modes.protocol.render import continues_final
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -73,6 +75,10 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[object]
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: Only count the prompt: emit its Usage (no completion) and stop.
+    count_only: bool = False
+    #: The stop string the answer ended on, if one did.
+    stopped_by: str | None = None
 
     def emit(self, item: object) -> None:
         try:
@@ -199,7 +205,7 @@ class EmbeddedEngine(Startable):
 
     # -- streaming -----------------------------------------------------------------------
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """Stream the completion: deltas, then one :class:`Usage`, then one :class:`Finish`.
 
         Raises :class:`UpstreamRejected` (400) for a request this engine cannot serve (a
@@ -207,12 +213,25 @@ class EmbeddedEngine(Startable):
         when the model cannot be loaded or the engine is closed, :class:`UpstreamFailed`
         when llama.cpp fails.
         """
+        return self._events(request)
+
+    async def count_tokens(self, request: ChatRequest) -> int:
+        """The prompt tokens of ``request`` (the ``prompt_tokens`` of its answer; with
+        thinking on, the first prompt's), rendered and tokenized as :meth:`stream` would,
+        without generating. Raises what :meth:`stream` raises."""
+        async for event in self._events(request, count_only=True):
+            if isinstance(event, Usage):
+                return event.prompt_tokens
+        raise UpstreamFailed(self.name, "the prompt was not counted")
+
+    async def _events(self, request: ChatRequest, *,
+                      count_only: bool = False) -> AsyncGenerator[Event, None]:
         await self.start()
         if request.max_tokens is not None and request.max_tokens < 1:
             raise UpstreamRejected(
                 self.name, f"max_tokens must be at least 1, got {request.max_tokens}"
             )
-        job = _Job(request, asyncio.get_running_loop(), asyncio.Queue())
+        job = _Job(request, asyncio.get_running_loop(), asyncio.Queue(), count_only=count_only)
         with self._guard:
             if self._closed:
                 raise UpstreamUnavailable(self.name, "the embedded engine is closed")
@@ -310,6 +329,9 @@ class EmbeddedEngine(Startable):
         except PromptError as exc:
             raise UpstreamRejected(self.name, str(exc)) from exc
         tokens = self._tokenize(llama, prompt)
+        if job.count_only:
+            job.emit(Usage(len(tokens), 0))
+            return
         info = family_info(family)
         recommended = info.default_sampling(request.thinking)
         sampling = self._sampling(
@@ -317,7 +339,9 @@ class EmbeddedEngine(Startable):
             (recommended.temperature, recommended.top_p or 1.0),
             repeat_penalty=1.0,
         )
-        parser = StreamingParser(family, thinking=request.thinking, tools=tools)
+        # A continued assistant message goes on in the answer: no reasoning comes first.
+        thinks = request.thinking and not continues_final(request.messages)
+        parser = StreamingParser(family, thinking=thinks, tools=tools)
 
         def forward(deltas: list[Any]) -> None:
             for delta in deltas:
@@ -357,12 +381,16 @@ class EmbeddedEngine(Startable):
         if result.reason == "length":
             job.emit(Finish("length"))
         else:
-            job.emit(Finish("tool_calls" if answer.tool_calls else "stop"))
+            job.emit(Finish("tool_calls") if answer.tool_calls
+                     else Finish("stop", stop_sequence(request, result.stop_string)))
 
     # -- any other GGUF: its own template, emulated thinking, constrained tool calls -------
 
     def _run_plain(self, job: _Job, llama: Llama) -> None:
         request = job.request
+        if continues_final(request.messages):
+            raise UpstreamRejected(self.name, "continuing an assistant message (a prefill) "
+                                   "needs a Kimi model here; this model's template cannot")
         assert self._template is not None
         template = self._template
         plan = plan_tools(
@@ -385,8 +413,11 @@ class EmbeddedEngine(Startable):
             )
             tokens = self._tokenize(llama, template.render(chat))
             prompt_tokens = len(tokens)
+            if job.count_only:
+                job.emit(Usage(prompt_tokens, 0))
+                return
             room = self._room(tokens, budget)
-            emit_reasoning = _LeadingSpaceStripper(lambda t: job.emit(ReasoningDelta(t)))
+            emit_reasoning = LeadingSpaceStripper(lambda t: job.emit(ReasoningDelta(t)))
             thought = generate(
                 llama,
                 tokens,
@@ -407,13 +438,17 @@ class EmbeddedEngine(Startable):
         tokens = self._tokenize(llama, template.render(chat))
         if prompt_tokens is None:
             prompt_tokens = len(tokens)
+            if job.count_only:
+                job.emit(Usage(prompt_tokens, 0))
+                return
         room = self._room(tokens, budget)
         reason, answer_tokens = self._answer(
             job, llama, tokens, room, sampling, stops, plan, format_grammar
         )
         completion = answer_tokens + (reasoning_tokens or 0)
         job.emit(Usage(prompt_tokens, completion, reasoning_tokens))
-        job.emit(Finish(reason))
+        job.emit(Finish(reason, stop_sequence(request, job.stopped_by) if reason == "stop"
+                        else None))
 
     def _answer(
         self,
@@ -429,12 +464,12 @@ class EmbeddedEngine(Startable):
         """Generate the answer; returns the finish reason and the tokens it used."""
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        emit_content = _LeadingSpaceStripper(lambda t: job.emit(ContentDelta(t)))
+        emit_content = LeadingSpaceStripper(lambda t: job.emit(ContentDelta(t)))
         if plan is None or not plan.required:
             grammar = (
                 LlamaGrammar.from_string(format_grammar, verbose=False) if format_grammar else None
             )
-            decide = _AutoDecision(emit_content) if plan is not None else None
+            decide = AutoDecision(emit_content) if plan is not None else None
             result = generate(
                 llama,
                 tokens,
@@ -447,6 +482,7 @@ class EmbeddedEngine(Startable):
             )
             if result.reason == "cancelled":
                 raise _Cancelled
+            job.stopped_by = result.stop_string
             if result.reason != "aborted":
                 return ("length" if result.reason == "length" else "stop"), result.n_tokens
         assert plan is not None
@@ -542,45 +578,3 @@ def _join(*parts: str | None) -> str:
 
 def _fields(sampling: Sampling) -> dict[str, Any]:
     return {name: getattr(sampling, name) for name in Sampling.__dataclass_fields__}
-
-
-class _LeadingSpaceStripper:
-    """Forwards text, dropping the whitespace a model writes before its first word."""
-
-    def __init__(self, sink: Callable[[str], None]) -> None:
-        self._sink = sink
-        self._started = False
-
-    def __call__(self, text: str) -> bool:
-        if not self._started:
-            text = text.lstrip()
-            if not text:
-                return True
-            self._started = True
-        self._sink(text)
-        return True
-
-
-class _AutoDecision:
-    """``tool_choice="auto"``: text until the first visible character, then decide.
-
-    A ``[`` or ``{`` means the model is writing calls: stop (the caller regenerates them
-    under the calls grammar). Anything else is an answer: stream it.
-    """
-
-    def __init__(self, content: _LeadingSpaceStripper) -> None:
-        self._content = content
-        self._seen = ""
-        self._decided = False
-
-    def __call__(self, text: str) -> bool:
-        if self._decided:
-            return self._content(text)
-        self._seen += text
-        verdict = looks_like_calls(self._seen)
-        if verdict is None:
-            return True
-        if verdict:
-            return False
-        self._decided = True
-        return self._content(self._seen)

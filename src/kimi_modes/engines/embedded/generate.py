@@ -43,12 +43,14 @@ class Generated:
     the sampled tokens that were kept (the end-of-generation token is not counted, a token
     that completed a stop string is). ``reason`` is ``stop`` (end token or stop string),
     ``length`` (``max_tokens`` reached), ``cancelled`` (the cancel event was set) or
-    ``aborted`` (the callback returned ``False``).
+    ``aborted`` (the callback returned ``False``). ``stop_string``: the stop string that
+    ended it, if one did.
     """
 
     text: str
     n_tokens: int
     reason: StopReason
+    stop_string: str | None = None
 
 
 def generate(
@@ -81,6 +83,7 @@ def generate(
     parts: list[str] = []
     n_tokens = 0
     reason: StopReason = "stop"
+    stop_string: str | None = None
 
     def hand_out(text: str) -> bool:
         if not text:
@@ -112,7 +115,7 @@ def generate(
                 break
             n_tokens += 1
             pending += decoder.decode(llama.detokenize([token], special=special))
-            cut = _first_stop(pending, stops)
+            cut, stop_string = _first_stop(pending, stops)
             if cut is not None:
                 hand_out(pending[:cut])
                 pending = ""
@@ -130,12 +133,13 @@ def generate(
         tokens.close()
     if reason in ("stop", "length", "cancelled"):
         hand_out(pending + decoder.decode(b"", final=True))
-    return Generated("".join(parts), n_tokens, reason)
+    return Generated("".join(parts), n_tokens, reason, stop_string)
 
 
-def _first_stop(text: str, stops: Sequence[str]) -> int | None:
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(found) if found else None
+def _first_stop(text: str, stops: Sequence[str]) -> tuple[int | None, str | None]:
+    """Where the first stop string in ``text`` begins, and which one it is."""
+    found = [(i, s) for s, i in ((s, text.find(s)) for s in stops) if i >= 0]
+    return min(found) if found else (None, None)
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:

@@ -43,6 +43,7 @@ from kimi_modes.server.anthropic_api.errors import anthropic_error_body, anthrop
 from kimi_modes.server.anthropic_api.request import (
     TEMPERATURE_SCALE,
     AnthropicRequestError,
+    parse_count_request,
     parse_messages_request,
 )
 from kimi_modes.server.anthropic_api.response import (
@@ -64,6 +65,7 @@ __all__ = [
     "anthropic_error_body",
     "anthropic_error_type",
     "build_message_response",
+    "parse_count_request",
     "parse_messages_request",
     "tool_input",
 ]

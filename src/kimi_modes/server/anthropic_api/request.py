@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from kimi_modes.engines.base import ChatRequest
-from kimi_modes.modes.options import ModeOptions
-from kimi_modes.server.wire import WireRequest
+from kimi_modes.modes.options import AgentOptions, ModeOptions, SwarmOptions
+from kimi_modes.server.wire import MODEL_FIELD, WireRequest
 
 __all__ = [
     "TEMPERATURE_SCALE",
     "AnthropicRequestError",
+    "CountTokensBody",
+    "MessagesBody",
+    "parse_count_request",
     "parse_messages_request",
 ]
 
@@ -46,25 +49,41 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class _Body(_Lenient):
-    model: str = Field(min_length=1)
+#: Content: a string or a list of blocks. Checked by :func:`_blocks`, whose messages say
+#: where a block is wrong; the schema says the same for the OpenAPI document.
+_Content = Annotated[Any, WithJsonSchema({"anyOf": [
+    {"type": "string"}, {"type": "array", "items": {"type": "object"}}]})]
+
+
+class _InputMessage(_Lenient):
+    role: Literal["user", "assistant", "system"]
+    content: _Content
+
+
+class CountTokensBody(_Lenient):
+    """A ``POST /v1/messages/count_tokens`` body: the prompt part of a messages body. The
+    content blocks are checked one by one afterwards, each with the location it came from."""
+
+    model: str = Field(min_length=1, json_schema_extra=MODEL_FIELD)
+    messages: list[_InputMessage] = Field(min_length=1)
+    system: _Content | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    thinking: dict[str, Any] | None = None
+    agent: AgentOptions | None = None
+    swarm: SwarmOptions | None = None
+
+
+class MessagesBody(CountTokensBody):
+    """A ``POST /v1/messages`` body: the fields read (others are accepted and ignored)."""
+
     max_tokens: int = Field(ge=1)
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    system: Any = None
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0.0, le=1.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=0)
     stop_sequences: list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: dict[str, Any] | None = None
-    thinking: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-
-
-class _Message(_Lenient):
-    role: Literal["user", "assistant", "system"]
-    content: Any
 
 
 class _TextBlock(_Lenient):
@@ -299,16 +318,15 @@ def _system_text(value: Any, loc: str) -> str:
     return "\n\n".join(texts)
 
 
-def _convert_messages(body: _Body) -> list[dict[str, Any]]:
+def _convert_messages(body: CountTokensBody) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if body.system is not None:
         system = _system_text(body.system, "system")
         if system:
             out.append({"role": "system", "content": system})
     previous_tool_ids: set[str] = set()
-    for i, raw in enumerate(body.messages):
+    for i, message in enumerate(body.messages):
         loc = f"messages.{i}"
-        message = _validate(_Message, raw, loc)
         blocks = _blocks(message.content, f"{loc}.content")
         tool_ids: set[str] = set()
         if message.role == "system":
@@ -334,6 +352,10 @@ def _convert_messages(body: _Body) -> list[dict[str, Any]]:
         else:
             out.append(_assistant_message(blocks, loc, tool_ids))
         previous_tool_ids = tool_ids
+    last = out[-1]
+    if last["role"] == "assistant" and not last.get("tool_calls"):
+        last["partial"] = True  # a prefill: the answer continues it (Moonshot's partial mode)
+        last.pop("reasoning_content", None)
     return out
 
 
@@ -462,33 +484,43 @@ def parse_messages_request(body: Any) -> WireRequest:
     as on the OpenAI API); ``metadata`` is ignored. Raises :class:`AnthropicRequestError` on
     anything else.
     """
+    parsed = _validate(MessagesBody, _object(body), "")
+    wire = _prompt(parsed, body)
+    if parsed.top_k is not None:
+        wire.request.extra["top_k"] = parsed.top_k
+    wire.request.max_tokens = parsed.max_tokens
+    if parsed.temperature is not None:
+        wire.request.temperature = round(parsed.temperature * TEMPERATURE_SCALE, 6)
+    wire.request.top_p = parsed.top_p
+    wire.request.stop = list(parsed.stop_sequences) if parsed.stop_sequences else None
+    wire.stream = parsed.stream
+    return wire
+
+
+def parse_count_request(body: Any) -> WireRequest:
+    """Validate a ``POST /v1/messages/count_tokens`` body: what
+    :func:`parse_messages_request` reads of the prompt (model, system, messages, tools,
+    tool_choice, thinking), into the same engine request. Raises
+    :class:`AnthropicRequestError`."""
+    return _prompt(_validate(CountTokensBody, _object(body), ""), body)
+
+
+def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise AnthropicRequestError("the request body must be a JSON object", None)
-    parsed = _validate(_Body, body, "")
+    return body
+
+
+def _prompt(parsed: CountTokensBody, body: dict[str, Any]) -> WireRequest:
     extra: dict[str, Any] = {}
-    if parsed.top_k is not None:
-        extra["top_k"] = parsed.top_k
     tools = _convert_tools(parsed.tools) if parsed.tools else None
     tool_choice = (
         _convert_tool_choice(parsed.tool_choice, tools, extra) if parsed.tool_choice else None
     )
     thinking = _convert_thinking(parsed.thinking)
-    temperature = (
-        round(parsed.temperature * TEMPERATURE_SCALE, 6) if parsed.temperature is not None else None
-    )
-    try:
-        options = ModeOptions.from_body(body)
-    except ValidationError as exc:
-        raise _readable(exc, "") from None
-    request = ChatRequest(
-        messages=_convert_messages(parsed),
-        max_tokens=parsed.max_tokens,
-        tools=tools,
-        tool_choice=tool_choice,
-        temperature=temperature,
-        top_p=parsed.top_p,
-        stop=list(parsed.stop_sequences) if parsed.stop_sequences else None,
-        extra=extra,
-    )
-    return WireRequest(parsed.model, request, thinking, options, stream=parsed.stream,
+    options = ModeOptions(agent=parsed.agent or AgentOptions(),
+                          swarm=parsed.swarm or SwarmOptions())
+    request = ChatRequest(messages=_convert_messages(parsed), tools=tools,
+                          tool_choice=tool_choice, extra=extra)
+    return WireRequest(parsed.model, request, thinking, options,
                        prompt_estimate=max(1, len(orjson.dumps(body)) // 4))

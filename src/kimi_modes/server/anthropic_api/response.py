@@ -83,6 +83,8 @@ class _MessageAssembler:
         self.content: list[dict[str, Any]] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        #: The client's stop sequence that ended the answer, if one did.
+        self.stop_sequence: str | None = None
         self.started = False
         self.done = False
         self._open: _OpenBlock | None = None
@@ -133,6 +135,7 @@ class _MessageAssembler:
             self.usage = event
         elif isinstance(event, Finish):
             self.finish_reason = event.reason
+            self.stop_sequence = event.stop_sequence
         return frames
 
     def finish(self) -> list[_Frame]:
@@ -152,7 +155,8 @@ class _MessageAssembler:
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": self.stop_reason(), "stop_sequence": None},
+                    "delta": {"stop_reason": self.stop_reason(),
+                              "stop_sequence": self._fired()},
                     "usage": delta_usage,
                 },
             )
@@ -162,8 +166,13 @@ class _MessageAssembler:
 
     # -- the message -------------------------------------------------------------------------
 
+    def _fired(self) -> str | None:
+        return self.stop_sequence if self.stop_reason() == "stop_sequence" else None
+
     def stop_reason(self) -> str:
         reason = self.finish_reason
+        if reason == "stop" and self.stop_sequence is not None:
+            return "stop_sequence"
         if self._saw_tool and reason in (None, "stop", "tool_calls"):
             return "tool_use"
         if reason is None:
@@ -193,7 +202,7 @@ class _MessageAssembler:
             "model": self.model,
             "content": content,
             "stop_reason": self.stop_reason() if self.done else None,
-            "stop_sequence": None,
+            "stop_sequence": self._fired() if self.done else None,
             "usage": usage,
         }
 

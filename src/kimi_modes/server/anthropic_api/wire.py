@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from kimi_modes.engines.base import Event
+from kimi_modes.server.anthropic_api.answer import AnthropicError, Message
 from kimi_modes.server.anthropic_api.errors import anthropic_error_body
-from kimi_modes.server.anthropic_api.request import AnthropicRequestError, parse_messages_request
+from kimi_modes.server.anthropic_api.request import (
+    AnthropicRequestError,
+    MessagesBody,
+    parse_messages_request,
+)
 from kimi_modes.server.anthropic_api.response import MessageStreamEncoder, build_message_response
 from kimi_modes.server.errors import APIError
 from kimi_modes.server.wire import WireRequest
@@ -18,6 +25,9 @@ class AnthropicMessages:
 
     label = "messages"
     id_prefix = "msg_"
+    request_model: type[BaseModel] = MessagesBody
+    answer_model: type[BaseModel] = Message
+    error_model: type[BaseModel] = AnthropicError
 
     def parse(self, body: dict[str, Any]) -> WireRequest:
         try:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from kimi_modes.engines.base import Usage
 
@@ -21,6 +23,37 @@ DEFAULT_ECHO: dict[str, Any] = {
     "reasoning": {"effort": None, "summary": None}, "text": {"format": {"type": "text"}},
     "store": True, "background": False,
 }
+
+
+class ResponseObject(BaseModel):
+    """The ``response`` object as the OpenAPI document describes it (what
+    :func:`response_object` builds; further fields as OpenAI's)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["response"]
+    created_at: float
+    status: str
+    model: str
+    output: list[dict[str, Any]]
+    usage: dict[str, Any] | None = None
+
+
+class DeletedResponse(BaseModel):
+    """The answer of ``DELETE /v1/responses/{id}``."""
+
+    id: str
+    object: Literal["response.deleted"]
+    deleted: bool
+
+
+class InputItems(BaseModel):
+    """The answer of ``GET /v1/responses/{id}/input_items``."""
+
+    model_config = ConfigDict(extra="allow")
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+    has_more: bool
 
 
 def response_object(

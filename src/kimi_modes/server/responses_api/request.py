@@ -5,7 +5,9 @@ OpenAI's clients send many); :meth:`ResponsesBody.to_wire` makes the engine requ
 ``instructions`` as the system message, the ``input`` items folded into chat messages
 (:mod:`.items`), function ``tools`` and ``tool_choice`` in chat shape, ``text.format`` as
 ``response_format``, ``max_output_tokens`` as ``max_tokens``, and ``reasoning.effort`` as the
-thinking switch (``none``: off) and K3's ``thinking_effort`` (see :func:`effort_for`).
+thinking switch (``none``: off) and an effort hint in K3's words, as ``reasoning_effort`` on
+chat completions (:data:`~kimi_modes.server.openai_api.EFFORTS`: a family without efforts
+ignores it).
 """
 
 from __future__ import annotations
@@ -18,13 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from kimi_modes.engines.base import ChatRequest
 from kimi_modes.modes.options import AgentOptions, ModeOptions, SwarmOptions
 from kimi_modes.server.errors import APIError
-from kimi_modes.server.openai_api import PASSTHROUGH
+from kimi_modes.server.openai_api import EFFORTS, PASSTHROUGH, ReasoningEffort
 from kimi_modes.server.responses_api.items import messages_from_items
 from kimi_modes.server.wire import WireRequest
-
-#: OpenAI's reasoning efforts → K3's words (K3 takes low, high and max).
-K3_EFFORTS = {"minimal": "low", "low": "low", "medium": "high", "high": "high",
-              "xhigh": "max"}
 
 
 class Reasoning(BaseModel):
@@ -32,7 +30,7 @@ class Reasoning(BaseModel):
     but ``null``: the reasoning is also streamed and returned as the item's summary)."""
 
     model_config = ConfigDict(extra="allow")
-    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    effort: ReasoningEffort | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
@@ -89,9 +87,8 @@ class ResponsesBody(BaseModel):
     agent: AgentOptions | None = None
     swarm: SwarmOptions | None = None
 
-    def to_wire(self, efforts: frozenset[str] = frozenset()) -> ResponsesRequest:
-        """The request as the gateway takes it. ``efforts``: the ``thinking_effort`` values
-        every upstream accepts (K3's; none for K2.x, where an effort switches nothing)."""
+    def to_wire(self) -> ResponsesRequest:
+        """The request as the gateway takes it."""
         if self.background and not self.store:
             raise APIError(400, "a background response must be stored: drop 'store: false'",
                            param="store")
@@ -121,7 +118,7 @@ class ResponsesBody(BaseModel):
             temperature=self.temperature,
             top_p=self.top_p,
             max_tokens=self.max_output_tokens,
-            thinking_effort=effort_for(effort, efforts),
+            effort_hint=EFFORTS.get(effort or ""),
             extra=extra,
         )
         options = ModeOptions(agent=self.agent or AgentOptions(),
@@ -187,14 +184,6 @@ class ResponsesRequest(WireRequest):
 
     body: ResponsesBody = field(default_factory=lambda: ResponsesBody(model="-"))
     conversation: list[dict[str, Any]] = field(default_factory=list)
-
-
-def effort_for(effort: str | None, accepted: frozenset[str]) -> str | None:
-    """``thinking_effort`` for OpenAI's ``reasoning.effort``: K3's word for it
-    (:data:`K3_EFFORTS`) when every upstream accepts that word, else ``None`` (K2.x has one
-    level of thinking: an effort other than ``none`` switches nothing there)."""
-    wanted = K3_EFFORTS.get(effort or "")
-    return wanted if wanted is not None and wanted in accepted else None
 
 
 def _chat_tool(tool: FunctionTool) -> dict[str, Any]:

@@ -12,19 +12,34 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kimi_modes.runs import TERMINAL_STATUSES
 from kimi_modes.server.auth import Caller
 from kimi_modes.server.errors import APIError, openai_error_body
+from kimi_modes.server.openai_answer import OpenAIError
+from kimi_modes.server.openapi import Endpoint, Operation
+from kimi_modes.server.responses_api.body import DeletedResponse, InputItems, ResponseObject
 from kimi_modes.server.responses_api.stored import StoredResponses, response_from
 
 #: ``authorize(request)``: the caller, or the response to refuse the request with.
 Authorize = Callable[[Request], Caller | Response]
 
 _MAX_LIMIT = 100
+
+
+_TAG = "responses"
+
+
+class InputItemsQuery(BaseModel):
+    """The query string of ``GET /v1/responses/{id}/input_items`` (as the document shows it;
+    the handler checks it and answers 400 naming the parameter)."""
+
+    order: str | None = Field(None, pattern="^(asc|desc)$")
+    limit: int | None = Field(None, ge=1, le=100)
+    after: str | None = None
 
 
 class ResponsesRoutes:
@@ -37,14 +52,20 @@ class ResponsesRoutes:
         self._authorize = authorize
         self.cancel_wait = cancel_wait
 
-    def routes(self, prefix: str = "/v1") -> list[Route]:
-        """The four routes under ``prefix``."""
+    def endpoints(self, prefix: str = "/v1") -> list[Endpoint]:
+        """The four routes under ``prefix``, each with its OpenAPI operation."""
         base = f"{prefix}/responses/{{response_id}}"
+        errors = (400, 401, 404, 409, 503)
         return [
-            Route(base, self.get, methods=["GET"]),
-            Route(base, self.delete, methods=["DELETE"]),
-            Route(base + "/cancel", self.cancel, methods=["POST"]),
-            Route(base + "/input_items", self.input_items, methods=["GET"]),
+            Endpoint(Operation("get", base, "A stored response", _TAG, OpenAIError, errors,
+                               ResponseObject), self.get),
+            Endpoint(Operation("delete", base, "Delete a stored response", _TAG, OpenAIError,
+                               errors, DeletedResponse), self.delete),
+            Endpoint(Operation("post", base + "/cancel", "Cancel a background response",
+                               _TAG, OpenAIError, errors, ResponseObject), self.cancel),
+            Endpoint(Operation("get", base + "/input_items", "The items a response saw",
+                               _TAG, OpenAIError, errors, InputItems,
+                               query=InputItemsQuery), self.input_items),
         ]
 
     async def get(self, request: Request) -> Response:

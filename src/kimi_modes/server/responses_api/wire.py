@@ -12,11 +12,14 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from pydantic import BaseModel
+
 from kimi_modes.engines.base import Event, Finish
 from kimi_modes.engines.message import MessageBuilder
 from kimi_modes.server.auth import Caller
 from kimi_modes.server.errors import APIError, openai_error_body
-from kimi_modes.server.responses_api.body import ending, response_object
+from kimi_modes.server.openai_answer import OpenAIError
+from kimi_modes.server.responses_api.body import ResponseObject, ending, response_object
 from kimi_modes.server.responses_api.items import output_items
 from kimi_modes.server.responses_api.request import ResponsesBody, ResponsesRequest
 from kimi_modes.server.responses_api.stored import PREFIX, StoredResponses
@@ -30,22 +33,22 @@ RUN_MODES = frozenset({"agent", "swarm"})
 
 
 class ResponsesWire:
-    """The Responses API over the stored responses ``stored``. ``efforts``: the
-    ``thinking_effort`` values every upstream takes (see
-    :func:`~kimi_modes.server.responses_api.request.effort_for`)."""
+    """The Responses API over the stored responses ``stored``."""
 
     label = "responses"
     id_prefix = PREFIX
+    request_model: type[BaseModel] = ResponsesBody
+    answer_model: type[BaseModel] = ResponseObject
+    error_model: type[BaseModel] = OpenAIError
 
-    def __init__(self, stored: StoredResponses, efforts: frozenset[str] = frozenset()) -> None:
+    def __init__(self, stored: StoredResponses) -> None:
         self.stored = stored
-        self.efforts = efforts
         self._background: set[asyncio.Task[None]] = set()
 
     # -- WireFormat ----------------------------------------------------------------------
 
     def parse(self, body: dict[str, Any]) -> ResponsesRequest:
-        return ResponsesBody.model_validate(body).to_wire(self.efforts)
+        return ResponsesBody.model_validate(body).to_wire()
 
     def encoder(self, answer_id: str, wire: WireRequest) -> ResponseEncoder:
         request = _responses(wire)
