@@ -213,7 +213,8 @@ def build_engine(upstream: UpstreamSettings) -> Engine:
     # The family is detected from the GGUF's metadata unless the config names one.
     family = upstream.family
     return EmbeddedEngine(upstream.model_path, name=upstream.name, n_ctx=upstream.n_ctx,
-                          n_threads=upstream.n_threads, family=family)
+                          n_threads=upstream.n_threads, family=family,
+                          adapter=upstream.adapter)
 
 
 def build_engines(settings: Settings) -> dict[str, Engine]:

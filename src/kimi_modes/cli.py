@@ -134,8 +134,10 @@ def serve(
         settings.server.log_level = log_level
     if workers is not None:
         settings.server.workers = workers
-    try:  # the flags may contradict the file (a mode naming an upstream --upstream replaced)
-        settings = type(settings).model_validate(settings.model_dump())
+    # The flags may contradict the file (a mode naming an upstream --upstream replaced).
+    # Defaults stay unset, so an embedded upstream still detects its family from the GGUF.
+    try:
+        settings = type(settings).model_validate(settings.model_dump(exclude_defaults=True))
     except ValidationError as exc:
         problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
         raise _fail(f"the flags and the configuration disagree: {problems}") from None

@@ -154,6 +154,8 @@ class UpstreamSettings(BaseModel):
     read_timeout: float = Field(300.0, gt=0)
     #: ``embedded`` only: a GGUF path (default: the bundled SmolLM2-135M-Instruct).
     model_path: str | None = None
+    #: ``embedded`` only: a llama.cpp LoRA adapter GGUF for that model (``train export``).
+    adapter: str | None = None
     n_ctx: int = Field(4096, gt=0)
     n_threads: int | None = None
     #: At most this many requests in flight to this upstream from the swarm's engine pools
@@ -193,6 +195,8 @@ class UpstreamSettings(BaseModel):
     def _url_when_remote(self) -> UpstreamSettings:
         if self.kind != "embedded" and not self.url:
             raise ValueError(f"upstream {self.name!r} of kind {self.kind!r} needs a url")
+        if self.adapter and self.kind != "embedded":
+            raise ValueError(f"upstream {self.name!r}: adapter needs kind embedded")
         if self.router and self.kind != "openai_chat":
             raise ValueError(f"upstream {self.name!r}: router = true needs kind openai_chat")
         if self.router and self.metrics_url:

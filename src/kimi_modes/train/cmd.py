@@ -1,4 +1,5 @@
-"""The ``kimi-modes train`` commands: ``targets`` (what LoRA adapts) and ``run`` (GSPO).
+"""The ``kimi-modes train`` commands: ``targets`` (what LoRA adapts), ``run`` (GSPO),
+``export`` (an adapter as a llama.cpp LoRA GGUF) and ``cluster`` (multi-node configs).
 
 Imports only typer at module level: the main CLI imports this module to register the
 commands; torch, transformers, TRL and PEFT load when a command runs.
@@ -17,6 +18,10 @@ train_app = typer.Typer(
 )
 
 MODEL_HELP = "A transformers checkpoint directory (or Hub id)."
+GGUF_HELP = (
+    "A GGUF file inside --model's directory to load (de-quantised to float32), e.g. the "
+    "bundled SmolLM2; Llama-shaped models need --targets q_proj,k_proj,v_proj,o_proj,..."
+)
 TARGETS_HELP = "Comma-separated LoRA target names (default: MLA, dense and shared-expert MLP)."
 
 
@@ -111,6 +116,7 @@ def run(
     ] = None,
     repeat: Annotated[int, typer.Option(help="List each task this many times.")] = 1,
     cpu: Annotated[bool, typer.Option(help="Train on CPU (tiny models, tests).")] = False,
+    gguf_file: Annotated[str | None, typer.Option(help=GGUF_HELP)] = None,
 ) -> None:
     """GSPO with LoRA on MODEL over task files and stored runs; prints reward, KL and clip
     ratio per step. A stored run whose task matches a --task's messages takes its checkers."""
@@ -135,7 +141,7 @@ def run(
     paths = [*(task or []), *(scenario_path(name) for name in scenario or [])]
     if not paths and from_runs is None:
         raise _fail("give --task, --scenario or --from-runs")
-    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer = AutoTokenizer.from_pretrained(model, gguf_file=gguf_file)
     funcs = [
         AnswerFormat(tokenizer, family),
         ToolCallValidity(tokenizer, family),
@@ -178,7 +184,7 @@ def run(
         dataset = mix_replay(dataset, earlier, replay_ratio, seed=preset.seed)
     try:
         train_gspo(
-            AutoModelForCausalLM.from_pretrained(model),
+            AutoModelForCausalLM.from_pretrained(model, gguf_file=gguf_file),
             tokenizer,
             dataset,
             rewards,
@@ -194,6 +200,23 @@ def run(
     except TargetError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"adapter saved to {output}")
+
+
+@train_app.command("export")
+def export(
+    adapter: Annotated[Path, typer.Option(help="The adapter directory `train run` saved.")],
+    base_gguf: Annotated[Path, typer.Option(help="The GGUF the adapter will be applied to.")],
+    output: Annotated[Path, typer.Option(help="The LoRA GGUF to write.")],
+) -> None:
+    """Write a trained LoRA adapter as a llama.cpp LoRA GGUF, for an embedded upstream's
+    `adapter` setting (Llama-architecture GGUFs such as the bundled SmolLM2)."""
+    from kimi_modes.train.export import ExportError, export_lora_gguf
+
+    try:
+        export_lora_gguf(adapter, base_gguf, output)
+    except (ExportError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"adapter GGUF written to {output}")
 
 
 def _runs_dataset(

@@ -100,7 +100,8 @@ class EmbeddedEngine(Startable):
     The model loads on :meth:`start` or on the first request, in the worker thread.
     ``n_ctx`` is the context window (capped at the model's trained one), ``n_threads`` the
     decode threads (default: all cores but one up to 4, then half of them), ``seed`` the sampling
-    seed for requests that give none (default: random per request).
+    seed for requests that give none (default: random per request). ``adapter`` is a llama.cpp
+    LoRA GGUF applied to the model at load time (``kimi-modes train export`` writes one).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class EmbeddedEngine(Startable):
         n_threads: int | None = None,
         family: str | None = None,
         seed: int | None = None,
+        adapter: str | None = None,
     ) -> None:
         if family is not None:
             family = resolve_family(family)  # ValueError naming the known families
@@ -123,6 +125,7 @@ class EmbeddedEngine(Startable):
         self._n_threads = n_threads or default_threads()
         self._family_override = family
         self._seed = seed
+        self._adapter = Path(adapter).expanduser() if adapter else None
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"kimi-embedded-{name}"
         )
@@ -170,7 +173,9 @@ class EmbeddedEngine(Startable):
 
     def _load(self) -> None:
         path = self._model_path or default_model_path()
-        llama, info = load_llama(path, n_ctx=self._n_ctx, n_threads=self._n_threads, seed=None)
+        llama, info = load_llama(
+            path, n_ctx=self._n_ctx, n_threads=self._n_threads, seed=None, lora_path=self._adapter
+        )
         if self._family_override is not None:
             info = ModelInfo(
                 path=info.path,

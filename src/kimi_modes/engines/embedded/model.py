@@ -193,16 +193,24 @@ _load_lock = threading.Lock()
 
 
 def load_llama(
-    model_path: Path, *, n_ctx: int, n_threads: int, seed: int | None
+    model_path: Path,
+    *,
+    n_ctx: int,
+    n_threads: int,
+    seed: int | None,
+    lora_path: Path | None = None,
 ) -> tuple[Llama, ModelInfo]:
     """Load ``model_path`` with llama.cpp (blocking; call it from a worker thread).
 
     ``verbose=False``; the context is ``n_ctx`` tokens, capped at what the model was trained
-    for. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for one llama.cpp
-    cannot load.
+    for. ``lora_path`` is a llama.cpp LoRA adapter GGUF applied at scale 1. Raises
+    ``FileNotFoundError`` for a missing file, ``ValueError`` for a model llama.cpp cannot load
+    and ``RuntimeError`` for an adapter it rejects (one made for another model).
     """
     if not model_path.is_file():
         raise FileNotFoundError(f"GGUF model not found: {model_path}")
+    if lora_path is not None and not lora_path.is_file():
+        raise FileNotFoundError(f"LoRA adapter not found: {lora_path}")
     import llama_cpp
     from llama_cpp import llama_cpp as low_level
 
@@ -214,6 +222,8 @@ def load_llama(
     }
     if seed is not None:
         kwargs["seed"] = seed
+    if lora_path is not None:
+        kwargs["lora_path"] = str(lora_path)
     safe = extra_buffers_are_safe(model_path)
     with _load_lock:
         # Llama() reads llama_model_default_params() and offers no switch for
