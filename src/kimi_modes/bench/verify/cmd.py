@@ -99,9 +99,23 @@ def tools(
         int | None, typer.Option(help="Only the first N requests of the file.")
     ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress line.")] = False,
+    suite: Annotated[
+        str, typer.Option(help="k2vv (tool-call F1, K2VV), or Kimi-Vendor-Verifier's params, "
+                          "schema, k3, prompt-tokens, or all of them.")
+    ] = "k2vv",
+    data: Annotated[
+        Path | None, typer.Option(help="KVV test data: a checkout's testdata folder (schema "
+                                  "and prompt-token cases) or a prompt-token cases JSONL.")
+    ] = None,
+    think_mode: Annotated[
+        str, typer.Option(help="How to switch thinking: kimi, opensource or none (KVV's).")
+    ] = "opensource",
 ) -> None:
     """Check a deployment's tool calls as Moonshot's K2-Vendor-Verifier does: tool-call
     trigger F1 against a reference or labels, and schema accuracy."""
+    if suite != "k2vv":
+        _kvv_suites(suite, base_url, model, api_key, model_family, data, think_mode,
+                    max_tokens, timeout, summary)
     from kimi_modes.bench.verify import run as verifier
     from kimi_modes.bench.verify.cases import InputError, load_cases
     from kimi_modes.bench.verify.metrics import F1_THRESHOLDS, Thresholds
@@ -146,3 +160,33 @@ def tools(
         first = next((r.get("error") for r in run.records if r.get("error")), None)
         raise _fail(f"all {s['total']} requests failed" + (f": {first}" if first else ""), 1)
     raise typer.Exit(0 if s["passed"] else 1)
+
+
+def _kvv_suites(suite: str, base_url: str, model: str | None, api_key: str | None,
+                model_family: str, data: Path | None, think_mode: str,
+                max_tokens: int | None, timeout: float, summary: Path) -> None:
+    """Run Kimi-Vendor-Verifier's suites, print their summary, write it, exit 0/1."""
+    import json
+
+    from kimi_modes.bench._http import EndpointError
+    from kimi_modes.bench.verify import suites as kvv
+    from kimi_modes.bench.verify.client import Endpoint
+
+    names = list(kvv.SUITES) if suite == "all" else [suite]
+    if any(n not in kvv.SUITES for n in names):
+        raise _fail(f"--suite must be k2vv, {', '.join(kvv.SUITES)} or all")
+    if think_mode not in ("kimi", "opensource", "none"):
+        raise _fail("--think-mode must be kimi, opensource or none")
+    try:
+        family = resolve_family(model_family)
+    except ValueError:
+        raise _fail(f"--model-family must be one of {', '.join(Family)}") from None
+    options = kvv.SuiteOptions(family, data, think_mode, max_tokens or 2048, min(timeout, 600))
+    try:
+        result = kvv.run(Endpoint(base_url, model, api_key or None), names, options)
+    except (EndpointError, ValueError) as exc:
+        raise _fail(str(exc), 1) from None
+    typer.echo("\n".join(kvv.summary_lines(result)))
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    raise typer.Exit(0 if result["passed"] else 1)
