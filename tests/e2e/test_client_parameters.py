@@ -44,7 +44,7 @@ def k3(request: pytest.FixtureRequest, start_simulator: Callable[..., Any],
 def test_reasoning_effort_sets_k3s_thinking_effort(k3: Any, effort: str | None,
                                                   k3_effort: str) -> None:
     extra = {} if effort is None else {"reasoning_effort": effort}
-    answer = client(k3).chat.completions.create(model="kimi-k2.5-thinking", messages=USER,
+    answer = client(k3).chat.completions.create(model="kimi-k3-thinking", messages=USER,
                                                 **extra)  # type: ignore[call-overload]
     assert answer.choices[0].message.content
     sent = last_upstream_request(k3.sim)
@@ -56,12 +56,12 @@ def test_reasoning_effort_sets_k3s_thinking_effort(k3: Any, effort: str | None,
 
 def test_reasoning_effort_none_switches_thinking_off_and_an_explicit_effort_wins(
         k3: Any) -> None:
-    client(k3).chat.completions.create(model="kimi-k2.5-thinking", messages=USER,
+    client(k3).chat.completions.create(model="kimi-k3-thinking", messages=USER,
                                        reasoning_effort="none")
     if k3.kind == "openai_chat":
         assert last_upstream_request(k3.sim)["chat_template_kwargs"] == {"thinking": False}
     client(k3).chat.completions.create(
-        model="kimi-k2.5-thinking", messages=USER, reasoning_effort="minimal",
+        model="kimi-k3-thinking", messages=USER, reasoning_effort="minimal",
         extra_body={"chat_template_kwargs": {"thinking_effort": "max"}})
     sent = last_upstream_request(k3.sim)
     if k3.kind == "openai_chat":
