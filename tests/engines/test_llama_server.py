@@ -60,7 +60,7 @@ def metric(url: str, name: str, **labels: str) -> float | None:
 def test_chat_streamed_and_not_give_the_same_greedy_answer(gateway: Any) -> None:
     client = oa(gateway)
     answer = client.chat.completions.create(
-        model="kimi-k2.5-instant", messages=HELLO, max_tokens=48, temperature=0
+        model="kimi-instant", messages=HELLO, max_tokens=48, temperature=0
     )
     choice = answer.choices[0]
     assert choice.message.content and choice.message.content.strip()
@@ -70,7 +70,7 @@ def test_chat_streamed_and_not_give_the_same_greedy_answer(gateway: Any) -> None
     assert not choice.message.tool_calls
 
     stream = client.chat.completions.create(
-        model="kimi-k2.5-instant", messages=HELLO, max_tokens=48, temperature=0,
+        model="kimi-instant", messages=HELLO, max_tokens=48, temperature=0,
         stream=True, stream_options={"include_usage": True},
     )  # fmt: skip
     pieces: list[str] = []
@@ -88,7 +88,7 @@ def test_chat_streamed_and_not_give_the_same_greedy_answer(gateway: Any) -> None
 
 def test_max_tokens_ends_with_length(gateway: Any) -> None:
     answer = oa(gateway).chat.completions.create(
-        model="kimi-k2.5-instant", max_tokens=3, temperature=0,
+        model="kimi-instant", max_tokens=3, temperature=0,
         messages=[{"role": "user", "content": "Write a long story about a dragon."}],
     )  # fmt: skip
     assert answer.choices[0].finish_reason == "length"
@@ -111,7 +111,7 @@ def test_tool_call_history_round_trip(gateway: Any) -> None:
         {"role": "tool", "tool_call_id": "call_1", "content": '{"celsius": 21, "sky": "clear"}'},
     ]  # fmt: skip
     answer = oa(gateway).chat.completions.create(
-        model="kimi-k2.5-instant", messages=messages, tools=[WEATHER_TOOL],
+        model="kimi-instant", messages=messages, tools=[WEATHER_TOOL],
         temperature=0, max_tokens=32,
     )  # fmt: skip
     choice = answer.choices[0]
@@ -125,13 +125,13 @@ def test_a_prompt_over_the_context_is_a_400_in_openais_shape(
 ) -> None:
     too_long = [{"role": "user", "content": "hello " * (llama_server.context + 100)}]
     with pytest.raises(openai.BadRequestError) as caught:
-        oa(gateway).chat.completions.create(model="kimi-k2.5-instant", messages=too_long)
+        oa(gateway).chat.completions.create(model="kimi-instant", messages=too_long)
     error = caught.value.body
     assert isinstance(error, dict)
     assert "context" in error["message"]
     assert error["type"] == "invalid_request_error"
     resp = httpx.post(gateway.v1 + "/chat/completions", timeout=120, json={
-        "model": "kimi-k2.5-instant", "messages": too_long, "stream": True})  # fmt: skip
+        "model": "kimi-instant", "messages": too_long, "stream": True})  # fmt: skip
     assert resp.status_code == 400
     assert "context" in resp.json()["error"]["message"]
 
@@ -142,7 +142,7 @@ def test_a_client_that_hangs_up_frees_llama_servers_slot(
     predicted = metric(llama_server.url, "llamacpp:tokens_predicted_total") or 0.0
     budget = llama_server.context - 200
     with httpx.stream("POST", gateway.v1 + "/chat/completions", timeout=120, json={
-            "model": "kimi-k2.5-instant", "stream": True, "max_tokens": budget,
+            "model": "kimi-instant", "stream": True, "max_tokens": budget,
             "ignore_eos": True, "messages": [{"role": "user", "content": "Count to ten."}]},
     ) as resp:  # fmt: skip
         seen = 0
@@ -168,7 +168,7 @@ def test_anthropic_messages(gateway: Any) -> None:
     client = anthropic.Anthropic(base_url=gateway.url, api_key="none", max_retries=0,
                                  timeout=120)
     message = client.messages.create(
-        model="kimi-k2.5-instant", max_tokens=32,
+        model="kimi-instant", max_tokens=32,
         messages=[{"role": "user", "content": "What is the capital of France?"}],
     )  # fmt: skip
     text = "".join(block.text for block in message.content if block.type == "text")
@@ -191,13 +191,13 @@ def test_kimi_raw_round_trips_raw_text(
     assert direct["text"].strip()
 
     answer = oa(gw).chat.completions.create(
-        model="kimi-k2.5-instant", messages=HELLO, max_tokens=24, temperature=0
+        model="kimi-instant", messages=HELLO, max_tokens=24, temperature=0
     )
     choice = answer.choices[0]
     assert choice.message.content == direct["text"]
     assert choice.finish_reason == direct["finish_reason"]
     assert answer.usage is not None and 0 < answer.usage.completion_tokens <= 24
     stream = oa(gw).chat.completions.create(
-        model="kimi-k2.5-instant", messages=HELLO, max_tokens=24, temperature=0, stream=True
+        model="kimi-instant", messages=HELLO, max_tokens=24, temperature=0, stream=True
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == direct["text"]

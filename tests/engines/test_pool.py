@@ -430,17 +430,30 @@ async def test_slot_counts_stay_right_under_random_cancellation(
         start_simulator: Start, make_pool: Callable[..., EnginePool]) -> None:
     sim = start_simulator("--ttft", "0.02", "--tpot", "0.002")
     pool = make_pool([sim], caps=[2])
+    peak = 0
+
+    async def watch() -> None:  # our own in-flight count, sampled as it changes
+        nonlocal peak
+        while True:
+            peak = max(peak, member(pool, "m0")["in_flight"])
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
     tasks = [asyncio.create_task(answer(pool, ask(f"request {i}"))) for i in range(30)]
     rng = random.Random(0)
     for task in rng.sample(tasks, 15):
         await asyncio.sleep(rng.random() * 0.05)
         task.cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
+    watcher.cancel()
+    assert peak == 2  # the cap held on our side, and was used
     done = [r for r in results if isinstance(r, list)]
     assert all(isinstance(r, asyncio.CancelledError) for r in results if not isinstance(r, list))
     assert all(isinstance(r[-1], Finish) for r in done) and len(done) >= 15
     snap = member(pool, "m0")
     assert snap["in_flight"] == 0 and pool.queued == 0 and snap["failed"] == 0
     assert snap["served"] >= len(done)
-    assert (await stats(sim))["max_running"] <= 2
+    # The engine notices a cancelled stream at its next token, so for a moment it may still
+    # count one that our side has closed and given its slot to the next request.
+    assert (await stats(sim))["max_running"] <= 3
     assert isinstance((await answer(pool))[-1], Finish)
