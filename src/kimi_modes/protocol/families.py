@@ -8,7 +8,7 @@ compares family names. An unknown name fails early with the list of known ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -132,6 +132,17 @@ class FamilyInfo:
 _K2_5_THINKING = Sampling(temperature=1.0, top_p=0.95)
 _K2_5_INSTANT = Sampling(temperature=0.6, top_p=0.95)
 
+#: K2.5, which K2.6 and K2.7-Code extend (the same template, markers and sampling).
+_K2_5 = FamilyInfo(
+    name=Family.K2_5,
+    context_window=262144,
+    thinking="switchable",
+    thinking_sampling=_K2_5_THINKING,
+    instant_sampling=_K2_5_INSTANT,
+    tool_declaration="typescript",
+    think_prefill=True,
+)
+
 _FAMILIES: dict[Family, FamilyInfo] = {
     Family.K2_INSTRUCT: FamilyInfo(
         name=Family.K2_INSTRUCT,
@@ -150,38 +161,13 @@ _FAMILIES: dict[Family, FamilyInfo] = {
         tool_declaration="json_sorted",
         legacy_media_tokens=True,
     ),
-    Family.K2_5: FamilyInfo(
-        name=Family.K2_5,
-        context_window=262144,
-        thinking="switchable",
-        thinking_sampling=_K2_5_THINKING,
-        instant_sampling=_K2_5_INSTANT,
-        tool_declaration="typescript",
-        think_prefill=True,
-    ),
+    Family.K2_5: _K2_5,
     # K2.5's template and markers plus the preserve_thinking switch; sampling fixed by Moonshot.
-    Family.K2_6: FamilyInfo(
-        name=Family.K2_6,
-        context_window=262144,
-        thinking="switchable",
-        thinking_sampling=_K2_5_THINKING,
-        instant_sampling=_K2_5_INSTANT,
-        tool_declaration="typescript",
-        think_prefill=True,
-        preserve_thinking="switchable",
-    ),
+    Family.K2_6: replace(_K2_5, name=Family.K2_6, preserve_thinking="switchable"),
     # Thinking only, preserve_thinking forced on (vLLM recipe Kimi-K2.7-Code.yaml); no
     # sampling of its own is published, so K2.6's thinking sampling.
-    Family.K2_7_CODE: FamilyInfo(
-        name=Family.K2_7_CODE,
-        context_window=262144,
-        thinking="always",
-        thinking_sampling=_K2_5_THINKING,
-        instant_sampling=None,
-        tool_declaration="typescript",
-        think_prefill=True,
-        preserve_thinking="always",
-    ),
+    Family.K2_7_CODE: replace(_K2_5, name=Family.K2_7_CODE, thinking="always",
+                              instant_sampling=None, preserve_thinking="always"),
     # XTML; reasoning of every turn kept (the encoder does so); no sampling of its own is
     # published, so K2.5's.
     Family.K3: FamilyInfo(
