@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
-import httpx
 import pytest
+
+from helpers import clients
 
 pytestmark = pytest.mark.slow
 
@@ -57,10 +58,6 @@ def test_the_embedded_engine_reports_its_stop_sequence(embedded_gateway: Any) ->
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " ")
 
 
-def last_upstream_request(gw: Any) -> dict[str, Any]:
-    return dict(httpx.get(gw.sim.url + "/sim/stats").json()["last_requests"][-1]["body"])
-
-
 @pytest.fixture(params=["openai_chat", "kimi_raw"])
 def prefill_gateway(request: pytest.FixtureRequest, start_simulator: Callable[..., Any],
                     start_gateway: Callable[..., Any], upstream_toml: Callable[..., str]) -> Any:
@@ -77,7 +74,7 @@ def test_an_assistant_prefill_is_continued_not_closed(prefill_gateway: Any, mode
             *SAY, {"role": "assistant", "content": "Hello, world! I am"}])
     assert message.stop_reason == "end_turn"
     assert all(block.type == "text" for block in message.content)  # no reasoning
-    sent = last_upstream_request(prefill_gateway)
+    sent = upstream_body(prefill_gateway)
     if prefill_gateway.kind == "kimi_raw":
         assert sent["prompt"].endswith("<think></think>Hello, world! I am")
     else:
@@ -95,3 +92,8 @@ def test_the_embedded_models_own_template_refuses_a_prefill(embedded_gateway: An
             model="kimi-k2.5-instant", max_tokens=8,
             messages=[*SAY, {"role": "assistant", "content": "Hello"}])  # type: ignore[list-item]
     assert "prefill" in info.value.body["error"]["message"]  # type: ignore[index]
+
+
+def upstream_body(gw: Any) -> dict[str, Any]:
+    """What the gateway's simulator last received."""
+    return clients.last_upstream_request(gw.sim)

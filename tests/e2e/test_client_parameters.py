@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import openai
 import pytest
+
+from helpers.clients import last_upstream_request
 
 pytestmark = pytest.mark.slow
 
@@ -23,10 +24,6 @@ def toml(url: str, family: str, kind: str = "openai_chat") -> str:
 
 def client(gw: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.v1, api_key="none", max_retries=0)
-
-
-def last_upstream_request(sim: Any) -> dict[str, Any]:
-    return dict(httpx.get(sim.url + "/sim/stats").json()["last_requests"][-1]["body"])
 
 
 @pytest.fixture(params=["openai_chat", "kimi_raw"])

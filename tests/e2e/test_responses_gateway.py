@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from helpers import clients
 from helpers.processes import REPO
 
 pytestmark = pytest.mark.slow
@@ -45,12 +46,6 @@ def gateway(tmp_path: Path, start_simulator: Callable[..., Any],
 
 def oa(gw: Any, key: str = "sk-a") -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.v1, api_key=key, max_retries=0, timeout=60)
-
-
-def upstream_body(gw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = httpx.get(gw.sim.url + "/sim/stats").json()["last_requests"][-1][
-        "body"]
-    return body
 
 
 def test_streamed_tool_round_trip_then_a_previous_response_id_chain(gateway: Any) -> None:
@@ -295,3 +290,8 @@ def test_codex_exec_answers_through_the_gateway(gateway: Any, tmp_path: Path) ->
     assert "You said: Say hello" in done.stdout
     sent = upstream_body(gateway)
     assert sent["tools"] and sent["stream"] is True
+
+
+def upstream_body(gw: Any) -> dict[str, Any]:
+    """What the gateway's simulator last received."""
+    return clients.last_upstream_request(gw.sim)

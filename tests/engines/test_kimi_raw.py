@@ -9,9 +9,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
+from helpers.clients import last_upstream_request as last_body
 from helpers.tools import weather_tool
 from kimi_modes.engines.base import ChatRequest, UpstreamRejected
 from kimi_modes.engines.kimi_raw import KimiRawEngine
@@ -33,12 +33,6 @@ async def run(engine: KimiRawEngine, request: ChatRequest) -> Completion:
         return await collect(engine.stream(request))
     finally:
         await engine.aclose()
-
-
-def last_body(sim: Any) -> dict[str, Any]:
-    history = httpx.get(sim.url + "/sim/stats", timeout=10).json()["last_requests"]
-    body: dict[str, Any] = history[-1]["body"]
-    return body
 
 
 @pytest.mark.parametrize("family", ["k3", "k2.6"])

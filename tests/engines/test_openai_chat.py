@@ -10,9 +10,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
+from helpers.clients import last_upstream_request as last_body
 from helpers.tools import weather_tool
 from kimi_modes.engines.base import ChatRequest, Event, UpstreamRejected
 from kimi_modes.engines.message import Completion, collect
@@ -39,12 +39,6 @@ async def run(engine: OpenAIChatEngine, request: ChatRequest) -> tuple[Completio
         return await collect(engine.stream(request), on_event=keep), events
     finally:
         await engine.aclose()
-
-
-def last_body(sim: Any) -> dict[str, Any]:
-    history = httpx.get(sim.url + "/sim/stats", timeout=10).json()["last_requests"]
-    body: dict[str, Any] = history[-1]["body"]
-    return body
 
 
 @pytest.mark.parametrize("family", ["k3", "k2.6"])
