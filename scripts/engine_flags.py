@@ -19,10 +19,18 @@ environment):
   dependency the parser module imports and this environment lacks is installed
   with ``pip install --no-deps --target`` into the scratch folder and the build is
   retried. The child then dumps ``parser._actions``.
-* ``trtllm-serve``: the PyPI ``tensorrt-llm`` is a stub that downloads from
-  NVIDIA's own index, which cannot be reached here, so the ``click`` options of
-  ``tensorrt_llm/commands/serve.py`` are read with ``ast`` from a source file
-  given with ``--trtllm-serve-py`` (the file at the pinned tag).
+  Dynamo's workers (``dynamo-vllm``, ``dynamo-sglang``, ``dynamo-trtllm``) parse in
+  three steps; the child rebuilds the three parsers with the same calls (Dynamo's groups,
+  the worker router flags, the engine's own arguments at the version ai-dynamo pins) and
+  the data is their union, the first parser's entry winning where two declare a flag.
+* ``trtllm-serve``: the PyPI ``tensorrt-llm`` is a stub that downloads from NVIDIA's own
+  index, which cannot be reached here, and the repository is over the mirror's size limit,
+  so single files are read (``scripts/engine_flag_sources.py``, statically with ``ast``):
+  the ``click`` options of ``tensorrt_llm/commands/serve.py`` (``--trtllm-serve-py``), and,
+  given ``--trtllm-llm-args-py``, the fields of the pydantic ``TorchLlmArgs`` of
+  ``tensorrt_llm/llmapi/llm_args.py``, the keys its ``--config`` YAML takes. The files'
+  repository, path and commit are recorded in the data (``source``); the commit is the
+  version, as no release tag could be told from single-file reads.
 * ``llama-server``: the ``--help`` text of a built binary (``--llama-server PATH``).
 
 Usage::
@@ -30,13 +38,13 @@ Usage::
     python scripts/engine_flags.py                      # every Python engine
     python scripts/engine_flags.py vllm sglang          # some of them
     python scripts/engine_flags.py llama-server --llama-server PATH/TO/llama-server
-    python scripts/engine_flags.py trtllm --trtllm-serve-py PATH/TO/serve.py --trtllm-version 1.2.1
+    python scripts/engine_flags.py trtllm --trtllm-serve-py PATH/TO/serve.py \
+        [--trtllm-llm-args-py PATH/TO/llm_args.py]
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
@@ -47,6 +55,14 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_flag_sources import (  # a sibling module of this script
+    llama_server_version,
+    read_click_command,
+    read_llama_help,
+    read_pydantic_models,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "src" / "kimi_modes" / "deploy" / "flags" / "data"
@@ -164,6 +180,71 @@ FrontendArgGroup().add_arguments(p)
 parsers = [p]
 """
 
+# Dynamo's workers parse in three steps (dynamo.<backend>.args): Dynamo's own parser
+# (runtime + backend groups) takes what it knows, the worker router parser takes its flags
+# from the rest, and the engine's parser takes what is left. The flags accepted are the
+# union, built here with the same calls.
+_DYNAMO_WORKER_HEAD = """
+import argparse
+from dynamo.common.configuration.groups.runtime_args import DynamoRuntimeArgGroup
+from dynamo.common.configuration.groups.router_args import add_worker_router_arguments
+router = argparse.ArgumentParser(add_help=False)
+add_worker_router_arguments(router)
+"""
+
+_DYNAMO_VLLM = _DYNAMO_WORKER_HEAD + """
+from vllm.engine.arg_utils import AsyncEngineArgs
+try:
+    from vllm.utils import FlexibleArgumentParser
+except ImportError:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+from dynamo.vllm.backend_args import DynamoVllmArgGroup
+p = argparse.ArgumentParser(allow_abbrev=False)
+DynamoRuntimeArgGroup().add_arguments(p)
+DynamoVllmArgGroup().add_arguments(p)
+engine = FlexibleArgumentParser(add_help=False)
+AsyncEngineArgs.add_cli_args(engine, async_args_only=False)
+parsers = [p, router, engine]
+"""
+
+_DYNAMO_SGLANG = _DYNAMO_WORKER_HEAD + """
+from sglang.srt.server_args import ServerArgs
+from dynamo.sglang._compat import add_sglang_cli_compat
+from dynamo.sglang.backend_args import DynamoSGLangArgGroup
+p = argparse.ArgumentParser()
+DynamoRuntimeArgGroup().add_arguments(p)
+DynamoSGLangArgGroup().add_arguments(p)
+engine = argparse.ArgumentParser(add_help=False)
+ServerArgs.add_cli_args(engine)
+add_sglang_cli_compat(engine)
+for action in engine._actions:  # as dynamo.sglang.args.parse_args: its own loader
+    if action.dest == "load_format" and action.choices:
+        action.choices = list(action.choices) + ["gms"]
+parsers = [p, router, engine]
+"""
+
+# dynamo.trtllm's backend group reads only defaults from TensorRT-LLM (BuildConfig's
+# model_fields), which is not importable here: a module with no defaults stands in.
+_DYNAMO_TRTLLM = """
+import collections, sys, types
+class _NoDefault:
+    default = None
+class BuildConfig:
+    model_fields = collections.defaultdict(_NoDefault)
+trt = types.ModuleType("tensorrt_llm")
+trt.llmapi = types.ModuleType("tensorrt_llm.llmapi")
+trt.llmapi.BuildConfig = BuildConfig
+sys.modules.update({"tensorrt_llm": trt, "tensorrt_llm.llmapi": trt.llmapi})
+""" + _DYNAMO_WORKER_HEAD + """
+from dynamo.trtllm.backend_args import DynamoTrtllmArgGroup
+p = argparse.ArgumentParser()
+DynamoRuntimeArgGroup().add_arguments(p)
+DynamoTrtllmArgGroup().add_arguments(p)
+parsers = [p, router]
+"""
+
+_DYNAMO_WHEELS = (Wheel("ai-dynamo", "1.6.1"), Wheel("ai-dynamo-runtime", "1.6.1"))
+
 ENGINES: dict[str, Engine] = {
     "vllm": Engine(
         name="vllm",
@@ -218,6 +299,48 @@ ENGINES: dict[str, Engine] = {
             "FrontendArgGroup only. With --chat-processor vllm the frontend passes the "
             "remaining flags to vLLM's parser (vLLM's own flags); with sglang it accepts "
             "only --tool-call-parser, --reasoning-parser and --chat-template besides these"
+        ),
+    ),
+    "dynamo-vllm": Engine(
+        name="dynamo-vllm",
+        wheels=(*_DYNAMO_WHEELS, Wheel("vllm", "0.31.0")),
+        command="python -m dynamo.vllm",
+        also_run_as=("python3 -m dynamo.vllm",),
+        build=_DYNAMO_VLLM,
+        env={"VLLM_TARGET_DEVICE": "cpu"},
+        notes=(
+            "dynamo.vllm.args._parse_cli_args rebuilt: DynamoRuntimeArgGroup + "
+            "DynamoVllmArgGroup (allow_abbrev=False), the worker router flags "
+            "(add_worker_router_arguments), then vLLM's AsyncEngineArgs.add_cli_args "
+            "(async_args_only=False) at vllm 0.31.0, the version ai-dynamo[vllm] 1.6.1 pins"
+        ),
+    ),
+    "dynamo-sglang": Engine(
+        name="dynamo-sglang",
+        wheels=(*_DYNAMO_WHEELS, Wheel("sglang", "0.5.21")),
+        command="python -m dynamo.sglang",
+        also_run_as=("python3 -m dynamo.sglang",),
+        build=_DYNAMO_SGLANG,
+        stubs=("sglang.srt.multimodal.internvl_utils",),
+        notes=(
+            "dynamo.sglang.args.parse_args rebuilt: DynamoRuntimeArgGroup + "
+            "DynamoSGLangArgGroup, the worker router flags, then SGLang's "
+            "ServerArgs.add_cli_args (+ dynamo's add_sglang_cli_compat, load_format gms) at "
+            "sglang 0.5.21, the version ai-dynamo[sglang] 1.6.1 pins"
+        ),
+    ),
+    "dynamo-trtllm": Engine(
+        name="dynamo-trtllm",
+        wheels=_DYNAMO_WHEELS,
+        command="python -m dynamo.trtllm",
+        also_run_as=("python3 -m dynamo.trtllm",),
+        build=_DYNAMO_TRTLLM,
+        notes=(
+            "dynamo.trtllm.args.parse_args rebuilt: DynamoRuntimeArgGroup + "
+            "DynamoTrtllmArgGroup and the worker router flags. Engine options are not "
+            "flags here: they go in --extra-engine-args (a YAML of TensorRT-LLM's LLM API "
+            "args), --override-engine-args (JSON) or dynamic --trtllm.<key>.<key> VALUE "
+            "flags, which this data does not list"
         ),
     ),
 }
@@ -319,7 +442,7 @@ def _dump_parsers(
             if key in registered and "choices" not in entry:
                 entry["choices"] = sorted(registered[key])
                 entry["choices_checked"] = "after parsing, against a registry plugins may extend"
-            flags[key] = entry
+            flags.setdefault(key, entry)  # the first parser to see it takes it
     first = parsers[0]
     return {
         "parser": {
@@ -410,155 +533,6 @@ def read_python_engine(engine: Engine, scratch: Path, deps: Path) -> dict[str, A
         )
 
 
-# ---------------------------------------------------------------- trtllm-serve (click, ast)
-
-
-def _literal(node: ast.AST) -> Any:
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        return None
-
-
-def _click_choices(node: ast.AST) -> list[str] | None:
-    """Static choices of a ``type=click.Choice([...])`` argument, if any."""
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "Choice"
-        and node.args
-    ):
-        value = _literal(node.args[0])
-        if isinstance(value, (list, tuple)):
-            return sorted(str(v) for v in value)
-    return None
-
-
-def read_click_command(source: str, function: str) -> dict[str, Any]:
-    """The ``@click.option`` flags decorating ``function`` in ``source``."""
-    tree = ast.parse(source)
-    fn = next(
-        (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function),
-        None,
-    )
-    if fn is None:
-        raise RuntimeError(f"no function {function} in the click source")
-    flags: dict[str, Any] = {}
-    positionals: list[str] = []
-    for dec in fn.decorator_list:
-        if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)):
-            continue
-        names = [
-            a.value for a in dec.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
-        ]
-        if dec.func.attr == "argument":
-            positionals += names
-            continue
-        if dec.func.attr != "option":
-            continue
-        kw = {k.arg: k.value for k in dec.keywords if k.arg}
-        opts: list[str] = []
-        for name in names:
-            # "--flag/--no-flag" declares a boolean pair
-            opts += [part for part in name.split("/") if part.startswith("-")]
-        is_flag = _literal(kw["is_flag"]) is True if "is_flag" in kw else False
-        paired = any("/" in n for n in names)
-        entry: dict[str, Any] = {"value": "none" if is_flag or paired else "required"}
-        if "type" in kw and (choices := _click_choices(kw["type"])) is not None:
-            entry["choices"] = choices
-        if "multiple" in kw and _literal(kw["multiple"]) is True:
-            entry["action"] = "multiple"
-        if "hidden" in kw and _literal(kw["hidden"]) is True:
-            entry["hidden"] = True
-        longs = [o for o in opts if o.startswith("--")]
-        key = (longs or opts)[0]
-        if aliases := [o for o in opts if o != key]:
-            entry["aliases"] = aliases
-        flags[key] = entry
-    flags.setdefault("--help", {"value": "none"})
-    return {
-        "parser": {"class": "click.Command", "allow_abbrev": False},
-        "positionals": positionals,
-        "flags": dict(sorted(flags.items())),
-    }
-
-
-# ---------------------------------------------------------------- llama-server (--help)
-
-_SPELLING = re.compile(r"-{1,2}[A-Za-z0-9][\w.-]*")
-
-
-def _help_line(line: str) -> tuple[list[str], str] | None:
-    """The spellings of one ``--help`` option line and its metavar ("" when it takes none).
-
-    Spellings are separated by a comma and any spaces; a metavar follows the last
-    one after a single space; the description follows after two or more spaces.
-    """
-    spellings: list[str] = []
-    pos = 0
-    while m := _SPELLING.match(line, pos):
-        spellings.append(m.group(0))
-        pos = m.end()
-        sep = re.match(r",\s*", line[pos:])
-        if not sep:
-            break
-        pos += sep.end()
-    if not spellings:
-        return None
-    rest = line[pos:]
-    if not rest.startswith(" ") or rest.startswith("  "):
-        return spellings, ""
-    return spellings, re.split(r"\s{2,}", rest.strip(), maxsplit=1)[0]
-
-
-def read_llama_help(text: str) -> dict[str, Any]:
-    """The options of ``llama-server --help``.
-
-    Each option line starts with its spellings separated by ", ", then a metavar
-    (``N``, ``FNAME``, ``{a,b}``...) when it takes a value, then the help text.
-    """
-    flags: dict[str, Any] = {}
-    last: dict[str, Any] | None = None
-    for raw in text.splitlines():
-        if last is not None and (env := re.search(r"\(env: ([A-Z0-9_]+)\)", raw)):
-            last["env"] = env.group(1)
-        # option lines start at column 0; indented lines continue the help text
-        parsed = _help_line(raw.rstrip()) if raw.startswith("-") else None
-        if parsed is None:
-            continue
-        spellings, metavar = parsed
-        entry: dict[str, Any] = {"value": "required" if metavar else "none"}
-        if m := re.fullmatch(r"[\[<]([\w-]+(?:\|[\w-]+)+)[\]>]|\{([\w-]+(?:,[\w-]+)+)\}", metavar):
-            # "[on|off|auto]", "<0|1>" and "{a,b}" list the values the option takes
-            entry["choices"] = sorted(re.split(r"[|,]", m.group(1) or m.group(2)))
-        longs = [s for s in spellings if s.startswith("--")]
-        key = (longs or spellings)[0]
-        if aliases := [s for s in spellings if s != key]:
-            entry["aliases"] = aliases
-        flags[key] = last = entry
-    if not flags:
-        raise RuntimeError("no options found in the --help text")
-    return {
-        "parser": {"class": "llama.cpp common_params", "allow_abbrev": False},
-        "positionals": [],
-        "flags": dict(sorted(flags.items())),
-    }
-
-
-def llama_server_version(binary: Path) -> str:
-    """The build ``--version`` prints: ``version: 1234 (abcdef)`` -> ``b1234``;
-    ``version: 0.5.0-dev (build 1, commit abcdef)`` -> ``0.5.0-dev+abcdef``."""
-    proc = subprocess.run(
-        [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False
-    )
-    out = proc.stdout + proc.stderr
-    if m := re.search(r"version:\s*(\d+)\s*\(([0-9a-f]+)\)", out):
-        return f"b{m.group(1)}"
-    if m := re.search(r"version:\s*(\S+)\s*\(build \d+, commit ([0-9a-f]+)\)", out):
-        return f"{m.group(1)}+{m.group(2)}"  # a build outside llama.cpp's own CI numbering
-    raise RuntimeError(f"cannot read the version of {binary}")
-
-
 # ----------------------------------------------------------------------------------- main
 
 
@@ -570,8 +544,10 @@ def write(
     also: tuple[str, ...],
     notes: str,
     body: dict[str, Any],
+    source: list[dict[str, str]] | None = None,
 ) -> None:
-    """Write one engine's data file."""
+    """Write one engine's data file (``source``: the files it was read from, by repository,
+    path and commit, where it was not read from a released package)."""
     record = {
         "engine": name,
         "package": package,
@@ -579,6 +555,7 @@ def write(
         "command": command,
         "also_run_as": list(also),
         "how_read": notes,
+        **({"source": source} if source else {}),
         **body,
         "generated_by": GENERATED_BY,
     }
@@ -586,6 +563,44 @@ def write(
     path = DATA_DIR / f"{name}.json"
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{name} {version}: {len(body['flags'])} flags -> {path.relative_to(ROOT)}")
+
+
+#: The TensorRT-LLM sources read (NVIDIA/TensorRT-LLM; no release tag could be told for
+#: them from single-file reads, so the commit is the version).
+TRTLLM_REPO = "NVIDIA/TensorRT-LLM"
+TRTLLM_SERVE_COMMIT = "00209af149e7774406881a37283dce303571eb11"
+TRTLLM_LLM_ARGS_COMMIT = "0004396720054fd8e205cbf616f21f0b57c6b412"
+#: The model ``trtllm-serve --backend pytorch --config FILE`` validates FILE against.
+TRTLLM_CONFIG_ROOT = "TorchLlmArgs"
+
+
+def write_trtllm(args: argparse.Namespace) -> None:
+    """``trtllm-serve``'s data: the click options of ``serve`` and, given llm_args.py, the
+    keys its ``--config`` YAML takes (the fields of ``TorchLlmArgs`` and the models they
+    nest)."""
+    body = read_click_command(args.trtllm_serve_py.read_text(encoding="utf-8"), "serve")
+    source = [{"repo": TRTLLM_REPO, "path": "tensorrt_llm/commands/serve.py",
+               "commit": args.trtllm_commit}]
+    notes = (
+        "click options of tensorrt_llm/commands/serve.py:serve, read with ast (the PyPI "
+        "package is a stub that downloads from NVIDIA's index, and the repository is over "
+        "the mirror's size limit: the file was read from the library's single-file store)"
+    )
+    if args.trtllm_llm_args_py is not None:
+        body["config_file"] = {
+            "flag": "--config",
+            **read_pydantic_models(
+                args.trtllm_llm_args_py.read_text(encoding="utf-8"), TRTLLM_CONFIG_ROOT
+            ),
+        }
+        source.append({"repo": TRTLLM_REPO, "path": "tensorrt_llm/llmapi/llm_args.py",
+                       "commit": args.trtllm_llm_args_commit})
+        notes += (
+            "; the --config YAML's keys are the fields of llm_args.py's TorchLlmArgs (and "
+            "the models they nest), read with ast; StrictBaseModel forbids other keys"
+        )
+    write("trtllm", "tensorrt-llm", f"git-{args.trtllm_commit[:8]}", "trtllm-serve serve",
+          ("trtllm-serve",), notes, body, source)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -600,7 +615,16 @@ def main(argv: list[str] | None = None) -> int:
         "--trtllm-serve-py", type=Path, help="tensorrt_llm/commands/serve.py at the pinned tag"
     )
     ap.add_argument(
-        "--trtllm-version", default="1.2.1", help="the tag that serve.py was taken from"
+        "--trtllm-commit", default=TRTLLM_SERVE_COMMIT, help="the commit serve.py is from"
+    )
+    ap.add_argument(
+        "--trtllm-llm-args-py",
+        type=Path,
+        help="tensorrt_llm/llmapi/llm_args.py (the --config YAML's keys: TorchLlmArgs)",
+    )
+    ap.add_argument(
+        "--trtllm-llm-args-commit", default=TRTLLM_LLM_ARGS_COMMIT,
+        help="the commit llm_args.py is from",
     )
     ap.add_argument("--keep", type=Path, help="scratch folder to keep (default: a temporary one)")
     args = ap.parse_args(argv)
@@ -643,17 +667,7 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                     continue
-                body = read_click_command(args.trtllm_serve_py.read_text(encoding="utf-8"), "serve")
-                write(
-                    "trtllm",
-                    "tensorrt-llm",
-                    args.trtllm_version,
-                    "trtllm-serve serve",
-                    ("trtllm-serve",),
-                    "click options of tensorrt_llm/commands/serve.py:serve, read with ast "
-                    "(the PyPI package is a stub that downloads from NVIDIA's index)",
-                    body,
-                )
+                write_trtllm(args)
             else:
                 engine = ENGINES[name]
                 body = read_python_engine(engine, scratch, deps)

@@ -1,7 +1,8 @@
-"""The source readers of scripts/engine_flags.py for engines that cannot be imported here.
+"""The source readers of scripts/engine_flag_sources.py for engines that cannot be imported here.
 
-trtllm-serve's ``click`` options are read with ``ast``; llama-server's from its ``--help``.
-Both are fed text in the shape those programs have, and their output is checked by ``check``.
+trtllm-serve's ``click`` options and its ``--config`` keys (pydantic models) are read with
+``ast``; llama-server's options from its ``--help``. They are fed text in the shape those
+programs have, and their output is checked by ``check``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from types import ModuleType
 
 from kimi_modes.deploy.flags.accepted import FlagData, check
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "engine_flags.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "engine_flag_sources.py"
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("engine_flags", SCRIPT)
+    spec = importlib.util.spec_from_file_location("engine_flag_sources", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["engine_flags"] = module
+    sys.modules["engine_flag_sources"] = module
     spec.loader.exec_module(module)
     return module
 
@@ -31,12 +32,15 @@ import click
 @click.command("serve")
 @click.argument("model", type=str)
 @click.option("--host", type=str, default="localhost", help="Hostname.")
-@click.option("--backend", type=click.Choice(["pytorch", "tensorrt", "_autodeploy"]))
+@click.option("--backend", type=ChoiceWithAlias(["pytorch", "tensorrt"], {"trt": "tensorrt"}))
+@click.option("--log_level", type=click.Choice(["info", "debug"]))
 @click.option("--tp_size", "--tensor_parallel_size", type=int, default=1)
 @click.option("--trust_remote_code", is_flag=True, default=False)
 @click.option("--tool_parser", type=click.Choice(list(PARSERS)), default=None)
 @click.option("--enable_chunked_prefill/--disable_chunked_prefill", default=False)
-def serve(model, host, backend, tp_size, trust_remote_code, tool_parser, enable_chunked_prefill):
+@click.option("--config", "--extra_llm_api_options", "extra_llm_api_options", type=str)
+def serve(model, host, backend, log_level, tp_size, trust_remote_code, tool_parser,
+          enable_chunked_prefill, extra_llm_api_options):
     pass
 """
 
@@ -68,7 +72,9 @@ def test_click_options_are_read_with_their_arity_and_static_choices() -> None:
     body = load_script().read_click_command(CLICK_SOURCE, "serve")
     assert body["positionals"] == ["model"]
     flags = body["flags"]
-    assert flags["--backend"]["choices"] == ["_autodeploy", "pytorch", "tensorrt"]
+    assert flags["--backend"]["choices"] == ["pytorch", "tensorrt", "trt"]  # alias included
+    assert flags["--log_level"]["choices"] == ["debug", "info"]
+    assert flags["--config"] == {"value": "required", "aliases": ["--extra_llm_api_options"]}
     assert flags["--tp_size"] == {"value": "required", "aliases": ["--tensor_parallel_size"]}
     assert flags["--trust_remote_code"]["value"] == "none"
     assert "choices" not in flags["--tool_parser"]  # not static: left to the engine
@@ -79,7 +85,7 @@ def test_click_options_are_read_with_their_arity_and_static_choices() -> None:
         )
         == []
     )
-    assert [p.kind for p in check(data, ["m", "--backend", "trt", "--moe_tp_mode", "1"])] == [
+    assert [p.kind for p in check(data, ["m", "--backend", "trt-llm", "--moe_tp_mode", "1"])] == [
         "bad_choice",
         "unknown",
     ]
@@ -103,3 +109,43 @@ def test_llama_server_help_is_read() -> None:
         "--tools-file",
         "-fa",
     ]
+
+
+PYDANTIC_SOURCE = """
+class StrictBaseModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+class KvCacheConfig(StrictBaseModel):
+    free_gpu_memory_fraction: Optional[float] = Field(default=0.9)
+    dtype: str = "auto"
+    _private: int = 0
+
+class MoeConfig(StrictBaseModel):
+    backend: str = "CUTLASS"
+
+class BaseLlmArgs(StrictBaseModel):
+    KIND: ClassVar[str] = "base"
+    model: str
+    tensor_parallel_size: int = Field(default=1, alias="tp_size")
+    kv_cache_config: KvCacheConfig = Field(default_factory=KvCacheConfig)
+
+class TorchLlmArgs(BaseLlmArgs):
+    moe_config: Optional["MoeConfig"] = None
+    max_seq_len: Optional[int] = Field(default=None,
+                                       validation_alias=AliasChoices("max_seq_len", "msl"))
+"""
+
+
+def test_pydantic_models_are_read_with_inherited_and_nested_fields() -> None:
+    body = load_script().read_pydantic_models(PYDANTIC_SOURCE, "TorchLlmArgs")
+    models = body["models"]
+    assert body["root"] == "TorchLlmArgs"
+    assert set(models) == {"TorchLlmArgs", "KvCacheConfig", "MoeConfig"}
+    root = models["TorchLlmArgs"]
+    assert set(root) == {"model", "tensor_parallel_size", "kv_cache_config", "moe_config",
+                         "max_seq_len"}  # inherited, no ClassVar
+    assert root["tensor_parallel_size"] == {"aliases": ["tp_size"]}
+    assert root["max_seq_len"] == {"aliases": ["msl"]}
+    assert root["kv_cache_config"] == {"models": ["KvCacheConfig"]}
+    assert root["moe_config"] == {"models": ["MoeConfig"]}  # a string annotation too
+    assert set(models["KvCacheConfig"]) == {"free_gpu_memory_fraction", "dtype"}

@@ -1,0 +1,261 @@
+"""Readers of engine flags from source text, for engines that cannot be imported here.
+
+Used by ``scripts/engine_flags.py`` (its docstring says when each is used); kept apart so
+that the readers can be tested on small inputs without the wheel machinery.
+
+* :func:`read_click_command`: the ``@click.option`` decorators of one ``click`` command,
+  read with ``ast`` (``trtllm-serve``: its package cannot be downloaded here).
+* :func:`read_pydantic_models`: the fields of a tree of pydantic models, read with ``ast``
+  (TensorRT-LLM's LLM API arguments, the keys of ``trtllm-serve --config``).
+* :func:`read_llama_help`: the options of ``llama-server --help``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+# ---------------------------------------------------------------- trtllm-serve (click, ast)
+
+
+def _literal(node: ast.AST) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):
+        return None
+
+
+def _call_name(node: ast.AST) -> str:
+    """``Choice`` for ``click.Choice(...)`` and ``Choice(...)``; "" for anything else."""
+    if isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Attribute):
+            return node.func.attr
+        if isinstance(node.func, ast.Name):
+            return node.func.id
+    return ""
+
+
+def _click_choices(node: ast.AST) -> list[str] | None:
+    """Static choices of a ``type=click.Choice([...])`` argument, if any.
+
+    A ``click.Choice`` subclass whose name has ``Choice`` in it counts too, and a second
+    literal dict argument adds its keys as accepted spellings (TensorRT-LLM's
+    ``ChoiceWithAlias([...], {"trt": "tensorrt"})``). Choices computed at run time (a
+    registry's keys) are not static: ``None``.
+    """
+    if not ("Choice" in _call_name(node) and isinstance(node, ast.Call) and node.args):
+        return None
+    value = _literal(node.args[0])
+    if not isinstance(value, (list, tuple)):
+        return None
+    choices = {str(v) for v in value}
+    if len(node.args) > 1 and isinstance(aliases := _literal(node.args[1]), dict):
+        choices |= {str(k) for k in aliases}
+    return sorted(choices)
+
+
+def read_click_command(source: str, function: str) -> dict[str, Any]:
+    """The ``@click.option`` flags decorating ``function`` in ``source``."""
+    tree = ast.parse(source)
+    fn = next(
+        (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function),
+        None,
+    )
+    if fn is None:
+        raise RuntimeError(f"no function {function} in the click source")
+    flags: dict[str, Any] = {}
+    positionals: list[str] = []
+    for dec in fn.decorator_list:
+        if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)):
+            continue
+        names = [
+            a.value for a in dec.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+        ]
+        if dec.func.attr == "argument":
+            positionals += names
+            continue
+        if dec.func.attr != "option":
+            continue
+        kw = {k.arg: k.value for k in dec.keywords if k.arg}
+        opts: list[str] = []
+        for name in names:
+            # "--flag/--no-flag" declares a boolean pair
+            opts += [part for part in name.split("/") if part.startswith("-")]
+        is_flag = _literal(kw["is_flag"]) is True if "is_flag" in kw else False
+        paired = any("/" in n for n in names)
+        entry: dict[str, Any] = {"value": "none" if is_flag or paired else "required"}
+        if "type" in kw and (choices := _click_choices(kw["type"])) is not None:
+            entry["choices"] = choices
+        if "multiple" in kw and _literal(kw["multiple"]) is True:
+            entry["action"] = "multiple"
+        if "hidden" in kw and _literal(kw["hidden"]) is True:
+            entry["hidden"] = True
+        longs = [o for o in opts if o.startswith("--")]
+        key = (longs or opts)[0]
+        if aliases := [o for o in opts if o != key]:
+            entry["aliases"] = aliases
+        flags[key] = entry
+    flags.setdefault("--help", {"value": "none"})
+    return {
+        "parser": {"class": "click.Command", "allow_abbrev": False},
+        "positionals": positionals,
+        "flags": dict(sorted(flags.items())),
+    }
+
+
+# ------------------------------------------------- pydantic models (ast): config-file keys
+
+
+def _class_fields(cls: ast.ClassDef) -> dict[str, dict[str, Any]]:
+    """The fields a pydantic model class declares itself: annotated names, not private, not
+    ``ClassVar``; with the other names pydantic takes for them (``alias``, and the strings
+    of ``validation_alias``, plain or ``AliasChoices``)."""
+    fields: dict[str, dict[str, Any]] = {}
+    for node in cls.body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        name = node.target.id
+        if name.startswith("_") or "ClassVar" in ast.dump(node.annotation):
+            continue
+        entry: dict[str, Any] = {"annotation": ast.unparse(node.annotation)}
+        aliases: set[str] = set()
+        if isinstance(node.value, ast.Call):
+            for kw in node.value.keywords:
+                if kw.arg in ("alias", "validation_alias"):
+                    for sub in ast.walk(kw.value):
+                        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                            aliases.add(sub.value)
+        aliases.discard(name)
+        if aliases:
+            entry["aliases"] = sorted(aliases)
+        fields[name] = entry
+    return fields
+
+
+def read_pydantic_models(source: str, root: str) -> dict[str, Any]:
+    """The keys a mapping validated by pydantic model ``root`` (a class in ``source``) takes.
+
+    Returns ``{"root": root, "models": {class: {field: {...}}}}`` for ``root`` and every
+    model of ``source`` its fields name, each class with the fields of its bases in
+    ``source`` (bases from other modules contribute nothing: say so where it matters).
+    A field whose annotation names models of ``source`` lists them in ``models``: a
+    mapping under that key is checked against them (any of them, for a union).
+    """
+    tree = ast.parse(source)
+    classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+
+    def fields_of(name: str, seen: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
+        cls = classes[name]
+        out: dict[str, dict[str, Any]] = {}
+        for base in cls.bases:
+            base_name = base.id if isinstance(base, ast.Name) else ""
+            if base_name in classes and base_name not in seen:
+                out.update(fields_of(base_name, seen | {name}))
+        out.update(_class_fields(cls))
+        return out
+
+    if root not in classes:
+        raise RuntimeError(f"no class {root} in the pydantic source")
+    models: dict[str, dict[str, Any]] = {}
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in models:
+            continue
+        fields = fields_of(name)
+        for entry in fields.values():
+            annotation = ast.parse(entry.pop("annotation"), mode="eval")
+            named = sorted(
+                {
+                    n.id if isinstance(n, ast.Name) else str(n.value)
+                    for n in ast.walk(annotation)
+                    if (isinstance(n, ast.Name) and n.id in classes)
+                    or (isinstance(n, ast.Constant) and n.value in classes)
+                }
+                - {name}
+            )
+            named = [m for m in named if fields_of(m)]
+            if named:
+                entry["models"] = named
+                todo += named
+        models[name] = dict(sorted(fields.items()))
+    return {"root": root, "models": dict(sorted(models.items()))}
+
+
+# ---------------------------------------------------------------- llama-server (--help)
+
+_SPELLING = re.compile(r"-{1,2}[A-Za-z0-9][\w.-]*")
+
+
+def _help_line(line: str) -> tuple[list[str], str] | None:
+    """The spellings of one ``--help`` option line and its metavar ("" when it takes none).
+
+    Spellings are separated by a comma and any spaces; a metavar follows the last
+    one after a single space; the description follows after two or more spaces.
+    """
+    spellings: list[str] = []
+    pos = 0
+    while m := _SPELLING.match(line, pos):
+        spellings.append(m.group(0))
+        pos = m.end()
+        sep = re.match(r",\s*", line[pos:])
+        if not sep:
+            break
+        pos += sep.end()
+    if not spellings:
+        return None
+    rest = line[pos:]
+    if not rest.startswith(" ") or rest.startswith("  "):
+        return spellings, ""
+    return spellings, re.split(r"\s{2,}", rest.strip(), maxsplit=1)[0]
+
+
+def read_llama_help(text: str) -> dict[str, Any]:
+    """The options of ``llama-server --help``.
+
+    Each option line starts with its spellings separated by ", ", then a metavar
+    (``N``, ``FNAME``, ``{a,b}``...) when it takes a value, then the help text.
+    """
+    flags: dict[str, Any] = {}
+    last: dict[str, Any] | None = None
+    for raw in text.splitlines():
+        if last is not None and (env := re.search(r"\(env: ([A-Z0-9_]+)\)", raw)):
+            last["env"] = env.group(1)
+        # option lines start at column 0; indented lines continue the help text
+        parsed = _help_line(raw.rstrip()) if raw.startswith("-") else None
+        if parsed is None:
+            continue
+        spellings, metavar = parsed
+        entry: dict[str, Any] = {"value": "required" if metavar else "none"}
+        if m := re.fullmatch(r"[\[<]([\w-]+(?:\|[\w-]+)+)[\]>]|\{([\w-]+(?:,[\w-]+)+)\}", metavar):
+            # "[on|off|auto]", "<0|1>" and "{a,b}" list the values the option takes
+            entry["choices"] = sorted(re.split(r"[|,]", m.group(1) or m.group(2)))
+        longs = [s for s in spellings if s.startswith("--")]
+        key = (longs or spellings)[0]
+        if aliases := [s for s in spellings if s != key]:
+            entry["aliases"] = aliases
+        flags[key] = last = entry
+    if not flags:
+        raise RuntimeError("no options found in the --help text")
+    return {
+        "parser": {"class": "llama.cpp common_params", "allow_abbrev": False},
+        "positionals": [],
+        "flags": dict(sorted(flags.items())),
+    }
+
+
+def llama_server_version(binary: Path) -> str:
+    """The build ``--version`` prints: ``version: 1234 (abcdef)`` -> ``b1234``;
+    ``version: 0.5.0-dev (build 1, commit abcdef)`` -> ``0.5.0-dev+abcdef``."""
+    proc = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    out = proc.stdout + proc.stderr
+    if m := re.search(r"version:\s*(\d+)\s*\(([0-9a-f]+)\)", out):
+        return f"b{m.group(1)}"
+    if m := re.search(r"version:\s*(\S+)\s*\(build \d+, commit ([0-9a-f]+)\)", out):
+        return f"{m.group(1)}+{m.group(2)}"  # a build outside llama.cpp's own CI numbering
+    raise RuntimeError(f"cannot read the version of {binary}")
