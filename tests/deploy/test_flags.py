@@ -23,7 +23,8 @@ from kimi_modes.deploy.flags.accepted import (
     flag_data,
 )
 
-PYTHON_ENGINES = {"vllm", "sglang", "ktransformers", "lmdeploy", "dynamo-frontend"}
+PYTHON_ENGINES = {"vllm", "sglang", "ktransformers", "lmdeploy", "dynamo-frontend",
+                  "dynamo-vllm", "dynamo-sglang", "dynamo-trtllm"}
 
 
 def kinds(problems: list) -> list[tuple[str, str]]:
@@ -99,10 +100,34 @@ DYNAMO_FRONTEND = (
     "--router-session-affinity-mode soft"
 )
 
+# deploy-facts §3.5 (NVIDIA's curated K2-Thinking deployment; Moonshot's multi-node K2 line)
+TRTLLM_K2T = (
+    "trtllm-serve nvidia/Kimi-K2-Thinking-NVFP4 --host 0.0.0.0 --port 8000 --config kimi.yaml "
+    "--tool_parser kimi_k2 --reasoning_parser kimi_k2"
+)
+TRTLLM_MULTINODE = (
+    "trtllm-serve serve moonshotai/Kimi-K2-Instruct --backend pytorch --tp_size 16 --ep_size 8 "
+    "--kv_cache_free_gpu_memory_fraction 0.95"
+)
+# Dynamo workers: Dynamo's own flags on top of the engine's (deploy-facts §3.9)
+DYNAMO_VLLM_K26 = (
+    "python3 -m dynamo.vllm --model moonshotai/Kimi-K2.6 --tensor-parallel-size 8 "
+    "--trust-remote-code --gpu-memory-utilization 0.85 --dyn-tool-call-parser kimi_k2 "
+    "--dyn-reasoning-parser kimi_k25 --enable-multimodal"
+)
+DYNAMO_SGLANG_K25 = (
+    "python3 -m dynamo.sglang --model-path moonshotai/Kimi-K2.5 --tp 8 --trust-remote-code "
+    "--dyn-tool-call-parser kimi_k2 --dyn-reasoning-parser kimi_k25"
+)
+
 
 @pytest.mark.parametrize(
     ("line", "engine"),
     [
+        (TRTLLM_K2T, None),
+        (TRTLLM_MULTINODE, None),
+        (DYNAMO_VLLM_K26, None),
+        (DYNAMO_SGLANG_K25, None),
         (VLLM_K25, None),
         (VLLM_K3, None),
         (VLLM_MULTINODE, None),
@@ -160,6 +185,15 @@ def test_vllm_parser_rewrites_are_honoured() -> None:
         ("llama-server", ["--moe-eval-overlap"], [("--moe-eval-overlap", "unknown")]),
         ("llama-server", ["--tools-file", "tools.json"], [("--tools-file", "unknown")]),
         ("llama-server", ["--fit", "maybe"], [("--fit", "bad_choice")]),
+        ("trtllm", ["m", "--moe_tp_mode", "1"], [("--moe_tp_mode", "unknown")]),
+        ("trtllm", ["m", "--backend", "trt-llm"], [("--backend", "bad_choice")]),
+        ("trtllm", ["m", "--tp-size", "8"], [("--tp-size", "unknown")]),  # click: as declared
+        # vLLM's parser flags belong to `vllm serve`'s frontend; a Dynamo worker has its own
+        ("dynamo-vllm", ["--tool-call-parser", "kimi_k2"], [("--tool-call-parser", "unknown")]),
+        ("dynamo-vllm", ["--dyn-reasoning-parser", "kimi_k9"], [("--dyn-reasoning-parser",
+                                                               "bad_choice")]),
+        ("dynamo-trtllm", ["--tensor_parallel_size", "8"], [("--tensor_parallel_size",
+                                                              "unknown")]),
     ],
 )
 def test_invented_flags_are_refused(
@@ -246,3 +280,16 @@ def test_a_dropped_choice_is_reported_against_regenerated_data() -> None:
     assert kinds(check(newer, ["--reasoning-parser", "kimi_k2"])) == [
         ("--reasoning-parser", "bad_choice")
     ]
+
+
+def test_data_read_from_a_repository_names_its_source() -> None:
+    raw = json.loads(
+        resources.files("kimi_modes.deploy.flags").joinpath("data", "trtllm.json").read_text()
+    )
+    assert raw["source"] == [{"repo": "NVIDIA/TensorRT-LLM",
+                              "path": "tensorrt_llm/commands/serve.py",
+                              "commit": "00209af149e7774406881a37283dce303571eb11"}]
+    data = flag_data("trtllm")
+    assert data.version == "git-00209af1"
+    assert data.by_option["--ep_size"].name == "--moe_expert_parallel_size"
+    assert data.by_option["--extra_llm_api_options"].name == "--config"
