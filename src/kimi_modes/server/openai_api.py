@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from kimi_modes.engines.base import ChatRequest, Event, Finish, InvalidToolCall, Usage
 from kimi_modes.engines.message import MessageBuilder
-from kimi_modes.modes.options import AgentOptions, ModeOptions, SwarmOptions
+from kimi_modes.modes.options import NO_OPTIONS, AgentOptions, ModeOptions, SwarmOptions
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.server.errors import APIError, openai_error_body
 from kimi_modes.server.openai_answer import ChatCompletion, OpenAIError
@@ -163,8 +163,9 @@ class ChatCompletionBody(BaseModel):
                            "do not pass them on yet; send the request without 'logprobs' and "
                            "'top_logprobs'", param="logprobs" if self.logprobs else "top_logprobs",
                            code="unsupported_parameter")
-        kwargs = self.chat_template_kwargs or _TemplateKwargs()
-        effort, preserve = kwargs.thinking_effort, kwargs.preserve_thinking
+        kwargs = self.chat_template_kwargs
+        effort = kwargs.thinking_effort if kwargs else None
+        preserve = kwargs.preserve_thinking if kwargs else None
         request = ChatRequest(
             messages=messages,
             thinking_effort=effort,
@@ -179,8 +180,8 @@ class ChatCompletionBody(BaseModel):
             seed=self.seed,
             extra=extra,
         )
-        options = ModeOptions(agent=self.agent or AgentOptions(),
-                              swarm=self.swarm or SwarmOptions())
+        options = NO_OPTIONS if self.agent is None and self.swarm is None else ModeOptions(
+            agent=self.agent or NO_OPTIONS.agent, swarm=self.swarm or NO_OPTIONS.swarm)
         return WireRequest(
             self.model, request, thinking_switch(self), options, stream=self.stream,
             include_usage=bool(self.stream_options and self.stream_options.include_usage))
