@@ -1,4 +1,5 @@
-"""Fixtures that start the real processes: the simulated engine and the gateway.
+"""Fixtures that start the real processes: the simulated engine, the gateway, and a
+throwaway PostgreSQL server.
 
 Each is started the way a user starts it (``python -m kimi_modes simulate|serve``) on a free
 loopback port, waited for on its ``/health``, and stopped at the end of the test. The
@@ -10,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import helpers.processes
 from helpers.processes import Proc, free_port, start_process
 from helpers.simulator import Sim, launch
+
+if TYPE_CHECKING:
+    from helpers.postgres import PostgresCluster
 
 
 @pytest.fixture
@@ -78,3 +83,14 @@ def embedded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]
                   env={"KIMI_MODES_CONFIG": ""})
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL server for the session (started when a test first asks);
+    each test takes a database of its own (``postgres.new_database()``)."""
+    from helpers.postgres import PostgresCluster  # psycopg: the postgres extra
+
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()

@@ -27,8 +27,12 @@ What a caller may rely on:
   built-in tools (sandboxed python and shell, files, web), the MCP servers of
   ``agent.mcp_config`` (one that fails to start is logged and left out), and the swarm's
   engine pools (``orchestrator`` and ``workers`` for the default model,
-  ``orchestrator:<family>`` / ``workers:<family>`` for the others). With ``runs=False`` only
-  Instant and Thinking exist, and nothing is written to disk.
+  ``orchestrator:<family>`` / ``workers:<family>`` for the others). The memories between
+  requests (the reasoning Instant and Thinking restore, the hidden steps of paused Agent
+  runs: :mod:`kimi_modes.modes.memory`) are kept in the run store, bounded by
+  ``[store] reasoning_entries`` and ``transcript_entries``, so every process on that store
+  shares them. With ``runs=False`` only Instant and Thinking exist, the reasoning memory
+  lives in this process, and nothing is written to disk.
 - :meth:`Assembly.aclose` releases everything, once (later calls do nothing): first the run
   store (live runs end as ``interrupted``, watchers end), then Swarm mode and its pools, Agent
   mode and its MCP servers, the engines last. If :func:`assemble` fails half-way, what it had
@@ -51,6 +55,7 @@ from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
 from kimi_modes.modes.agent.service import AgentService
 from kimi_modes.modes.catalog import Catalog, Mode, model_id
 from kimi_modes.modes.chat import ModeDefaults
+from kimi_modes.modes.memory import ReasoningMemory, TranscriptMemory
 from kimi_modes.modes.router import Router
 from kimi_modes.modes.swarm import LaunchRamp, SwarmService, SwarmWorkers, WorkerSettings
 from kimi_modes.protocol.families import Family, family_info
@@ -135,10 +140,15 @@ async def assemble(settings: Settings, *, runs: bool = True,
                              lease_seconds=settings.store.lease_seconds)
             await store.open()
             tools, notes, mcp = await _agent_tools(settings)
-            agents = {f: _agent(settings, catalog, f, built, store, tools, notes, mcp)
-                      for f in catalog.upstreams}
+            transcripts = TranscriptMemory(store.memories,
+                                           limit=settings.store.transcript_entries)
+            agents = {f: _agent(settings, catalog, f, built, store, tools, notes, mcp,
+                                transcripts) for f in catalog.upstreams}
             swarms = _swarms(settings, catalog, built, store, agents, pools)
-        router = Router(catalog, built, mode_defaults(settings), agents=agents, swarms=swarms)
+        memory = ReasoningMemory(store.memories if store is not None else None,
+                                 limit=settings.store.reasoning_entries)
+        router = Router(catalog, built, mode_defaults(settings), memory=memory, agents=agents,
+                        swarms=swarms)
     except BaseException:
         await _release(store, swarms, pools, agents, mcp, built)
         raise
@@ -291,9 +301,10 @@ async def _agent_tools(settings: Settings) -> tuple[list[Tool], list[str], McpMa
 
 def _agent(settings: Settings, catalog: Catalog, family: Family,
            engines: Mapping[str, Engine], store: RunStore, tools: list[Tool],
-           notes: list[str], mcp: McpManager | None) -> AgentService:
+           notes: list[str], mcp: McpManager | None,
+           transcripts: TranscriptMemory) -> AgentService:
     """Agent mode of ``family`` on its agent upstream, with ``tools`` and the MCP servers'
-    tools."""
+    tools, its paused runs' hidden steps in ``transcripts``."""
     a = settings.agent
 
     def tools_factory() -> list[Tool]:
@@ -312,6 +323,7 @@ def _agent(settings: Settings, catalog: Catalog, family: Family,
         tool_output_limit=a.tool_output_limit,
         system_notes=notes,
         model_id=model_id(family, Mode.AGENT),
+        transcripts=transcripts,
     )
 
 

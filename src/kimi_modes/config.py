@@ -106,9 +106,9 @@ class ServerSettings(BaseModel):
     #: every key's runs.
     operator_api_keys: list[SecretStr] = Field(default_factory=list)
     log_level: str = "info"
-    #: Gateway processes sharing the port (0: one per core). Each keeps its own memories
-    #: (reasoning restore, transcripts), swarm and pool caps and /metrics counters; the run
-    #: store is shared (docs/scaling.md, "Many processes").
+    #: Gateway processes sharing the port (0: one per core). Each keeps its own swarm and
+    #: pool caps and /metrics counters; the run store, and the memories in it, are shared
+    #: (docs/scaling.md, "Many processes").
     workers: int = Field(1, ge=0)
     #: Largest request body accepted, in bytes; enforced while the body is read (chunked
     #: uploads included), so a larger one never sits in memory whole.
@@ -319,6 +319,12 @@ class StoreSettings(BaseModel):
     #: Seconds after a gateway stops renewing its lease (it died) before the others mark its
     #: runs interrupted; it renews every third of this.
     lease_seconds: float = Field(15.0, gt=0)
+    #: The most entries the reasoning memory keeps in the store (the reasoning of tool-call
+    #: turns, restored for clients that drop it); the oldest are evicted.
+    reasoning_entries: int = Field(10_000, ge=1)
+    #: The most entries the transcript memory keeps (the hidden steps of Agent runs paused
+    #: on client tool calls); the oldest are evicted.
+    transcript_entries: int = Field(2_000, ge=1)
 
     @field_validator("url")
     @classmethod

@@ -10,7 +10,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,6 @@ RULES = [
     {"match": {**SUB, "user": r"Topic (?P<n>\d+)"}, "reply": {"content": "Result ${n}."}},
     {"match": {"user": "(?i)say"}, "reply": {"content": "Said."}},
 ]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ step. Every test that takes ``location`` or ``store`` is the contract both backe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -15,17 +15,10 @@ from kimi_modes.runs import RunStore
 ToolStep = Callable[[RunStore, str, int], Awaitable[None]]
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    """One throwaway PostgreSQL server for the session."""
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store keeps its runs: a fresh SQLite file, or a fresh PostgreSQL database."""
+    """Where a store keeps its runs: a fresh SQLite file, or a fresh PostgreSQL database (on
+    the session's ``postgres`` server, tests/conftest.py)."""
     if request.param == "sqlite":
         return str(tmp_path / "runs.sqlite3")
     cluster: PostgresCluster = request.getfixturevalue("postgres")

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from helpers.postgres import PostgresCluster
-from kimi_modes.runs import RunStore, RunStoreError
+from kimi_modes.runs import RunStore, RunStoreError, _pgsql
 
 USER = [{"role": "user", "content": "What is 2+2?"}]
 
@@ -36,13 +36,31 @@ async def test_stores_opening_at_once_migrate_once(url: str) -> None:
         assert [r.id for r in await stores[3].list_runs(owner="tenant-a")] == [run.id]
     finally:
         await asyncio.gather(*(s.close() for s in stores))
-    assert _version(url) == 1
+    assert _version(url) == 2
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM runs_schema").fetchone() == (1,)
         # Closed stores give up their leases.
         assert conn.execute("SELECT count(*) FROM stores").fetchone() == (0,)
     async with RunStore(url) as again:  # opening again changes nothing
         assert len(await again.list_runs()) == 1
+
+
+async def test_a_version_1_database_is_migrated_with_its_runs(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(_pgsql.MIGRATIONS[1])
+        conn.execute("CREATE TABLE runs_schema (version integer NOT NULL)")
+        conn.execute("INSERT INTO runs_schema (version) VALUES (1)")
+        conn.execute(
+            "INSERT INTO runs (id, mode, model, status, messages, owner, created_at,"
+            " updated_at, finished_at) VALUES ('run_old', 'agent', 'm', 'completed', '[]',"
+            " 'tenant-a', 1.0, 2.0, 2.0)")
+    async with RunStore(url) as store:
+        old = await store.get("run_old", owner="tenant-a")
+        assert old is not None and old.status == "completed"
+        # Version 2 keeps the modes' memories.
+        assert await store.memories.remember("reasoning", "k", "r", limit=10) == "r"
+        assert await store.memories.recall("reasoning", ["k"]) == {"k": "r"}
+    assert _version(url) == 2
 
 
 async def test_a_newer_database_is_refused(url: str) -> None:

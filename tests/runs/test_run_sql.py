@@ -48,7 +48,7 @@ async def test_a_new_database_has_the_current_schema(tmp_path: Path) -> None:
         run = await store.create_run("agent", "m", [{"role": "user", "content": "hi"}],
                                      owner="tenant-a")
         assert run.owner == "tenant-a"
-    assert _version(path) == 3
+    assert _version(path) == 4
     assert {"store_id", "owner"} <= set(_columns(path))
 
 
@@ -75,7 +75,10 @@ async def test_a_version_1_database_is_migrated_with_its_runs(tmp_path: Path) ->
         assert left is not None and left.status == "interrupted"
         new = await store.create_run("agent", "m", [], owner="tenant-a")
         assert [r.id for r in await store.list_runs(owner="tenant-a")] == [new.id]
-    assert _version(path) == 3
+        # Version 4 keeps the modes' memories.
+        assert await store.memories.remember("reasoning", "k", "r", limit=10) == "r"
+        assert await store.memories.recall("reasoning", ["k"]) == {"k": "r"}
+    assert _version(path) == 4
     columns = _columns(path)
     assert "store_id" in columns and columns.count("owner") == 1
     assert "cancel_requested" in columns

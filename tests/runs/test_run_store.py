@@ -206,7 +206,7 @@ async def test_the_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
         assert store.path is not None
     with sqlite3.connect(tmp_path / "runs.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
 
 
 async def test_an_in_memory_store_works() -> None:

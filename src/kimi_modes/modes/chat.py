@@ -46,14 +46,15 @@ class ChatMode:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """The engine's events for ``request`` (its messages with the caller's dropped
         reasoning restored), plus the marks of :func:`marked`. On a normal end, the answer's
-        reasoning is remembered for this caller and conversation if it made tool calls."""
-        restored = replace(request, messages=self.memory.restore(request.owner,
-                                                                 request.messages))
+        reasoning is remembered for this caller and conversation if it made tool calls
+        (committed before the stream ends)."""
+        restored = replace(request, messages=await self.memory.restore(request.owner,
+                                                                       request.messages))
         builder = MessageBuilder()
         async for event in marked(self.engine.stream(restored), request.tools, builder):
             yield event
-        self.memory.remember(request.owner, request.messages,
-                             builder.message().to_openai_message())
+        await self.memory.remember(request.owner, request.messages,
+                                   builder.message().to_openai_message())
 
     async def aclose(self) -> None:
         """Nothing of its own: the engine belongs to whoever built it."""

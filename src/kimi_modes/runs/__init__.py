@@ -40,6 +40,7 @@ from kimi_modes.runs.events import (
     ToolResultEvent,
 )
 from kimi_modes.runs.live import CancelCallback
+from kimi_modes.runs.memories import Memories
 from kimi_modes.runs.records import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -73,6 +74,7 @@ __all__ = [
     "CompactionEvent",
     "FinishedEvent",
     "LiveBroker",
+    "Memories",
     "MessageDeltaEvent",
     "RunEvent",
     "RunNotFound",

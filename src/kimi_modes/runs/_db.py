@@ -17,7 +17,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +271,11 @@ class SqliteDatabase:
         """Flag the run; its process reads the flag on its next heartbeat."""
         return await self._writing.call(_sql.request_cancel(run_id))
 
+    async def remember(self, kind: str, key: str, value: bytes, now: float,
+                       limit: int) -> bytes:
+        """Store the entry on the writer (with the others queued); the value kept."""
+        return await self._writing.call(_sql.remember(kind, key, value, now, limit))
+
     async def heartbeat(self) -> list[str]:
         """Interrupt the runs of stores whose lock is free; the cancel flags of ours."""
         await self._interrupt_abandoned()
@@ -295,6 +300,10 @@ class SqliteDatabase:
                           limit: int | None) -> list[RunEvent]:
         """The run's events after ``after_seq``."""
         return await self._reading.call(_sql.read_events(run_id, after_seq, limit))
+
+    async def recall(self, kind: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored entries of ``keys``."""
+        return await self._reading.call(_sql.recall(kind, keys))
 
     # -- internals --------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ notifications go out when the transaction commits, in commit order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -85,6 +85,19 @@ CREATE TABLE stores (
     started_at  timestamptz NOT NULL DEFAULT now(),
     lease_until timestamptz NOT NULL
 );
+""",
+    # 2: what the modes remember between requests (runs/memories.py); ``seq`` orders the
+    # entries of a kind by age (the oldest are evicted first).
+    2: """
+CREATE TABLE memories (
+    seq        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind       text NOT NULL,
+    key        text NOT NULL,
+    value      text NOT NULL,
+    created_at double precision NOT NULL,
+    UNIQUE (kind, key)
+);
+CREATE INDEX memories_by_age ON memories (kind, seq);
 """,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
@@ -323,6 +336,26 @@ def cancel_requests(store_id: str) -> Callable[[Connection], Awaitable[list[str]
     return work
 
 
+def remember(kind: str, key: str, value: bytes, now: float,
+             limit: int) -> Callable[[Connection], Awaitable[bytes]]:
+    """Store ``value`` under ``(kind, key)`` unless an entry is there already (entries never
+    change), then evict the oldest entries of ``kind`` beyond ``limit``; the work returns the
+    value stored under the key (the first one written, by whichever process)."""
+    async def work(conn: Connection) -> bytes:
+        await conn.execute(
+            "INSERT INTO memories (kind, key, value, created_at) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (kind, key) DO NOTHING", (kind, key, value.decode(), now))
+        cur = await conn.execute("SELECT value FROM memories WHERE kind = %s AND key = %s",
+                                 (kind, key))
+        row = await cur.fetchone()
+        await conn.execute(
+            "DELETE FROM memories WHERE kind = %s AND seq <= (SELECT seq FROM memories"
+            " WHERE kind = %s ORDER BY seq DESC LIMIT 1 OFFSET %s)", (kind, kind, limit))
+        return value if row is None else str(row[0]).encode()
+
+    return work
+
+
 # -- reading ------------------------------------------------------------------------------------
 
 
@@ -380,6 +413,13 @@ async def read_events(conn: Connection, run_id: str, after_seq: int,
     cur = await conn.execute(sql, args)
     return [RunEvent(run_id, seq, at, kind, orjson.loads(data))
             for seq, at, kind, data in await cur.fetchall()]
+
+
+async def recall(conn: Connection, kind: str, keys: Sequence[str]) -> dict[str, bytes]:
+    """The stored values of those of ``keys`` that ``kind`` holds, by key."""
+    cur = await conn.execute("SELECT key, value FROM memories WHERE kind = %s AND key = ANY(%s)",
+                             (kind, list(keys)))
+    return {str(key): str(value).encode() for key, value in await cur.fetchall()}
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

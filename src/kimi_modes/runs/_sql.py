@@ -21,7 +21,21 @@ log = logging.getLogger("kimi_modes.runs")
 
 #: The version this code writes (``PRAGMA user_version``); :data:`MIGRATIONS` brings older
 #: databases up to it.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
+
+#: What the modes remember between requests (:mod:`kimi_modes.runs.memories`): ``seq`` orders
+#: the entries of a kind by age (the oldest are evicted first).
+MEMORIES_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS memories (
+    seq        INTEGER PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (kind, key)
+);
+CREATE INDEX IF NOT EXISTS memories_by_age ON memories (kind, seq);
+"""
 
 #: The current schema, for a new database.
 SCHEMA: Final = """
@@ -63,7 +77,7 @@ CREATE TABLE IF NOT EXISTS events (
     data    TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
-"""
+""" + MEMORIES_TABLE
 
 #: ``MIGRATIONS[n]`` turns a database of version ``n - 1`` into version ``n``.
 MIGRATIONS: Final = {
@@ -78,6 +92,8 @@ CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at DESC);
     3: """
 ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 """,
+    # 4: what the modes remember between requests (runs/memories.py), shared by processes.
+    4: MEMORIES_TABLE,
 }
 
 SUMMARY_COLUMNS: Final = (
@@ -306,6 +322,23 @@ def interrupt(stores: Sequence[str | None], now: float, error: str) -> Callable[
     return work
 
 
+def remember(kind: str, key: str, value: bytes, now: float,
+             limit: int) -> Callable[[sqlite3.Connection], bytes]:
+    """Store ``value`` under ``(kind, key)`` unless an entry is there already (entries never
+    change), then evict the oldest entries of ``kind`` beyond ``limit``; the work returns the
+    value stored under the key (the first one written)."""
+    def work(conn: sqlite3.Connection) -> bytes:
+        conn.execute("INSERT INTO memories (kind, key, value, created_at) VALUES (?, ?, ?, ?)"
+                     " ON CONFLICT (kind, key) DO NOTHING", (kind, key, value, now))
+        stored = conn.execute("SELECT value FROM memories WHERE kind = ? AND key = ?",
+                              (kind, key)).fetchone()[0]
+        conn.execute("DELETE FROM memories WHERE kind = ? AND seq <= (SELECT seq FROM memories"
+                     " WHERE kind = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)", (kind, kind, limit))
+        return bytes(stored) if isinstance(stored, bytes) else str(stored).encode()
+
+    return work
+
+
 # -- reading ------------------------------------------------------------------------------------
 
 
@@ -370,6 +403,19 @@ def read_events(run_id: str, after_seq: int, limit: int | None) -> Callable[
     def work(conn: sqlite3.Connection) -> list[RunEvent]:
         return [RunEvent(run_id, seq, at, kind, orjson.loads(data))
                 for seq, at, kind, data in conn.execute(sql, args)]
+
+    return work
+
+
+def recall(kind: str, keys: Sequence[str]) -> Callable[[sqlite3.Connection],
+                                                      dict[str, bytes]]:
+    """The stored values of those of ``keys`` that ``kind`` holds, by key."""
+    placeholders = ", ".join("?" for _ in keys)
+    sql = f"SELECT key, value FROM memories WHERE kind = ? AND key IN ({placeholders})"
+
+    def work(conn: sqlite3.Connection) -> dict[str, bytes]:
+        return {str(key): value if isinstance(value, bytes) else str(value).encode()
+                for key, value in conn.execute(sql, [kind, *keys])}
 
     return work
 

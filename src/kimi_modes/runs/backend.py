@@ -12,7 +12,7 @@ event was stored) through :class:`Signals`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -118,6 +118,13 @@ class RunsBackend(Protocol):
         cancel."""
         ...
 
+    async def remember(self, kind: str, key: str, value: bytes, now: float,
+                       limit: int) -> bytes:
+        """Store ``value`` (encoded JSON) under ``(kind, key)`` unless an entry is there
+        already, evict the oldest entries of ``kind`` beyond ``limit``; returns the value
+        stored under the key (committed)."""
+        ...
+
     # -- reading ----------------------------------------------------------------------------
 
     async def read_record(self, run_id: str, owner: str | None) -> RunRecord | None:
@@ -136,6 +143,10 @@ class RunsBackend(Protocol):
     async def read_events(self, run_id: str, after_seq: int,
                           limit: int | None) -> list[RunEvent]:
         """The run's events with seq > ``after_seq`` in seq order, at most ``limit``."""
+        ...
+
+    async def recall(self, kind: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored values (encoded JSON) of those of ``keys`` that ``kind`` holds."""
         ...
 
 

@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -234,6 +234,11 @@ class PostgresDatabase:
         """Flag the run and ``NOTIFY`` its owner, which cancels it at once."""
         return await self._writing.call(_pgsql.request_cancel(run_id))
 
+    async def remember(self, kind: str, key: str, value: bytes, now: float,
+                       limit: int) -> bytes:
+        """Store the entry on the writer (with the others queued); the value kept."""
+        return await self._writing.call(_pgsql.remember(kind, key, value, now, limit))
+
     async def heartbeat(self) -> list[str]:
         """Renew the lease; interrupt the runs of lapsed stores; our cancel requests."""
         await self._writing.call(self._renewal())
@@ -263,6 +268,11 @@ class PostgresDatabase:
         """The run's events after ``after_seq``."""
         async with self._reading.connection() as conn:
             return await _pgsql.read_events(conn, run_id, after_seq, limit)
+
+    async def recall(self, kind: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored entries of ``keys``."""
+        async with self._reading.connection() as conn:
+            return await _pgsql.recall(conn, kind, keys)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from kimi_modes.runs.backend import NewRun, RunsBackend, Signals, is_postgres_ur
 from kimi_modes.runs.errors import RunNotFound, RunStoreClosed, RunStoreError
 from kimi_modes.runs.events import FINISHED, MESSAGE_DELTA, RunEvent, Subscription, dumps
 from kimi_modes.runs.live import CancelCallback, LiveRun, LiveRuns, checked_data
+from kimi_modes.runs.memories import Memories
 from kimi_modes.runs.records import (
     ACTIVE_STATUSES,
     INTERRUPTED,
@@ -114,6 +115,9 @@ class RunStore:
         else:
             self.path = None if raw == ":memory:" else Path(raw).expanduser()
             self._db = SqliteDatabase(self.path, self.store_id)
+        #: What the modes remember between requests, in the same database
+        #: (:mod:`kimi_modes.runs.memories`).
+        self.memories = Memories(self._db)
         self._live = LiveRuns(delta_interval=delta_interval, delta_max_chars=delta_max_chars,
                               store_event=self._store_event)
         self._state = "new"  # new → open → closing → closed

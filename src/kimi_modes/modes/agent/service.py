@@ -52,6 +52,7 @@ class AgentService:
         tool_output_limit: int = 16_000,
         system_notes: Sequence[str] = (),
         model_id: str = "kimi-k2.5-agent",
+        transcripts: TranscriptMemory | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -63,7 +64,9 @@ class AgentService:
         self.tool_output_limit = tool_output_limit
         self.system_notes = list(system_notes)
         self.model_id = model_id
-        self.transcripts = TranscriptMemory()
+        #: The hidden steps of runs paused on client tool calls (default: in ``store``).
+        self.transcripts = (transcripts if transcripts is not None
+                            else TranscriptMemory(store.memories))
         #: Runs being ended after their stream closed (kept referenced until done).
         self._ending: set[asyncio.Future[None]] = set()
 
@@ -72,7 +75,7 @@ class AgentService:
         """Run the agent on ``request`` with ``options`` and stream it in the engine
         vocabulary."""
         budgets = self.budgets.merged(options.agent.budgets())
-        messages = self.transcripts.restore(request.owner, request.messages)
+        messages = await self.transcripts.restore(request.owner, request.messages)
         record = await self.store.create_run(
             mode=self.mode, model=self.model_id, messages=messages, run_id=request.run_id,
             owner=request.owner,
@@ -126,8 +129,8 @@ class AgentService:
             if result.stop_reason == "client_tools":
                 client = [c for c in result.final.get("tool_calls", [])
                           if c["function"]["name"] in _names(request.tools)]
-                self.transcripts.remember(request.owner, request.messages, client,
-                                          result.messages[result.first_new:])
+                await self.transcripts.remember(request.owner, request.messages, client,
+                                                result.messages[result.first_new:])
                 for index, call in enumerate(client):
                     yield ToolCallDelta(index, call["id"], call["function"]["name"],
                                         call["function"]["arguments"])
