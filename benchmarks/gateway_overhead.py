@@ -10,6 +10,7 @@ output-token throughput and the ratios to direct, 1 and N workers side by side.
 Targets: p50 TTFT overhead <= 2 ms, throughput >= 0.95 of direct.
 
     python benchmarks/gateway_overhead.py --concurrency 128 --tokens 256 --workers 4
+    python benchmarks/gateway_overhead.py --baseline-src ../old-checkout   # old vs new
 """
 
 from __future__ import annotations
@@ -36,14 +37,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``python -m kimi_modes ARGS --port P``; its process and URL once /health is ok."""
+def _start(args: list[str], src: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``python -m kimi_modes ARGS --port P`` (from the source tree ``src`` when given);
+    its process and URL once /health is ok."""
     port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if src is not None:
+        env["PYTHONPATH"] = os.path.join(src, "src")
     proc = subprocess.Popen(
         [sys.executable, "-m", "kimi_modes", *args, "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -141,10 +146,10 @@ def _report(title: str, columns: dict[str, list[Run]]) -> None:
     d50, _, dtp, _ = _summary(columns["direct"])
     rows = {name: _summary(runs) for name, runs in columns.items()}
     print(title)
-    print(f"{'':22}" + "".join(f"{name:>14}" for name in rows))
+    print(f"{'':22}" + "".join(f"{name:>18}" for name in rows))
 
     def line(label: str, cell: Callable[[tuple[float, float, float, int]], str]) -> None:
-        print(f"{label:22}" + "".join(f"{cell(row):>14}" for row in rows.values()))
+        print(f"{label:22}" + "".join(f"{cell(row):>18}" for row in rows.values()))
 
     line("p50 TTFT ms", lambda r: f"{r[0] * 1000:.2f}")
     line("p99 TTFT ms", lambda r: f"{r[1] * 1000:.2f}")
@@ -168,6 +173,9 @@ def main() -> None:
                     help="also measure the synchronised burst (every stream at once)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="the second gateway's --workers (default: one per core)")
+    ap.add_argument("--baseline-src", metavar="DIR",
+                    help="also run a one-worker gateway from this checkout (e.g. a worktree of "
+                         "an older commit): its column is the baseline to compare with")
     args = ap.parse_args()
 
     sim, sim_url = _start(["simulate", "--ttft", str(args.ttft), "--tpot", str(args.tpot),
@@ -175,6 +183,10 @@ def main() -> None:
     gateways = {f"{n} worker{'s' if n > 1 else ''}": _start(
         ["serve", "--upstream", sim_url + "/v1", "--no-access-log", "--log-level", "warning",
          "--workers", str(n)]) for n in dict.fromkeys([1, args.workers])}
+    if args.baseline_src:
+        gateways["baseline 1 worker"] = _start(
+            ["serve", "--upstream", sim_url + "/v1", "--no-access-log", "--log-level", "warning",
+             "--workers", "1"], src=args.baseline_src)
     targets = {"direct": (sim_url, "moonshotai/Kimi-K2.5",
                           {"chat_template_kwargs": {"thinking": False}})}
     targets |= {name: (url, "kimi-k2.5-instant", {}) for name, (_, url) in gateways.items()}
