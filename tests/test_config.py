@@ -6,12 +6,13 @@ from kimi_modes.config import ConfigError, load_settings
 from kimi_modes.protocol.families import Family
 
 
-def test_defaults_use_the_embedded_engine_and_model_card_sampling() -> None:
+def test_defaults_use_the_embedded_engine_and_the_familys_sampling() -> None:
     settings = load_settings()
     assert settings.server.port == 8000
     assert [u.kind for u in settings.effective_upstreams()] == ["embedded"]
-    assert (settings.modes.thinking.temperature, settings.modes.thinking.top_p) == (1.0, 0.95)
-    assert (settings.modes.instant.temperature, settings.modes.instant.top_p) == (0.6, 0.95)
+    # unset: the router fills in each family's recommended values (tests/modes/test_router.py)
+    assert (settings.modes.thinking.temperature, settings.modes.thinking.top_p) == (None, None)
+    assert (settings.modes.instant.temperature, settings.modes.instant.top_p) == (None, None)
 
 
 def test_toml_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,7 +30,7 @@ def test_toml_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert settings.upstreams[0].url == "http://h:1/v1"
     assert settings.upstreams[0].dialect == "sglang"
     assert settings.modes.instant.temperature == 0.3
-    assert settings.modes.instant.top_p == 0.95
+    assert settings.modes.instant.top_p is None
 
 
 @pytest.mark.parametrize("how", ["toml", "env"])
@@ -50,7 +51,7 @@ def test_operator_api_keys_are_secrets_beside_the_api_keys(
 
 
 @pytest.mark.parametrize("how", ["toml", "env"])
-def test_a_partial_mode_table_keeps_the_other_model_card_defaults(
+def test_a_partial_mode_table_leaves_the_other_fields_to_the_family(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     path = tmp_path / "k.toml"
@@ -63,8 +64,8 @@ def test_a_partial_mode_table_keeps_the_other_model_card_defaults(
         monkeypatch.setenv("KIMI_MODES_MODES__THINKING__TEMPERATURE", "0.8")
         monkeypatch.setenv("KIMI_MODES_MODES__INSTANT__MAX_TOKENS", "512")
     modes = load_settings(path).modes
-    assert (modes.thinking.temperature, modes.thinking.top_p) == (0.8, 0.95)
-    assert (modes.instant.temperature, modes.instant.top_p) == (0.6, 0.95)
+    assert (modes.thinking.temperature, modes.thinking.top_p) == (0.8, None)
+    assert (modes.instant.temperature, modes.instant.top_p) == (None, None)
     assert modes.instant.max_tokens == 512
 
 

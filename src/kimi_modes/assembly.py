@@ -233,8 +233,9 @@ def build_engines(settings: Settings) -> dict[str, Engine]:
 
 
 def mode_defaults(settings: Settings) -> dict[Mode, ModeDefaults]:
-    """Sampling defaults and upstream of each chat mode, from ``[modes.*]``, and every
-    mode's objective (Agent: ``[agent]``, Swarm's orchestrator: ``[swarm]``)."""
+    """Sampling defaults and upstream of each chat mode, from ``[modes.*]`` (``None``: the
+    served family's recommended values, filled in by the router), and every mode's
+    objective (Agent: ``[agent]``, Swarm's orchestrator: ``[swarm]``)."""
     m = settings.modes
     return {
         Mode.THINKING: ModeDefaults(m.thinking.temperature, m.thinking.top_p,
@@ -397,8 +398,12 @@ def _workers(settings: Settings, pool: EnginePool, store: RunStore, agent: Agent
     s = settings.swarm
     thinking = family_info(family).thinks(s.subagent_mode == "thinking")
     defaults = mode_defaults(settings)[Mode.THINKING if thinking else Mode.INSTANT]
-    sampling = {k: v for k, v in (("temperature", defaults.temperature),
-                                  ("top_p", defaults.top_p)) if v is not None}
+    recommended = family_info(family).default_sampling(thinking)
+    sampling = {k: v for k, v in (
+        ("temperature", recommended.temperature if defaults.temperature is None
+         else defaults.temperature),
+        ("top_p", recommended.top_p if defaults.top_p is None else defaults.top_p),
+    ) if v is not None}
     return SwarmWorkers(
         pool, store, workspaces=agent.workspaces, tools_factory=agent.tools_factory,
         settings=WorkerSettings(

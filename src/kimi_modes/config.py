@@ -242,10 +242,14 @@ class UpstreamSettings(BaseModel):
 
 
 class ModeSettings(BaseModel):
-    """Sampling defaults of one mode and which upstream serves it.
+    """``[modes.thinking]`` / ``[modes.instant]``: sampling defaults of one mode and which
+    upstream serves it.
 
-    The defaults are per field, so a table that sets only some keys keeps the model card's
-    value for the others (see :class:`ThinkingModeSettings`, :class:`InstantModeSettings`).
+    ``temperature`` and ``top_p`` unset (the default) mean each served model family's
+    recommended values for the mode (``protocol.families``: K2.5 and later 1.0 / 0.6 with
+    top_p 0.95; K2-Instruct 0.6 and K2-Thinking 1.0 without top_p); a value set here applies
+    to every family. Per field, so a table that sets only ``temperature`` keeps the family's
+    ``top_p``.
     """
 
     temperature: float | None = None
@@ -258,23 +262,9 @@ class ModeSettings(BaseModel):
     objective: str | None = _objective("the InferenceObjective of this mode's requests")
 
 
-class ThinkingModeSettings(ModeSettings):
-    """``[modes.thinking]``: Kimi K2.5's model card says temperature 1.0, top_p 0.95."""
-
-    temperature: float | None = 1.0
-    top_p: float | None = 0.95
-
-
-class InstantModeSettings(ModeSettings):
-    """``[modes.instant]``: Kimi K2.5's model card says temperature 0.6, top_p 0.95."""
-
-    temperature: float | None = 0.6
-    top_p: float | None = 0.95
-
-
 class ModesSettings(BaseModel):
-    thinking: ThinkingModeSettings = Field(default_factory=ThinkingModeSettings)
-    instant: InstantModeSettings = Field(default_factory=InstantModeSettings)
+    thinking: ModeSettings = Field(default_factory=ModeSettings)
+    instant: ModeSettings = Field(default_factory=ModeSettings)
 
 
 class AgentSettings(BaseModel):

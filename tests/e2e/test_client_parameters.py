@@ -1,6 +1,7 @@
 """Parameters real clients send, through a real gateway in front of the simulated engine,
 driven with the official SDKs: OpenAI's ``reasoning_effort`` (every value the SDK sends, mapped
-onto K3's ``thinking_effort`` and ignored by K2.x families), ``GET /v1/models/{id}``."""
+onto K3's ``thinking_effort`` and ignored by K2.x families), ``GET /v1/models/{id}``, and
+the sampling the gateway fills in when a client sends none (each family's own)."""
 
 from __future__ import annotations
 
@@ -99,3 +100,19 @@ def test_a_model_is_retrieved_by_id_or_alias(start_simulator: Callable[..., Any]
     with pytest.raises(openai.NotFoundError) as info:
         client(gw).models.retrieve("gpt-4o")
     assert info.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("family", "model", "sent"), [
+    ("k2-instruct", "kimi-k2-instruct-instant", {"temperature": 0.6}),
+    ("k2-thinking", "kimi-k2-thinking-thinking", {"temperature": 1.0}),
+    ("k3", "kimi-k3-instant", {"temperature": 0.6, "top_p": 0.95}),
+])
+def test_unset_sampling_is_the_familys(start_simulator: Callable[..., Any],
+                                       start_gateway: Callable[..., Any], family: str,
+                                       model: str, sent: dict[str, float]) -> None:
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--family", family,
+                          "--sampling", "official")
+    gw = start_gateway(toml(sim.v1, family))
+    client(gw).chat.completions.create(model=model, messages=USER, max_tokens=8)
+    upstream = last_upstream_request(sim)
+    assert {k: upstream.get(k) for k in ("temperature", "top_p") if k in upstream} == sent

@@ -19,6 +19,7 @@ from kimi_modes.modes import (
     Resolved,
     Router,
 )
+from kimi_modes.modes.catalog import model_id
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.protocol.families import Family
 
@@ -131,3 +132,25 @@ async def test_agent_progress_is_never_restored_as_reasoning() -> None:
     sent = r.engines["big"]
     assert isinstance(sent, ScriptedEngine)
     assert "reasoning_content" not in sent.requests[-1].messages[1]
+
+
+@pytest.mark.parametrize(("family", "thinking", "expected"), [
+    ("k2-instruct", False, (0.6, None)),
+    ("k2-thinking", True, (1.0, None)),
+    ("k2.6", False, (0.6, 0.95)),
+    ("k2.6", True, (1.0, 0.95)),
+    ("k3", True, (1.0, 0.95)),
+])
+def test_unset_defaults_are_the_familys_recommended_sampling(
+        family: str, thinking: bool, expected: tuple[float, float | None]) -> None:
+    catalog = Catalog([("up", family)])
+    engines = {"up": ScriptedEngine([ContentDelta("hi"), Finish("stop")], name="up")}
+    resolved = catalog.resolve(model_id(family, Mode.THINKING if thinking else Mode.INSTANT))
+    unset = {Mode.INSTANT: ModeDefaults(None, None), Mode.THINKING: ModeDefaults(None, None)}
+    _, request = Router(catalog, engines, unset).route(resolved, ChatRequest([]))
+    assert (request.temperature, request.top_p) == expected
+    _, request = Router(catalog, engines, unset).route(resolved, ChatRequest([], top_p=0.5))
+    assert request.top_p == 0.5  # the client's own value wins
+    configured = {Mode.INSTANT: ModeDefaults(0.3, None), Mode.THINKING: ModeDefaults(0.3, None)}
+    _, request = Router(catalog, engines, configured).route(resolved, ChatRequest([]))
+    assert (request.temperature, request.top_p) == (0.3, expected[1])  # a configured one wins

@@ -113,8 +113,8 @@ class OpenAIChatEngine:
         }
         if request.tools:
             body["tools"] = _neutralized(request.tools)
-            if request.tool_choice is not None:
-                body["tool_choice"] = request.tool_choice
+        if request.tool_choice is not None:  # without tools too: the upstream judges it
+            body["tool_choice"] = request.tool_choice
         for key in ("temperature", "top_p", "max_tokens", "stop", "seed"):
             value = getattr(request, key)
             if value is not None:

@@ -22,7 +22,7 @@ from kimi_modes.modes.memory import ReasoningMemory
 from kimi_modes.modes.options import NO_OPTIONS, ModeOptions
 from kimi_modes.modes.session import conversation_session_id
 from kimi_modes.modes.swarm.service import SwarmService
-from kimi_modes.protocol.families import Family
+from kimi_modes.protocol.families import Family, family_info
 
 _NO_DEFAULTS = ModeDefaults(None, None)
 
@@ -90,7 +90,8 @@ class Router:
               options: ModeOptions = NO_OPTIONS) -> tuple[ModeEngine, ChatRequest]:
         """The engine for ``resolved``'s model and mode and ``request`` as it goes to it: the
         thinking switch set and the mode's sampling defaults filled in where the client gave
-        none (Agent and Swarm sample like the chat mode their switch selects), the conversation's
+        none: the configured ones, else the model family's recommended values for the mode
+        (Agent and Swarm sample like the chat mode their switch selects), the conversation's
         session id and the mode's objective set (for a router upstream). Raises
         :class:`ModeError` for a mode this process cannot run (501) or a request the mode
         refuses (400)."""
@@ -98,11 +99,13 @@ class Router:
         family = resolved.family
         sampling_mode = Mode.THINKING if resolved.thinking else Mode.INSTANT
         defaults = self.defaults.get(sampling_mode) or _NO_DEFAULTS
+        recommended = family_info(family).default_sampling(resolved.thinking)
         request = replace(
             request,
             thinking=resolved.thinking,
-            temperature=_first(request.temperature, defaults.temperature),
-            top_p=_first(request.top_p, defaults.top_p),
+            temperature=_first(request.temperature, defaults.temperature,
+                               recommended.temperature),
+            top_p=_first(request.top_p, defaults.top_p, recommended.top_p),
             max_tokens=(request.max_tokens if mode in (Mode.AGENT, Mode.SWARM)
                         else _first(request.max_tokens, defaults.max_tokens)),
             session_id=(request.session_id

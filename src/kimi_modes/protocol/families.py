@@ -47,6 +47,30 @@ class Sampling:
 
 
 @dataclass(frozen=True, slots=True)
+class OfficialSampling:
+    """Which sampling values Moonshot's official API accepts for a family (any other is an
+    HTTP 400 ``invalid_request_error``). ``temperature`` is always within [0, 1]; a pinned
+    field accepts only the mode's recommended value (:meth:`FamilyInfo.default_sampling`;
+    the penalties: only 0). ``n`` is 1 on every family we serve (a simulated engine makes one
+    choice), so it is not a fact here.
+
+    Sources: Moonshot's parameter table (platform.kimi.ai/docs/api/models-overview: kimi-k2.5
+    pins all of them, the kimi-k2 and kimi-k2-thinking series pin none) and
+    Kimi-Vendor-Verifier's ``tests/params`` for K3 (temperature 0, 0.6 and 1.0 accepted with
+    thinking on, 1.1, 2.0 and -0.1 refused; top_p only 0.95; the penalties only 0).
+    """
+
+    temperature_pinned: bool = False
+    top_p_pinned: bool = False
+    penalties_pinned: bool = False
+
+
+#: Moonshot's K2.5 policy: every sampling field fixed ("invalid temperature: only 1 is
+#: allowed for this model").
+PINNED = OfficialSampling(temperature_pinned=True, top_p_pinned=True, penalties_pinned=True)
+
+
+@dataclass(frozen=True, slots=True)
 class FamilyInfo:
     """Static facts about one family.
 
@@ -60,6 +84,7 @@ class FamilyInfo:
     and reasoning parser of vLLM and SGLang for this family. ``reasoning_begin`` and
     ``reasoning_end``: the text that opens and closes the reasoning (K2.x: ``<think>`` and
     ``</think>``; K3: the think channel's ``<|open|>think<|sep|>`` and ``<|close|>think<|sep|>``).
+    ``official_sampling``: what Moonshot's own API accepts (:class:`OfficialSampling`).
     """
 
     name: Family
@@ -78,6 +103,7 @@ class FamilyInfo:
     engine_parser: str = "kimi_k2"
     reasoning_begin: str = T.THINK_BEGIN
     reasoning_end: str = T.THINK_END
+    official_sampling: OfficialSampling = OfficialSampling()
 
     def thinks(self, thinking: bool | None = None) -> bool:
         """Whether a request with this ``thinking`` switch gets a reasoning block.
@@ -141,6 +167,7 @@ _K2_5 = FamilyInfo(
     instant_sampling=_K2_5_INSTANT,
     tool_declaration="typescript",
     think_prefill=True,
+    official_sampling=PINNED,
 )
 
 _FAMILIES: dict[Family, FamilyInfo] = {
@@ -164,12 +191,14 @@ _FAMILIES: dict[Family, FamilyInfo] = {
     Family.K2_5: _K2_5,
     # K2.5's template and markers plus the preserve_thinking switch; sampling fixed by Moonshot.
     Family.K2_6: replace(_K2_5, name=Family.K2_6, preserve_thinking="switchable"),
-    # Thinking only, preserve_thinking forced on (vLLM recipe Kimi-K2.7-Code.yaml); no
-    # sampling of its own is published, so K2.6's thinking sampling.
+    # Thinking only, preserve_thinking forced on (vLLM recipe Kimi-K2.7-Code.yaml);
+    # Kimi-Vendor-Verifier runs it at temperature 1.0, top_p 0.95 (K2.6's thinking values).
     Family.K2_7_CODE: replace(_K2_5, name=Family.K2_7_CODE, thinking="always",
                               instant_sampling=None, preserve_thinking="always"),
-    # XTML; reasoning of every turn kept (the encoder does so); no sampling of its own is
-    # published, so K2.5's.
+    # XTML; reasoning of every turn kept (the encoder does so). Sampling: Kimi-Vendor-Verifier
+    # runs K3's benchmarks at temperature 1.0, top_p 0.95 (thinking) and its params suite
+    # accepts 0.6 with thinking off: K2.5's values. Moonshot's API pins top_p and the
+    # penalties, not the temperature (within [0, 1]).
     Family.K3: FamilyInfo(
         name=Family.K3,
         context_window=1048576,
@@ -186,6 +215,7 @@ _FAMILIES: dict[Family, FamilyInfo] = {
         engine_parser="kimi_k3",
         reasoning_begin=f"{T.XTML_OPEN}think{T.XTML_SEP}",
         reasoning_end=f"{T.XTML_CLOSE}think{T.XTML_SEP}",
+        official_sampling=OfficialSampling(top_p_pinned=True, penalties_pinned=True),
     ),
 }
 

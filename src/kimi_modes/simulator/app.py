@@ -21,10 +21,10 @@ from starlette.routing import Route
 
 from kimi_modes.protocol.families import family_info
 from kimi_modes.simulator import wire
+from kimi_modes.simulator.checks import RequestError, check_sampling
 from kimi_modes.simulator.config import SimConfig, draw_fault
 from kimi_modes.simulator.conversation import (
     Conversation,
-    RequestError,
     chat_prompt_tokens,
     from_chat,
     from_prompt,
@@ -119,6 +119,8 @@ class _Handlers:
         if endpoint == "chat":
             conv = from_chat(body, config.family)
             prompt_tokens = chat_prompt_tokens(body)
+            if config.sampling == "official":
+                check_sampling(body, config.family, conv.thinking)
         else:
             prompt = body.get("prompt")
             if isinstance(prompt, list) and len(prompt) == 1:

@@ -67,6 +67,10 @@ def simulate(
         float | None, typer.Option(help="Retry-After seconds sent with 429 and 503 faults.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fault and jitter draws.")] = 0,
+    sampling: Annotated[
+        str, typer.Option(help="open: any sampling value, as vLLM; official: refuse (400) what "
+                          "Moonshot's API refuses for the family (fixed temperature, top_p...).")
+    ] = "open",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the simulated Kimi engine: vLLM serving Kimi, with set latencies and faults."""
@@ -83,7 +87,7 @@ def simulate(
             model=model, family=family, max_model_len=max_model_len,
             reasoning_field=reasoning_field, raw_markers=raw_markers,
             script=load_script(script) if script is not None else None, seed=seed,
-            settings=settings,
+            settings=settings, sampling=sampling,
         )
     except (ValueError, ScriptError) as exc:
         raise typer.BadParameter(str(exc)) from None

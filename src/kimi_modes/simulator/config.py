@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kimi_modes.protocol.families import Family, family_info, resolve_family
+from kimi_modes.simulator.checks import SAMPLING_POLICIES
 from kimi_modes.simulator.faults import FAIL_STATUSES, Fault
 from kimi_modes.simulator.script import Script
 
@@ -99,7 +100,9 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
 @dataclass(slots=True, frozen=True)
 class SimConfig:
     """Everything fixed at start. ``family`` is any of :class:`~kimi_modes.protocol.Family`;
-    ``max_model_len`` defaults to the family's context window."""
+    ``max_model_len`` defaults to the family's context window. ``sampling``: ``open`` takes
+    any sampling value (as vLLM does), ``official`` refuses what Moonshot's API refuses for
+    the family (:func:`~kimi_modes.simulator.checks.check_sampling`)."""
 
     model: str = "moonshotai/Kimi-K2.5"
     family: str = Family.K2_5
@@ -109,9 +112,12 @@ class SimConfig:
     script: Script | None = None
     seed: int = 0
     settings: Settings = field(default_factory=Settings)
+    sampling: str = "open"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "family", resolve_family(self.family))  # or ValueError
+        if self.sampling not in SAMPLING_POLICIES:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLING_POLICIES)}")
         if self.reasoning_field not in REASONING_FIELDS:
             raise ValueError(f"reasoning_field must be one of {', '.join(REASONING_FIELDS)}")
         if self.max_model_len < 0:

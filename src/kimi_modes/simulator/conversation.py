@@ -5,11 +5,13 @@ Replies are decided on a :class:`Conversation` whichever endpoint the request ca
 Kimi's format (K2.x: kimi-protocol.md §3–4; K3's XTML: §9) as ``/v1/completions`` receives
 it. Both keep only what the reply rules look at: each message's role and plain text, the
 declared tools (name and JSON schema; a K2.5 TypeScript declaration is read back into a rough
-schema), ``tool_choice`` and the thinking switch.
+schema; K3's dynamic declarations in system messages included), ``tool_choice``, the thinking
+switch and effort, and a JSON ``response_format``.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 from dataclasses import dataclass, field
@@ -22,15 +24,13 @@ from kimi_modes.protocol import xtml
 from kimi_modes.protocol.errors import PromptError
 from kimi_modes.protocol.families import family_info
 from kimi_modes.protocol.ids import function_name_from_id
+from kimi_modes.simulator.checks import (
+    RequestError,
+    ResponseFormat,
+    dynamic_tools,
+    response_format,
+)
 from kimi_modes.simulator.tokenize import count_tokens
-
-
-class RequestError(ValueError):
-    """The request cannot be read; ``param`` names the offending field (vLLM's 400)."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,12 +51,16 @@ class Tool:
 
 @dataclass(slots=True)
 class Conversation:
-    """``tool_choice`` is ``auto``, ``none``, ``required`` or the name of a forced function."""
+    """``tool_choice`` is ``auto``, ``none``, ``required`` or the name of a forced function;
+    ``thinking_effort`` the effort in force (``None``: thinking off, or a family without
+    efforts); ``response_format`` a JSON format the answer must take (``None``: text)."""
 
     messages: list[Message]
     tools: list[Tool]
     thinking: bool
     tool_choice: str = "auto"
+    thinking_effort: str | None = None
+    response_format: ResponseFormat | None = None
 
     @property
     def last_user_text(self) -> str:
@@ -95,9 +99,11 @@ class Conversation:
 def from_chat(body: dict[str, Any], family: str) -> Conversation:
     """Read an OpenAI chat body; the thinking switch is ``chat_template_kwargs.thinking``.
 
-    A ``chat_template_kwargs.thinking_effort`` the family rejects (K3's ``medium``, any
-    effort for a family without one... as Moonshot's encoder refuses them) is a
-    :class:`RequestError`; a K2.x template ignores unknown keywords, and so do we there.
+    For a family with efforts (K3) the effort is ``chat_template_kwargs.thinking_effort``,
+    else ``reasoning_effort`` (whose ``none`` switches thinking off), as vLLM's K3 path reads
+    them; one the family rejects (K3's ``medium``) is a :class:`RequestError`. A K2.x
+    template ignores unknown keywords and ``reasoning_effort``, and so do we there. K3 also
+    takes tools declared in system messages (:func:`~kimi_modes.simulator.checks.dynamic_tools`).
     """
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
@@ -124,21 +130,36 @@ def from_chat(body: dict[str, Any], family: str) -> Conversation:
     kwargs = body.get("chat_template_kwargs")
     kwargs = kwargs if isinstance(kwargs, dict) else {}
     info = family_info(family)
-    thinks = info.thinks(kwargs.get("thinking", True) is not False)
     effort = kwargs.get("thinking_effort")
-    if info.thinking_efforts and effort is not None:
+    switch = kwargs.get("thinking")
+    in_force = None
+    if info.thinking_efforts:
+        hint = body.get("reasoning_effort")
+        if hint == "none" and switch is None:
+            switch = False
+        elif effort is None and hint is not None:
+            effort = hint
         try:
-            info.thinking_effort(thinks, str(effort))
+            in_force = info.thinking_effort(info.thinks(switch is not False),
+                                            None if effort is None else str(effort))
         except PromptError as exc:
             raise RequestError(str(exc), "chat_template_kwargs") from None
+    tools = body.get("tools")
+    if info.wire_format == "xtml":
+        tools = [*(tools if isinstance(tools, list) else []),
+                 *dynamic_tools(raw_messages, tools)]
+    thinks = info.thinks(switch is not False)
     return Conversation(
-        messages, _chat_tools(body.get("tools")), thinks,
-        _tool_choice(body.get("tool_choice"), bool(body.get("tools"))),
+        messages, _chat_tools(tools), thinks,
+        _tool_choice(body.get("tool_choice"), bool(tools)),
+        thinking_effort=in_force, response_format=response_format(body),
     )
 
 
 def chat_prompt_tokens(body: dict[str, Any]) -> int:
-    """Prompt tokens of a chat body: message texts plus a fixed overhead per message.
+    """Prompt tokens of a chat body: message texts plus a fixed overhead per message, and
+    per PNG image sent as a data URL one token per 28×28 pixels (MoonViT's 14-pixel patches
+    merged 2×2, rounded up per side).
 
     An approximation of the rendered prompt's length (deterministic, cheap).
     """
@@ -146,6 +167,8 @@ def chat_prompt_tokens(body: dict[str, Any]) -> int:
     for raw in body.get("messages") or ():
         if isinstance(raw, dict):
             total += 4 + count_tokens(_text(raw.get("content")))
+            total += sum(_image_tokens(part) for part in raw.get("content") or ()
+                         if isinstance(raw.get("content"), list))
             reasoning = raw.get("reasoning_content") or raw.get("reasoning")
             if isinstance(reasoning, str):
                 total += count_tokens(reasoning)
@@ -154,6 +177,25 @@ def chat_prompt_tokens(body: dict[str, Any]) -> int:
     if body.get("tools"):
         total += 4 + count_tokens(orjson.dumps(body["tools"]).decode())
     return total
+
+
+_PNG_DATA_URL = "data:image/png;base64,"
+
+
+def _image_tokens(part: Any) -> int:
+    """0 unless ``part`` is an image part holding a PNG data URL (its size from the header)."""
+    image = part.get("image_url") if isinstance(part, dict) else None
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str) or not url.startswith(_PNG_DATA_URL):
+        return 0
+    try:
+        header = base64.b64decode(url[len(_PNG_DATA_URL):len(_PNG_DATA_URL) + 32])
+    except ValueError:
+        return 0
+    if len(header) < 24 or header[12:16] != b"IHDR":
+        return 0
+    width, height = int.from_bytes(header[16:20]), int.from_bytes(header[20:24])
+    return -(-width // 28) * -(-height // 28)
 
 
 def _text(content: Any) -> str:
@@ -184,13 +226,23 @@ def _chat_tools(raw_tools: Any) -> list[Tool]:
 
 
 def _tool_choice(value: Any, has_tools: bool) -> str:
+    """The request's ``tool_choice`` as vLLM takes it: ``required`` or a named function
+    needs tools; any other string than auto/none/required is refused."""
+    if value is None:
+        return "auto" if has_tools else "none"
+    name = None
     if isinstance(value, dict):
         function = value.get("function")
         if isinstance(function, dict) and isinstance(function.get("name"), str):
-            return str(function["name"])
-    if value in ("none", "required", "auto"):
-        return str(value)
-    return "auto" if has_tools else "none"
+            name = str(function["name"])
+    elif value in ("none", "required", "auto"):
+        name = str(value)
+    if name is None:
+        raise RequestError(f"tool_choice {value!r} is not 'none', 'auto', 'required' or a "
+                           "named function", "tool_choice")
+    if not has_tools and name not in ("none", "auto"):
+        raise RequestError("tool_choice needs tools: none are declared", "tool_choice")
+    return name if has_tools else "none"
 
 
 # --- reading a rendered prompt (/v1/completions) -------------------------------------------
@@ -283,6 +335,7 @@ _XTML_RESPONSE_RE = re.compile(
 )
 _JSON_BLOCK_RE = re.compile(r"```json\n(.*)\n```", re.DOTALL)
 _TOOL_CHOICE_RE = re.compile(r"`tool_choice=(\w+)`")
+_EFFORT_RE = re.compile(r"`thinking_effort=(\w+)`")
 
 
 def _from_xtml_prompt(prompt: str, thinking: bool) -> Conversation:
@@ -292,6 +345,7 @@ def _from_xtml_prompt(prompt: str, thinking: bool) -> Conversation:
     messages: list[Message] = []
     tools: list[Tool] = []
     choice: str | None = None
+    effort: str | None = None
     for match in _XTML_MESSAGE_RE.finditer(prompt):
         _, attributes = xtml.parse_header(match.group(1))
         role, kind, body = attributes.get("role", ""), attributes.get("type"), match.group(2)
@@ -302,8 +356,11 @@ def _from_xtml_prompt(prompt: str, thinking: bool) -> Conversation:
         elif kind == "tool-choice":
             chosen = _TOOL_CHOICE_RE.search(body)
             choice = chosen.group(1) if chosen else None
+        elif kind == "thinking-effort":
+            chosen = _EFFORT_RE.search(body)
+            effort = chosen.group(1) if chosen else None
         elif kind is not None:
-            continue  # thinking-effort, response-format: not part of the conversation
+            continue  # response-format, dynamic declarations: not part of the conversation
         elif role == "assistant":
             response = _XTML_RESPONSE_RE.search(body)
             messages.append(Message("assistant", response.group(1) if response else ""))
@@ -311,4 +368,5 @@ def _from_xtml_prompt(prompt: str, thinking: bool) -> Conversation:
             messages.append(Message("tool", body, attributes.get("tool")))
         else:
             messages.append(Message("user" if role == "user" else "system", body))
-    return Conversation(messages, tools, thinking, choice or ("auto" if tools else "none"))
+    return Conversation(messages, tools, thinking, choice or ("auto" if tools else "none"),
+                        thinking_effort=effort if thinking else None)

@@ -7,9 +7,17 @@ The rule-based default is deterministic and depends only on the conversation:
 - tools are declared, ``tool_choice`` allows them, and the last user message names declared
   tools (whole word): one call per named tool, in the order named, with arguments built from
   the tool's JSON schema (:func:`synthesize_arguments`; ``key=value`` pairs in the user message
-  fill fields of that name). ``tool_choice`` ``required`` or a named function forces a call;
+  fill fields of that name). ``tool_choice`` ``required`` or a named function forces a call
+  (with none named, ``required`` calls the tool whose name and description share the most
+  words with the message);
+- the last user message asks for the ``thinking_effort``: the effort in force (``low``,
+  ``high``, ``max``; ``unknown`` without one), as K3 reads it from its system prompt;
 - otherwise reasoning about the last user message and a content answer that echoes its first
   30 words (``You said: ...``).
+
+Then the request's shape applies: at ``thinking_effort`` ``low`` the reasoning is its first
+sentence only (``high`` and ``max`` keep all of it); with a JSON ``response_format`` and no
+tool call the content is compact JSON (:func:`json_content`).
 
 Reasoning is produced only when the request thinks; whether it is sent is decided later.
 """
@@ -21,13 +29,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
+
 from kimi_modes.protocol.format import format_output
+from kimi_modes.simulator.checks import RequestError, ResponseFormat
 from kimi_modes.simulator.conversation import Conversation, Tool
 
 _ECHO_WORDS = 30
 _MAX_DEPTH = 8
 _RESULT_CHARS = 200
 _PAIR_RE = re.compile(r"""([\w-]+)=("[^"]*"|'[^']*'|[^\s,;]+)""")
+_WORD_RE = re.compile(r"[a-z]{4,}")
+_QUOTED_KEY_RE = re.compile(r"""['"`]([A-Za-z_][\w-]*)['"`]""")
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,7 +79,43 @@ class Reply:
 
 
 def default_reply(conv: Conversation) -> Reply:
-    """The rule-based answer to ``conv`` (see the module docstring)."""
+    """The rule-based answer to ``conv`` (see the module docstring). Raises
+    :class:`RequestError` when the ``response_format`` schema is one the simulated engine
+    cannot produce a value for (as vLLM's guided decoding refuses a schema it cannot
+    compile)."""
+    reply = _rule_reply(conv)
+    if conv.thinking_effort == "low" and ". " in reply.reasoning:
+        reply.reasoning = reply.reasoning.split(". ", 1)[0] + "."
+    if conv.response_format is not None and not reply.tool_calls:
+        reply.content = json_content(conv.response_format, conv.last_user_text,
+                                     reply.content)
+    return reply
+
+
+def json_content(fmt: ResponseFormat, text: str, answer: str) -> str:
+    """Compact JSON for ``fmt``: for ``json_object``, an object of the keys ``text`` quotes
+    (``'city'``; values from ``key=value`` pairs, else ``"KEY example"``), or
+    ``{"answer": answer}`` when it quotes none; for ``json_schema``, a value built from the
+    schema like tool arguments (:func:`synthesize_arguments`), validated against it."""
+    hints = {k: v.strip("\"'") for k, v in _PAIR_RE.findall(text)}
+    value: Any
+    if fmt.kind == "json_object" or fmt.schema is None:
+        keys = dict.fromkeys(_QUOTED_KEY_RE.findall(text))
+        value = {k: hints.get(k, f"{k} example") for k in keys} or {"answer": answer}
+    else:
+        value = _value(fmt.schema, fmt.schema, hints)
+        try:
+            jsonschema.validate(value, fmt.schema)
+        except jsonschema.ValidationError as exc:
+            raise RequestError(
+                "the simulated engine cannot generate a value for this response_format "
+                f"schema (supported: types, properties, required, enum, const, default, "
+                f"bounds, minItems, minLength, $ref, anyOf/oneOf/allOf): {exc.message}",
+                "response_format") from None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _rule_reply(conv: Conversation) -> Reply:
     results = conv.tool_results
     if results:
         names = ", ".join(r.name or "a tool" for r in results)
@@ -81,6 +130,10 @@ def default_reply(conv: Conversation) -> Reply:
         listed = ", ".join(f"{c.name} with {c.arguments}" for c in calls)
         return Reply(reasoning=f"The user asks for a tool. I will call {listed}.",
                      tool_calls=calls)
+    if "thinking_effort" in text:
+        effort = conv.thinking_effort or "unknown"
+        return Reply(reasoning=f"The system prompt sets thinking_effort={effort}. I report it.",
+                     content=effort)
     words = text.split()
     snippet = " ".join(words[:_ECHO_WORDS]) + (" ..." if len(words) > _ECHO_WORDS else "")
     return Reply(
@@ -103,10 +156,22 @@ def _calls_for(conv: Conversation, text: str) -> list[ToolCall]:
                 found.append((match.start(), tool))
         chosen = [tool for _, tool in sorted(found, key=lambda item: item[0])]
         if not chosen and conv.tool_choice == "required":
-            chosen = [conv.tools[0]]
+            chosen = [_closest_tool(conv.tools, text)]
     hints = {k: v.strip("\"'") for k, v in _PAIR_RE.findall(text)}
     return [ToolCall(t.name, json.dumps(synthesize_arguments(t, hints), ensure_ascii=False))
             for t in chosen]
+
+
+def _closest_tool(tools: list[Tool], text: str) -> Tool:
+    """The tool whose name and description share the most words (of four letters or more)
+    with ``text``; the first declared on a tie."""
+    wanted = set(_WORD_RE.findall(text.lower()))
+
+    def shared(tool: Tool) -> int:
+        words = _WORD_RE.findall(f"{tool.name} {tool.description}".lower().replace("_", " "))
+        return len(wanted.intersection(words))
+
+    return max(tools, key=shared)
 
 
 def synthesize_arguments(tool: Tool, hints: dict[str, str] | None = None) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """``kimi-modes verify tools --suite``: Kimi-Vendor-Verifier's suites run as a subprocess
-against the simulated engine, healthy and scripted to misbehave (broken arguments, a wrong
-prompt-token count), and what each check of the simulator's behaviour shows."""
+against the simulated engine (with Moonshot's sampling policy, and without: open), healthy
+and scripted to misbehave (broken arguments, a wrong prompt-token count), and through a real
+gateway in front of it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kimi_modes.bench.verify.suites import validate_arguments
+from kimi_modes.bench.verify.kvv.probe import validate_arguments
 from kimi_modes.simulator.conversation import chat_prompt_tokens
 
 BROKEN = {"rules": [{"match": {"tool": "submit_arguments"},
@@ -79,22 +80,92 @@ def test_broken_arguments_fail_the_schema_suite(start_simulator: Callable[..., A
     assert "arguments are not JSON" in run.stdout
 
 
-def test_params_and_k3_on_a_k3_simulator(start_simulator: Callable[..., Any],
-                                         tmp_path: Path) -> None:
-    sim = start_simulator("--family", "k3", "--ttft", "0", "--tpot", "0")
+def test_a_k3_simulator_with_official_sampling_passes_every_suite(
+        start_simulator: Callable[..., Any], tmp_path: Path) -> None:
+    sim = start_simulator("--family", "k3", "--sampling", "official", "--ttft", "0",
+                          "--tpot", "0")
     run, result = suite(tmp_path, "--base-url", sim.v1, "--suite", "all",
                         "--model-family", "k3")
-    assert run.returncode == 1  # the simulator enforces neither sampling nor formats
-    params = checks(result, "params")
-    assert params["no params [thinking]"] and params["temperature=0.6 accepted [non-thinking]"]
-    assert params["n=2 refused [thinking]"]  # the simulator refuses n != 1
-    assert not params["temperature=1.1 refused [non-thinking]"]
-    k3 = checks(result, "k3")
-    assert k3["tool_choice=required forces a call"] and k3["tool_choice=none forbids a call"]
-    assert not k3["required without tools refused"]
-    assert not k3["response_format json_object"]
+    assert run.returncode == 0, run.stdout + run.stderr
+    params, k3 = checks(result, "params"), checks(result, "k3")
+    assert params["temperature=1.1 refused [non-thinking]"]
+    assert params["top_p=0.8 refused [thinking]"]
+    assert params["temperature=0.0 accepted [thinking]"]
+    for name in ("response_format json_object [stream]",
+                 "response_format json_schema strict [nostream]",
+                 "json_schema without name refused [stream]",
+                 "global and dynamic tools coexist [nostream]",
+                 "dynamic tool name of 257 characters refused [stream]",
+                 "tool message without tool_call_id refused [nostream]",
+                 "effort: reasoning_effort ignored when effort is set [stream]",
+                 "effort: stream sends reasoning and content chunks [stream]"):
+        assert k3[name], name
+    assert result["suites"]["k3"]["total"] == 99
     assert result["suites"]["prompt-tokens"]["passed"] is None
     assert "no cases" in run.stdout
 
     run, result = suite(tmp_path, "--base-url", sim.v1, "--suite", "k3")
     assert run.returncode == 0 and "not applicable" in run.stdout  # family k2.5
+
+
+def test_an_open_simulator_fails_params(start_simulator: Callable[..., Any],
+                                        tmp_path: Path) -> None:
+    sim = start_simulator("--family", "k3", "--ttft", "0", "--tpot", "0")
+    run, result = suite(tmp_path, "--base-url", sim.v1, "--suite", "params",
+                        "--model-family", "k3")
+    assert run.returncode == 1
+    params = checks(result, "params")
+    assert params["n=2 refused [thinking]"]  # the simulator makes one choice only
+    assert not params["temperature=1.1 refused [non-thinking]"]
+
+
+def test_params_per_family(start_simulator: Callable[..., Any], tmp_path: Path) -> None:
+    sim = start_simulator("--sampling", "official", "--ttft", "0", "--tpot", "0")
+    run, result = suite(tmp_path, "--base-url", sim.v1, "--suite", "params")
+    assert run.returncode == 0, run.stdout
+    params = checks(result, "params")  # KVV's verify_params.py table: K2.5 pins temperature
+    assert params["temperature=0.5 refused [thinking]"]
+    assert params["temperature=1.0 accepted [thinking]"]
+    assert params["temperature=0.6 accepted [non-thinking]"]
+    run, result = suite(tmp_path, "--base-url", sim.v1, "--suite", "params",
+                        "--model-family", "k2-instruct")
+    assert run.returncode == 0 and "not applicable" in run.stdout
+    assert result["suites"]["params"]["passed"] is None
+
+
+def test_through_a_k3_gateway(start_simulator: Callable[..., Any],
+                              start_gateway: Callable[..., Any], tmp_path: Path) -> None:
+    sim = start_simulator("--family", "k3", "--sampling", "official", "--ttft", "0",
+                          "--tpot", "0")
+    gw = start_gateway(f'[[upstreams]]\nname = "sim"\nkind = "openai_chat"\n'
+                       f'url = "{sim.v1}"\nfamily = "k3"\ndialect = "vllm"\n')
+    run, result = suite(tmp_path, "--base-url", gw.v1, "--model", "kimi-k3-thinking",
+                        "--suite", "all", "--model-family", "k3")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert result["suites"]["params"]["passed_checks"] == 30
+    assert result["suites"]["k3"]["passed_checks"] == 99
+
+
+def test_image_prompt_token_cases(start_simulator: Callable[..., Any], tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "prompt_token_cases"
+    (folder / "images").mkdir(parents=True)
+    Image.new("RGB", (64, 48), "red").save(folder / "images" / "vision_fixture.png")
+    lines = []
+    for case_id, (width, height) in {"wide": (1536, 1024), "tall": (300, 700)}.items():
+        parts = [{"type": "text", "text": "What is this?"},
+                 {"type": "image_url", "image_url": {
+                     "url": f"fixture://vision_fixture.png?width={width}&height={height}"}}]
+        request = {"messages": [{"role": "user", "content": parts}]}
+        # the simulator's count: the text (the image as "[image]") plus one per 28×28 pixels
+        patches = -(-width // 28) * -(-height // 28)
+        lines.append({"id": case_id, "request": request,
+                      "expected_prompt_tokens": chat_prompt_tokens(request) + patches})
+    lines.append({**lines[0], "id": "off", "expected_prompt_tokens": 10})
+    (folder / "vision_cases.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    sim = start_simulator("--ttft", "0", "--tpot", "0")
+    run, result = suite(tmp_path, "--base-url", sim.v1, "--suite", "prompt-tokens",
+                        "--data", str(tmp_path))
+    assert run.returncode == 1
+    assert checks(result, "prompt-tokens") == {"wide": True, "tall": True, "off": False}
