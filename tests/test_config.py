@@ -220,3 +220,34 @@ def test_a_configured_family_wins_over_the_model_name() -> None:
     upstream = load_settings(None, upstreams=[{"url": "http://x/v1", "family": "k2.6",
                                                "model": "moonshotai/Kimi-K3"}]).upstreams[0]
     assert upstream.family == "k2.6"
+
+
+@pytest.mark.parametrize(("text", "cores", "expected"), [
+    ("", 8, 1),  # the embedded model: loaded once per process
+    ('[[upstreams]]\nname = "a"\nkind = "openai_chat"\nurl = "http://e/v1"\n', 8, 1),  # SQLite
+    ('[[upstreams]]\nname = "a"\nkind = "openai_chat"\nurl = "http://e/v1"\n'
+     '[store]\nurl = "postgresql://db/runs"\n', 8, 8),
+    ('[store]\nurl = "postgresql://db/runs"\n', 8, 1),  # PostgreSQL, but embedded
+    ('[server]\nworkers = 3\n', 8, 3),
+    ('[server]\nworkers = 0\n', 6, 6),
+])
+def test_how_many_workers_serve_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       text: str, cores: int, expected: int) -> None:
+    monkeypatch.delenv("KIMI_MODES_STORE__URL", raising=False)
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert load_settings(path).worker_count(cores) == expected
+
+
+def test_the_gateway_wide_caps_are_divided_between_the_workers(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[upstreams]]\nname = "a"\nkind = "openai_chat"\nurl = "http://e/v1"\n'
+                    'max_concurrency = 9\n[[upstreams]]\nname = "b"\nkind = "openai_chat"\n'
+                    'url = "http://f/v1"\n[swarm]\nmax_concurrent_subagents = 3\n')
+    settings = load_settings(path)
+    shared = settings.shared_by(2)
+    assert [u.max_concurrency for u in shared.upstreams] == [4, None]
+    assert shared.swarm.max_concurrent_subagents == 1
+    assert settings.shared_by(4).swarm.max_concurrent_subagents == 1  # never below one
+    assert settings.upstreams[0].max_concurrency == 9  # the settings given are unchanged
+    assert settings.shared_by(1) is settings

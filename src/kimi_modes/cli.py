@@ -82,8 +82,9 @@ def serve(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=0, help="Processes sharing the port (default 1; 0 = one per core). "
-                     "What each remembers between requests stays its own: docs/scaling.md."),
+        typer.Option(min=0, help="Processes sharing the port (0 = one per core; default: one "
+                     "per core on a PostgreSQL store without an embedded engine, else 1). They "
+                     "share the run store and split the caps: docs/scaling.md."),
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
@@ -170,7 +171,7 @@ def _run_gateway(settings: Any, *, access_log: bool) -> None:
     )
     listening = (f"kimi-modes gateway listening on http://{settings.server.host}:{bound_port} "
                  f"(upstreams: {upstreams})")
-    workers = settings.server.workers or os.cpu_count() or 1
+    workers = settings.worker_count(os.cpu_count() or 1)
     if workers == 1:
         if not _serve_socket(settings, sock, access_log=access_log,
                              on_started=lambda: print(listening, flush=True)):
@@ -178,7 +179,8 @@ def _run_gateway(settings: Any, *, access_log: bool) -> None:
         return
     # The workers listen on this socket; listen() before they start, so none misses it.
     sock.listen(2048)
-    supervisor = Workers(_serve_socket, settings, sock, workers, access_log=access_log)
+    supervisor = Workers(_serve_socket, settings.shared_by(workers), sock, workers,
+                         access_log=access_log)
     if not supervisor.run(lambda pids: print(
             f"{listening}, {len(pids)} workers (pids {', '.join(map(str, pids))})", flush=True)):
         raise typer.Exit(1)

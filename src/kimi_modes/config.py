@@ -106,10 +106,11 @@ class ServerSettings(BaseModel):
     #: every key's runs.
     operator_api_keys: list[SecretStr] = Field(default_factory=list)
     log_level: str = "info"
-    #: Gateway processes sharing the port (0: one per core). Each keeps its own swarm and
-    #: pool caps and /metrics counters; the run store, and the memories in it, are shared
-    #: (docs/scaling.md, "Many processes").
-    workers: int = Field(1, ge=0)
+    #: Gateway processes sharing the port (0: one per core; unset: see
+    #: :meth:`Settings.worker_count`). They share the run store and the memories in it, sum
+    #: their /metrics, and split the gateway-wide caps between them (docs/scaling.md, "Many
+    #: processes").
+    workers: int | None = Field(None, ge=0)
     #: Largest request body accepted, in bytes; enforced while the body is read (chunked
     #: uploads included), so a larger one never sits in memory whole.
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
@@ -411,6 +412,33 @@ class Settings(BaseSettings):
             if unknown:
                 raise ValueError(f"swarm.{key} names {unknown}, but the upstreams are {known}")
         return self
+
+    def worker_count(self, cores: int) -> int:
+        """How many gateway processes ``serve`` starts on a machine with ``cores`` cores:
+        ``server.workers`` when set (0: one per core); unset, one per core when the run store
+        is PostgreSQL and no upstream runs inside the gateway (an embedded model would be
+        loaded once per process), else one. SQLite serves several workers safely, but a run
+        is cancelled and watched across processes only at the owner's next beat or poll, so
+        several workers on it are asked for, not assumed."""
+        if self.server.workers is not None:
+            return self.server.workers or max(1, cores)
+        in_process = any(u.kind == "embedded" for u in self.effective_upstreams())
+        return max(1, cores) if self.store.url and not in_process else 1
+
+    def shared_by(self, processes: int) -> Settings:
+        """These settings for one of ``processes`` gateway processes on one machine: the
+        gateway-wide caps (each upstream's ``max_concurrency``, the swarm's
+        ``max_concurrent_subagents``) divided between them, rounded down and at least 1, so
+        the processes together stay within each cap (a cap below ``processes`` is then
+        exceeded: each process keeps 1)."""
+        if processes <= 1:
+            return self
+        upstreams = [u.model_copy(update={"max_concurrency": max(1, u.max_concurrency
+                                                                  // processes)})
+                     if u.max_concurrency else u for u in self.upstreams]
+        swarm = self.swarm.model_copy(update={"max_concurrent_subagents": max(
+            1, self.swarm.max_concurrent_subagents // processes)})
+        return self.model_copy(update={"upstreams": upstreams, "swarm": swarm})
 
     def effective_upstreams(self) -> list[UpstreamSettings]:
         """The configured upstreams, or the embedded default when there are none."""

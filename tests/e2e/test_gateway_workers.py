@@ -1,6 +1,8 @@
 """``kimi-modes serve --workers 2`` on the simulated engine, as a user starts it: both workers
 answer on the one port, an Agent run started through either is listed by every list request
-(one SQLite run store), and SIGINT to the parent stops every process it started."""
+(one SQLite run store), each worker holds half of each gateway-wide cap, every worker's
+/metrics counts the requests of both, and SIGINT to the parent stops every process it
+started."""
 
 from __future__ import annotations
 
@@ -48,13 +50,25 @@ def _answering_pids(gw: Any, want: int, within: float = 60.0) -> set[int]:
     return pids
 
 
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of ``name`` with ``labels`` in a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    raise AssertionError(f"no {name} {labels} in /metrics")
+
+
 def test_two_workers_share_the_port_the_run_store_and_stop_together(
         tmp_path: Path, start_simulator: Callable[..., Any], start_gateway: Callable[..., Any],
         upstream_toml: Callable[..., str]) -> None:
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"rules": RULES}))
     sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", str(script))
-    gw = start_gateway(upstream_toml(sim.v1), "--workers", "2")
+    toml = upstream_toml(sim.v1, extra="max_concurrency = 9\n")
+    gw = start_gateway(toml + "[swarm]\nmax_concurrent_subagents = 10\n", "--workers", "2")
     workers = _answering_pids(gw, 2)
     assert len(workers) == 2, f"only {workers} answered"
     assert workers <= _children(gw.process.pid)
@@ -83,6 +97,30 @@ def test_two_workers_share_the_port_the_run_store_and_stop_together(
             assert run_ids <= {r["id"] for r in listed.json()["data"]}, f"worker {pid}"
             listed_by.add(pid)
     assert listed_by == workers
+
+    # The caps are the gateway's: each of the two workers holds half (rounded down).
+    seen: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + 60
+    while set(seen) != workers and time.monotonic() < deadline:
+        health = httpx.get(gw.url + "/health", timeout=10).json()
+        seen[health["pid"]] = health
+    for health in seen.values():
+        swarm = health["swarm"]
+        assert swarm["subagents"]["max_concurrent"] == 5
+        assert {m["max_concurrency"] for pool in swarm["pools"].values() for m in pool} == {4}
+
+    # Whichever worker answers a scrape counts the requests every worker answered.
+    scraped: dict[int, str] = {}
+    deadline = time.monotonic() + 60
+    while set(scraped) != workers and time.monotonic() < deadline:
+        with httpx.Client(base_url=gw.url, timeout=10) as conn:
+            pid = conn.get("/health").json()["pid"]
+            scraped[pid] = conn.get("/metrics").text
+    for pid, text in scraped.items():
+        assert _sample(text, "kimi_modes_requests_total", model="kimi-k2.5-instant",
+                       status="200") == 4, f"worker {pid}"
+        assert _sample(text, "kimi_modes_requests_total", model="kimi-k2.5-agent",
+                       status="200") == 4, f"worker {pid}"
 
     started = _children(gw.process.pid)
     gw.process.send_signal(signal.SIGINT)

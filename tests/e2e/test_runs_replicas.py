@@ -48,7 +48,10 @@ def replicas(tmp_path: Path, postgres: PostgresCluster, start_simulator: Callabl
     script.write_text(json.dumps({"rules": RULES}))
     sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", str(script))
     config = (upstream_toml(sim.v1) + "[agent]\nmax_time = 120\n"
-              f'[store]\nurl = "{postgres.new_database()}"\nlease_seconds = {LEASE}\n')
+              f'[store]\nurl = "{postgres.new_database()}"\nlease_seconds = {LEASE}\n'
+              # One process per replica (PostgreSQL's default would be one per core): the
+              # SIGKILL below is then a replica crashing, not a supervisor stopping workers.
+              "[server]\nworkers = 1\n")
     return start_gateway(config), start_gateway(config)
 
 

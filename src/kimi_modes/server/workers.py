@@ -3,8 +3,10 @@
 The parent binds the socket once and starts ``N`` worker processes (``multiprocessing``'s
 *spawn*: fresh interpreters, nothing inherited but the socket), each running the very same
 serving function one process runs alone; the kernel spreads the accepted connections over
-them. What a worker keeps in memory stays in that worker (docs/scaling.md, "Many
-processes"); what they share is the run store.
+them. They share the run store (runs, events, the memories between requests) and a
+directory of metrics (summed for each scrape); the gateway-wide caps are divided between
+them by the caller (:meth:`~kimi_modes.config.Settings.shared_by`; docs/scaling.md, "Many
+processes").
 
 The parent only supervises: a worker that dies after it started is replaced; one that fails
 while starting (exit status :data:`STARTUP_FAILURE`) stops them all. ``SIGINT`` or
@@ -28,12 +30,16 @@ import multiprocessing
 import os
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
 from typing import Any, Protocol
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from kimi_modes.config import Settings
+from kimi_modes.server.metrics import MULTIPROCESS_DIR
 from kimi_modes.tools.descriptors import seal_inherited
 
 #: A worker's exit status when it could not start (uvicorn's ``STARTUP_FAILURE`` too).
@@ -91,6 +97,7 @@ class Workers:
         self._ready: Any = _spawn.SimpleQueue()
         self._stop = threading.Event()
         self.processes: list[SpawnProcess] = []
+        self._metrics_dir = ""
 
     def _start_one(self) -> SpawnProcess:
         process = _spawn.Process(
@@ -109,6 +116,12 @@ class Workers:
         previous = {sig: signal.signal(sig, lambda *_: self._stop.set())
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         failed = False
+        # Every worker writes its metrics here and sums all of them for a scrape
+        # (server/metrics.py); the workers get it through their environment.
+        metrics_dir = tempfile.TemporaryDirectory(prefix="kimi-modes-metrics-")
+        self._metrics_dir = metrics_dir.name
+        saved = os.environ.get(MULTIPROCESS_DIR)
+        os.environ[MULTIPROCESS_DIR] = metrics_dir.name
         try:
             self.processes = [self._start_one() for _ in range(self._count)]
             started: set[int] = set()
@@ -126,6 +139,11 @@ class Workers:
             self._stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if saved is None:
+                os.environ.pop(MULTIPROCESS_DIR, None)
+            else:
+                os.environ[MULTIPROCESS_DIR] = saved
+            metrics_dir.cleanup()
         return not failed
 
     def _replace_dead(self) -> bool:
@@ -134,6 +152,8 @@ class Workers:
             if process.is_alive():
                 continue
             process.join()
+            if process.pid is not None:  # its requests in flight are no longer counted
+                mark_process_dead(process.pid, self._metrics_dir)  # type: ignore[no-untyped-call]
             if process.exitcode == STARTUP_FAILURE:
                 log.error("worker %s could not start; stopping", process.pid)
                 return True
