@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,42 @@ def _class_fields(cls: ast.ClassDef) -> dict[str, dict[str, Any]]:
     return fields
 
 
+def _type_aliases(tree: ast.Module, classes: Mapping[str, ast.ClassDef]) -> dict[str, ast.AST]:
+    """Module-level names bound to a type that are not classes themselves:
+    ``SpeculativeConfig: TypeAlias = Annotated[Union[...], ...]`` or ``CudaGraphConfig =
+    DecodeCudaGraphConfig``; an annotation naming one names what its value names."""
+    found: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id not in classes:
+            found[target.id] = value
+    return found
+
+
+def _models_named(
+    annotation: ast.AST, classes: Mapping[str, ast.ClassDef], aliases: Mapping[str, ast.AST]
+) -> set[str]:
+    """The classes of ``classes`` an annotation names, directly, as a string, or through
+    module-level aliases (followed once each)."""
+    named: set[str] = set()
+    todo, seen = [annotation], set()
+    while todo:
+        for n in ast.walk(todo.pop()):
+            ident = n.id if isinstance(n, ast.Name) else n.value if (
+                isinstance(n, ast.Constant) and isinstance(n.value, str)) else None
+            if ident in classes:
+                named.add(ident)
+            elif ident in aliases and ident not in seen:
+                seen.add(ident)
+                todo.append(aliases[ident])
+    return named
+
+
 def read_pydantic_models(source: str, root: str) -> dict[str, Any]:
     """The keys a mapping validated by pydantic model ``root`` (a class in ``source``) takes.
 
@@ -146,6 +183,7 @@ def read_pydantic_models(source: str, root: str) -> dict[str, Any]:
     """
     tree = ast.parse(source)
     classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    aliases = _type_aliases(tree, classes)
 
     def fields_of(name: str, seen: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
         cls = classes[name]
@@ -168,15 +206,7 @@ def read_pydantic_models(source: str, root: str) -> dict[str, Any]:
         fields = fields_of(name)
         for entry in fields.values():
             annotation = ast.parse(entry.pop("annotation"), mode="eval")
-            named = sorted(
-                {
-                    n.id if isinstance(n, ast.Name) else str(n.value)
-                    for n in ast.walk(annotation)
-                    if (isinstance(n, ast.Name) and n.id in classes)
-                    or (isinstance(n, ast.Constant) and n.value in classes)
-                }
-                - {name}
-            )
+            named = sorted(_models_named(annotation, classes, aliases) - {name})
             named = [m for m in named if fields_of(m)]
             if named:
                 entry["models"] = named

@@ -596,8 +596,13 @@ def write_trtllm(args: argparse.Namespace) -> None:
         source.append({"repo": TRTLLM_REPO, "path": "tensorrt_llm/llmapi/llm_args.py",
                        "commit": args.trtllm_llm_args_commit})
         notes += (
-            "; the --config YAML's keys are the fields of llm_args.py's TorchLlmArgs (and "
-            "the models they nest), read with ast; StrictBaseModel forbids other keys"
+            "; the --config YAML's keys are the fields of llm_args.py's TorchLlmArgs and the "
+            "models they nest (through the module's type aliases too), read with ast. "
+            "BaseLlmArgs declares extra='forbid'; the nested models derive from "
+            "StrictBaseModel (tensorrt_llm/llmapi/utils.py, not read here). Models from "
+            "other modules (LoraConfig, TelemetryConfig) are not listed, so keys under them "
+            "are not checked. llm_args.py is not stored at serve.py's commit: the version "
+            "read is the one the source list names"
         )
     write("trtllm", "tensorrt-llm", f"git-{args.trtllm_commit[:8]}", "trtllm-serve serve",
           ("trtllm-serve",), notes, body, source)

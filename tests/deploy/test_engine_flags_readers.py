@@ -149,3 +149,37 @@ def test_pydantic_models_are_read_with_inherited_and_nested_fields() -> None:
     assert root["kv_cache_config"] == {"models": ["KvCacheConfig"]}
     assert root["moe_config"] == {"models": ["MoeConfig"]}  # a string annotation too
     assert set(models["KvCacheConfig"]) == {"free_gpu_memory_fraction", "dtype"}
+
+
+ALIASED_SOURCE = """
+class DecodeGraphConfig(StrictBaseModel):
+    mode: Literal["decode"] = "decode"
+    batch_sizes: Optional[List[int]] = None
+
+class EncodeGraphConfig(StrictBaseModel):
+    mode: Literal["encode"] = "encode"
+    seq_lens: Optional[List[int]] = None
+
+class MTPConfig(StrictBaseModel):
+    decoding_type: Literal["MTP"] = "MTP"
+    max_draft_len: int = 1
+
+GraphConfig = DecodeGraphConfig
+GraphConfigType: TypeAlias = Annotated[Union[DecodeGraphConfig, EncodeGraphConfig],
+                                       Field(discriminator="mode")]
+SpeculativeConfig: TypeAlias = Annotated[Union[MTPConfig], Field(discriminator="decoding_type")]
+
+class TorchLlmArgs(StrictBaseModel):
+    cuda_graph_config: Optional[GraphConfigType] = Field(default_factory=GraphConfig)
+    speculative_config: Optional[SpeculativeConfig] = None
+    legacy_graph: Optional[GraphConfig] = None
+"""
+
+
+def test_pydantic_fields_typed_by_module_aliases_name_the_aliased_models() -> None:
+    models = load_script().read_pydantic_models(ALIASED_SOURCE, "TorchLlmArgs")["models"]
+    root = models["TorchLlmArgs"]
+    assert root["cuda_graph_config"] == {"models": ["DecodeGraphConfig", "EncodeGraphConfig"]}
+    assert root["speculative_config"] == {"models": ["MTPConfig"]}
+    assert root["legacy_graph"] == {"models": ["DecodeGraphConfig"]}
+    assert set(models["EncodeGraphConfig"]) == {"mode", "seq_lens"}

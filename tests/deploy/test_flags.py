@@ -288,7 +288,12 @@ def test_data_read_from_a_repository_names_its_source() -> None:
     )
     assert raw["source"] == [{"repo": "NVIDIA/TensorRT-LLM",
                               "path": "tensorrt_llm/commands/serve.py",
-                              "commit": "00209af149e7774406881a37283dce303571eb11"}]
+                              "commit": "00209af149e7774406881a37283dce303571eb11"},
+                             {"repo": "NVIDIA/TensorRT-LLM",
+                              "path": "tensorrt_llm/llmapi/llm_args.py",
+                              "commit": "0004396720054fd8e205cbf616f21f0b57c6b412"}]
+    assert raw["config_file"]["flag"] == "--config"
+    assert raw["config_file"]["root"] == "TorchLlmArgs"
     data = flag_data("trtllm")
     assert data.version == "git-00209af1"
     assert data.by_option["--ep_size"].name == "--moe_expert_parallel_size"

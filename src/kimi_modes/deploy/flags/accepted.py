@@ -122,12 +122,20 @@ def engines() -> tuple[str, ...]:
 
 
 @cache
-def flag_data(engine: str) -> FlagData:
-    """The pinned flag data of ``engine`` (one of ``engines()``)."""
+def raw_data(engine: str) -> Mapping[str, Any]:
+    """The data file of ``engine`` (one of ``engines()``) as ``scripts/engine_flags.py``
+    wrote it (the flags, and for some engines the keys of their config file)."""
     if engine not in engines():
         raise KeyError(f"no flag data for {engine!r}; known: {', '.join(engines())}")
     text = resources.files(_PACKAGE).joinpath("data", f"{engine}.json").read_text(encoding="utf-8")
-    return FlagData.from_json(json.loads(text))
+    data: Mapping[str, Any] = json.loads(text)
+    return data
+
+
+@cache
+def flag_data(engine: str) -> FlagData:
+    """The pinned flag data of ``engine`` (one of ``engines()``)."""
+    return FlagData.from_json(raw_data(engine))
 
 
 def _looks_like_option(token: str) -> bool:
