@@ -71,7 +71,7 @@ def test_gspo_on_smollm2_trains_an_adapter_the_embedded_engine_serves(
          "--lora-rank", "8", "--lora-alpha", "16", "--learning-rate", "1e-2",
          "--no-gradient-checkpointing", "--plot-every", "2", "--output", str(out)],
         capture_output=True, text=True, timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
