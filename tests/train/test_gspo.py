@@ -78,7 +78,8 @@ def test_mean_reward_rises_on_a_clear_reward(
 
 def test_step_line_shows_reward_kl_and_clip() -> None:
     logs = {"reward": 0.5, "reward_std": 0.1, "clip_ratio/region_mean": 0.25,
-            "rewards/answer_format/mean": 0.75, "loss": 0.0}
+            "rewards/answer_format/mean": 0.75, "rewards/tool_call_validity/mean": None,
+            "loss": 0.0}
     line = StepLog.from_logs(3, logs).line()
     assert line == "step 3 | reward 0.500 ± 0.100 | kl - | clip 0.250 | answer_format 0.750"
 
@@ -114,3 +115,7 @@ def test_cli_run_prints_each_step(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert len(lines) == 2
     assert "| kl - | clip " in lines[0] and "answer_format" in lines[0]
     assert "tool_call_validity" in lines[0] and "task_check" in lines[0]
+    metrics = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 2  # one record per step, the plot drawn from them at the end
+    assert (tmp_path / "out" / "metrics.png").stat().st_size > 0
+    assert "{'loss'" not in done.stdout  # transformers' raw log dicts are not printed

@@ -4,7 +4,8 @@ the gateway on the embedded engine (``[[upstreams]] kind = "embedded"``, ``adapt
 The adapter is taught a fixed answer with a few supervised LoRA steps (GSPO itself is proven on
 the tiny Kimi model in test_gspo.py; a GSPO run on the 135M model is too slow for CPU tests).
 It adapts every projection, q_proj and k_proj included, so the export's rotary row permutation
-is on the path.
+is on the path. The same adapter merged into the base (``train merge --gguf``) is served as the
+engine's model and gives the same answer.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="the embedded engine needs llama-cpp-python")
 
+import gguf
 import httpx
 import torch
 from peft import LoraConfig, get_peft_model
@@ -105,6 +107,27 @@ def test_trained_adapter_served_by_the_gateway(
 
     assert adapted_answer == TRAINED
     assert base_answer != TRAINED
+    adapted.stop()
+
+    # Merged into the base instead: one GGUF (unchanged tensors kept in Q4_1, the adapted
+    # ones in F16) that the embedded engine serves as its model, with no adapter.
+    merged_gguf = tmp_path / "merged.gguf"
+    merged = subprocess.run(
+        [sys.executable, "-m", "kimi_modes", "train", "merge", "--model",
+         str(default_model_path().parent), "--gguf-file", default_model_path().name,
+         "--adapter", str(adapter_dir), "--output", str(tmp_path / "merged"),
+         "--gguf", str(merged_gguf)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+    kinds = {t.name: t.tensor_type.name for t in gguf.GGUFReader(merged_gguf).tensors}
+    base_kinds = {t.name: t.tensor_type.name for t in gguf.GGUFReader(default_model_path()).tensors}
+    assert kinds.keys() == base_kinds.keys()
+    assert kinds["blk.0.attn_q.weight"] == kinds["blk.29.ffn_down.weight"] == "F16"  # adapted
+    assert kinds["token_embd.weight"] == base_kinds["token_embd.weight"] == "Q8_0"  # as it was
+    served = start_gateway(upstream + f"model_path = {json.dumps(str(merged_gguf))}\n")
+    assert ask(served) == TRAINED
 
 
 def test_export_refuses_a_module_the_gguf_lacks(tmp_path: Path) -> None:

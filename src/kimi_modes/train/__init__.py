@@ -9,7 +9,12 @@ Needs the ``train`` extra (torch, transformers, trl, peft, accelerate). The modu
 * :mod:`~kimi_modes.train.targets`: which modules a LoRA target list adapts on a model, and
   the refusal of a list that silently matches less than asked.
 * :mod:`~kimi_modes.train.rewards`, :mod:`~kimi_modes.train.tasks`,
-  :mod:`~kimi_modes.train.presets`, :mod:`~kimi_modes.train.gspo`: the GSPO run itself.
+  :mod:`~kimi_modes.train.presets`, :mod:`~kimi_modes.train.gspo`: the GSPO run itself;
+  :mod:`~kimi_modes.train.checkpoint` loads its base (a GGUF de-quantised),
+  :mod:`~kimi_modes.train.progress` shows it live, :mod:`~kimi_modes.train.metrics` writes
+  its per-step JSONL and plot.
+* :mod:`~kimi_modes.train.merge` and :mod:`~kimi_modes.train.export`: the adapter merged
+  into its base, and either one as a GGUF for the embedded engine.
 
 Nothing here is imported by the gateway: the package sits beside the request path.
 """

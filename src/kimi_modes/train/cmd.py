@@ -1,5 +1,6 @@
 """The ``kimi-modes train`` commands: ``targets`` (what LoRA adapts), ``run`` (GSPO),
-``export`` (an adapter as a llama.cpp LoRA GGUF) and ``cluster`` (multi-node configs).
+``merge`` (an adapter merged into its base, optionally as a GGUF), ``export`` (an adapter as a
+llama.cpp LoRA GGUF), ``plot`` (a run's metrics) and ``cluster`` (multi-node configs).
 
 Imports only typer at module level: the main CLI imports this module to register the
 commands; torch, transformers, TRL and PEFT load when a command runs.
@@ -117,15 +118,29 @@ def run(
     repeat: Annotated[int, typer.Option(help="List each task this many times.")] = 1,
     cpu: Annotated[bool, typer.Option(help="Train on CPU (tiny models, tests).")] = False,
     gguf_file: Annotated[str | None, typer.Option(help=GGUF_HELP)] = None,
+    lora_rank: Annotated[int | None, typer.Option(help="LoRA rank r (preset: 64).")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (preset: 128).")] = None,
+    gradient_checkpointing: Annotated[
+        bool,
+        typer.Option(help="Recompute activations in backward (TRL's default; off: faster "
+                          "on small models)."),
+    ] = True,
+    plot_every: Annotated[
+        int,
+        typer.Option(help="Redraw OUTPUT/metrics.png every N steps (0: JSONL only)."),
+    ] = 10,
 ) -> None:
-    """GSPO with LoRA on MODEL over task files and stored runs; prints reward, KL and clip
-    ratio per step. A stored run whose task matches a --task's messages takes its checkers."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """GSPO with LoRA on MODEL over task files and stored runs. Shows a live progress bar
+    (reward, KL, clip ratio) and prints each step; writes OUTPUT/metrics.jsonl (one line per
+    step) and the plot OUTPUT/metrics.png drawn from it. A stored run whose task matches a
+    --task's messages takes its checkers."""
     from kimi_modes.train.agentic import AgenticRollout
+    from kimi_modes.train.checkpoint import load_model, load_tokenizer
     from kimi_modes.train.from_runs import RunFilter
     from kimi_modes.train.gspo import train_gspo
+    from kimi_modes.train.metrics import MetricsRecorder, PlotError
     from kimi_modes.train.presets import KIMI
+    from kimi_modes.train.progress import LiveProgress
     from kimi_modes.train.rewards import (
         AnswerFormat,
         Rewards,
@@ -141,7 +156,11 @@ def run(
     paths = [*(task or []), *(scenario_path(name) for name in scenario or [])]
     if not paths and from_runs is None:
         raise _fail("give --task, --scenario or --from-runs")
-    tokenizer = AutoTokenizer.from_pretrained(model, gguf_file=gguf_file)
+    try:
+        recorder = MetricsRecorder(output, every=plot_every)
+    except (PlotError, ValueError) as exc:
+        raise _fail(f"{exc} (or --plot-every 0)") from None
+    tokenizer = load_tokenizer(model, gguf_file=gguf_file)
     funcs = [
         AnswerFormat(tokenizer, family),
         ToolCallValidity(tokenizer, family),
@@ -162,6 +181,8 @@ def run(
         "gradient_accumulation_steps": gradient_accumulation_steps,
         "max_completion_length": max_completion_length,
         "beta": kl_beta,
+        "lora_rank": lora_rank,
+        "lora_alpha": lora_alpha,
     }
     preset = KIMI.with_(**{k: v for k, v in changes.items() if v is not None})
     rollout = AgenticRollout(tokenizer, family, max_turns=max_turns) if agentic else None
@@ -183,23 +204,82 @@ def run(
         earlier = load_dataset(replay, tokenizer, extra_tools=sandbox_tools)
         dataset = mix_replay(dataset, earlier, replay_ratio, seed=preset.seed)
     try:
-        train_gspo(
-            AutoModelForCausalLM.from_pretrained(model, gguf_file=gguf_file),
-            tokenizer,
-            dataset,
-            rewards,
-            preset,
-            output,
-            targets=_split(target_list) or list(DEFAULT_TARGETS),
-            optimizer="muon" if optimizer == "muon" else "adamw",
-            on_step=lambda step: typer.echo(step.line()),
-            rollout=rollout,
-            use_cpu=cpu,
-            disable_tqdm=True,
-        )
+        with recorder:
+            train_gspo(
+                load_model(model, gguf_file=gguf_file),
+                tokenizer,
+                dataset,
+                rewards,
+                preset,
+                output,
+                targets=_split(target_list) or list(DEFAULT_TARGETS),
+                optimizer="muon" if optimizer == "muon" else "adamw",
+                on_step=recorder,
+                rollout=rollout,
+                callbacks=[LiveProgress()],
+                use_cpu=cpu,
+                disable_tqdm=True,
+                gradient_checkpointing=gradient_checkpointing,
+            )
     except TargetError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"adapter saved to {output}")
+    typer.echo(f"metrics: {recorder.path}" + (
+        f", plot: {recorder.plot_path}" if recorder.plot_path is not None else ""))
+
+
+@train_app.command("merge")
+def merge(
+    model: Annotated[str, typer.Option(help="The base model the adapter was trained on.")],
+    adapter: Annotated[Path, typer.Option(help="The adapter directory `train run` saved.")],
+    output: Annotated[Path, typer.Option(help="New directory for the merged checkpoint.")],
+    gguf_file: Annotated[str | None, typer.Option(help=GGUF_HELP)] = None,
+    gguf: Annotated[
+        Path | None,
+        typer.Option(help="Also write the merged model as this GGUF (needs --gguf-file)."),
+    ] = None,
+    outtype: Annotated[
+        str, typer.Option(help="Encoding of the changed tensors in --gguf: f16, f32, q8_0.")
+    ] = "f16",
+    trust_remote_code: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """Merge a trained LoRA into its base model (PEFT merge_and_unload) and save the result
+    with its tokenizer as a transformers checkpoint (safetensors); with --gguf, also as a GGUF
+    the embedded engine serves (`model_path`). Refuses a quantised base."""
+    from kimi_modes.train.export import MERGED_OUTTYPES, ExportError, export_merged_gguf
+    from kimi_modes.train.merge import MergeError, merge_checkpoint
+
+    if gguf is not None and gguf_file is None:
+        raise _fail("--gguf writes a GGUF built on the base GGUF: give --gguf-file too")
+    if outtype not in MERGED_OUTTYPES:
+        raise _fail(f"--outtype must be one of {', '.join(MERGED_OUTTYPES)}")
+    try:
+        merge_checkpoint(Path(model) if Path(model).exists() else model, adapter, output,
+                         gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+    except MergeError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"merged model saved to {output}")
+    if gguf is not None and gguf_file is not None:
+        try:
+            export_merged_gguf(output, Path(model) / gguf_file, gguf, outtype=outtype)
+        except ExportError as exc:
+            raise _fail(str(exc)) from None
+        typer.echo(f"merged GGUF written to {gguf}")
+
+
+@train_app.command("plot")
+def plot(
+    metrics: Annotated[Path, typer.Option(help="A run's metrics.jsonl.")],
+    output: Annotated[Path, typer.Option(help="The image to write (.png or .svg).")],
+) -> None:
+    """Draw a run's metrics.jsonl (reward mean ± std, each objective, clip ratio, KL)."""
+    from kimi_modes.train.metrics import PlotError, plot_metrics
+
+    try:
+        plot_metrics(metrics, output)
+    except (PlotError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"plot written to {output}")
 
 
 @train_app.command("export")

@@ -25,7 +25,8 @@ class StepLog:
     """What TRL logged for one optimizer step.
 
     ``reward`` (mean over the batch), ``reward_std`` and ``rewards`` (each objective's mean)
-    are ``None``/empty on a step that reused an earlier generation batch; ``kl`` is ``None``
+    are ``None``/empty on a step that reused an earlier generation batch (``rewards`` leaves
+    out an objective that scored no row of the batch); ``kl`` is ``None``
     when the run has no KL term (β = 0, GSPO's setting); ``clip_ratio`` is the share of tokens
     whose sequence ratio was clipped (0 on a step that generated, where the ratio is 1).
     """
@@ -38,11 +39,11 @@ class StepLog:
     rewards: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_logs(cls, step: int, logs: Mapping[str, float]) -> StepLog:
-        per = {
+    def from_logs(cls, step: int, logs: Mapping[str, float | None]) -> StepLog:
+        per = {  # a reward that scored no row of the batch (all None) is logged as None
             key.removeprefix("rewards/").removesuffix("/mean"): float(value)
             for key, value in logs.items()
-            if key.startswith("rewards/") and key.endswith("/mean")
+            if key.startswith("rewards/") and key.endswith("/mean") and value is not None
         }
         def number(key: str) -> float | None:
             value = logs.get(key)
@@ -53,9 +54,17 @@ class StepLog:
             reward=number("reward"),
             reward_std=number("reward_std"),
             kl=number("kl"),
-            clip_ratio=float(logs.get("clip_ratio/region_mean", 0.0)),
+            clip_ratio=number("clip_ratio/region_mean") or 0.0,
             rewards=per,
         )
+
+    @classmethod
+    def from_trainer_logs(
+        cls, step: int, logs: Mapping[str, float | None] | None
+    ) -> StepLog | None:
+        """The step's log when ``logs`` (a ``TrainerCallback.on_log`` payload) is an optimizer
+        step's (it has a ``loss``); ``None`` for other logs (e.g. the run's summary)."""
+        return cls.from_logs(step, logs) if logs and "loss" in logs else None
 
     def line(self) -> str:
         """One line for a terminal: step, reward, KL, clip ratio, then each objective."""
@@ -76,8 +85,9 @@ def _step_callback(sink: Callable[[StepLog], None]) -> Any:
 
     class _Steps(TrainerCallback):  # type: ignore[misc]
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
-            if logs and "loss" in logs:
-                sink(StepLog.from_logs(int(state.global_step), logs))
+            step = StepLog.from_trainer_logs(int(state.global_step), logs)
+            if step is not None:
+                sink(step)
 
     return _Steps()
 
@@ -95,6 +105,7 @@ def train_gspo(
     optimizer: OptimizerName = "adamw",
     on_step: Callable[[StepLog], None] | None = None,
     rollout: Callable[[list[Any], Any], dict[str, list[Any]]] | None = None,
+    callbacks: Sequence[Any] = (),
     **config: Any,
 ) -> list[StepLog]:
     """Run GSPO with LoRA on ``model`` over ``dataset`` (rows with ``prompt``, and columns the
@@ -102,9 +113,13 @@ def train_gspo(
 
     The LoRA target list is checked first (:func:`~kimi_modes.train.targets.apply_lora`).
     ``optimizer="muon"`` trains the LoRA factors with Muon + AdamW (experimental: Muon's
-    shape rule scales ``lora_B``'s step by √(out / r)). ``config`` passes further
+    shape rule scales ``lora_B``'s step by √(out / r)). ``callbacks`` are further
+    ``TrainerCallback`` objects (e.g. :class:`~kimi_modes.train.progress.LiveProgress`);
+    ``on_step`` is called before them for each step (transformers' ``PrinterCallback``, which
+    would print each raw log dict, is removed). ``config`` passes further
     ``GRPOConfig`` fields. The adapter is saved to ``output_dir``.
     """
+    from transformers.trainer_callback import PrinterCallback
     from trl.trainer.grpo_trainer import GRPOTrainer
 
     wrapped = apply_lora(
@@ -140,9 +155,10 @@ def train_gspo(
             train_dataset=dataset,
             processing_class=tokenizer,
             optimizers=optimizers,
-            callbacks=[_step_callback(record)],
+            callbacks=[_step_callback(record), *callbacks],
             rollout_func=rollout,
         )
+    trainer.remove_callback(PrinterCallback)  # raw log dicts; the steps go to on_step
     trainer.train()
     trainer.save_model(str(output_dir))
     return steps
