@@ -225,7 +225,9 @@ def test_ignore_eos_generates_exactly_max_tokens(sim: Sim, chunk: int) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "param"),
     [
-        ({"n": 2}, 400, "n"),
+        ({"n": 0}, 400, "n"),
+        ({"top_logprobs": 2}, 400, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, 400, "top_logprobs"),
         ({"model": "other-model"}, 404, "model"),
         ({"max_tokens": 0}, 400, "max_tokens"),
         ({"max_tokens": 10_000_000}, 400, "max_tokens"),
