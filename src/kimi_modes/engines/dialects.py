@@ -29,7 +29,9 @@ class Dialect:
 
     ``n``: the upstream gives several choices in one request (else the engine asks ``n``
     times); ``logprobs``: it gives ``choices[].logprobs.content`` when asked (``logprobs``,
-    ``top_logprobs``; else a request for them is refused).
+    ``top_logprobs``; else a request for them is refused); ``least_top_logprobs``: the
+    fewest alternatives to ask for (llama-server sends no logprobs at all for
+    ``top_logprobs: 0``; the engine cuts what comes back to what the client asked).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Dialect:
     preserve_off: Any = False
     n: bool = False
     logprobs: bool = False
+    least_top_logprobs: int = 0
 
     def efforts(self, family: str) -> tuple[str, ...]:
         """The ``thinking_effort`` values this upstream takes for ``family`` (none when the
@@ -100,8 +103,8 @@ def _at(path: str, value: Any) -> dict[str, Any]:
 _TEMPLATE_KWARGS = "chat_template_kwargs."
 
 
-def _template_kwargs(name: str, note: str, *, n: bool = False,
-                     logprobs: bool = False) -> Dialect:
+def _template_kwargs(name: str, note: str, *, n: bool = False, logprobs: bool = False,
+                     least_top_logprobs: int = 0) -> Dialect:
     """An upstream that hands ``chat_template_kwargs`` to the template (or K3's encoder)."""
     return Dialect(
         name,
@@ -111,6 +114,7 @@ def _template_kwargs(name: str, note: str, *, n: bool = False,
         preserve_path=_TEMPLATE_KWARGS + "preserve_thinking",
         n=n,
         logprobs=logprobs,
+        least_top_logprobs=least_top_logprobs,
     )
 
 
@@ -121,7 +125,8 @@ DIALECTS: dict[str, Dialect] = {
                          n=True, logprobs=True),
         _template_kwargs("sglang", "SGLang and KTransformers", n=True, logprobs=True),
         # llama-server answers 400 to n != 1 ("Only one completion choice is allowed").
-        _template_kwargs("llama-server", "llama.cpp llama-server --jinja", logprobs=True),
+        _template_kwargs("llama-server", "llama.cpp llama-server --jinja", logprobs=True,
+                         least_top_logprobs=1),
         _template_kwargs("trtllm", "TensorRT-LLM trtllm-serve"),
         Dialect("lmdeploy", "enable_thinking", note="LMDeploy (not verified for Kimi)"),
         Dialect("exo", "enable_thinking"),

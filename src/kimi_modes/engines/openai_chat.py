@@ -145,7 +145,8 @@ class OpenAIChatEngine:
         if request.n > 1:
             body["n"] = request.n
         if request.logprobs is not None:
-            body["logprobs"], body["top_logprobs"] = True, request.logprobs
+            body["logprobs"] = True
+            body["top_logprobs"] = max(request.logprobs, self.dialect.least_top_logprobs)
         try:
             fragment = self.dialect.body_fragment(
                 request.thinking and not continues_final(request.messages),
@@ -205,6 +206,9 @@ class OpenAIChatEngine:
         # shown as text) but not returned as calls, as the client could not answer them.
         no_calls = request.tool_choice == "none"
         want_logprobs = request.logprobs is not None
+        # More alternatives than asked come back from a dialect that needs a floor: cut.
+        cut = request.logprobs if (request.logprobs or 0) < self.dialect.least_top_logprobs \
+            else None
         # Watching for the end of the reasoning (</think>; K3: <|close|>think<|sep|>) in the
         # content of the first choice: only until reasoning arrives or the warning was given.
         # ``tail`` keeps the end of the content seen, for a split marker.
@@ -230,6 +234,11 @@ class OpenAIChatEngine:
                     logprobs = (choice.get("logprobs") or {}).get("content")
                     if logprobs:
                         state.logprobs = True
+                        if cut is not None:
+                            for entry in logprobs:
+                                tops = entry.get("top_logprobs")
+                                if isinstance(tops, list):
+                                    del tops[cut:]
                         yield Logprobs(logprobs)
                 delta = choice.get("delta") or {}
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
