@@ -142,13 +142,16 @@ class ChoicesBuilder:
 
     def add(self, event: Event) -> ToolCall | None:
         """Fold ``event`` into its choice; returns the tool call it completed, if any."""
-        if isinstance(event, Choice):
+        kind = type(event)  # exact types: the events are final dataclasses (cheap per token)
+        if kind is Choice:
+            assert isinstance(event, Choice)
             builder = self._choices.get(event.index)
             if builder is None:
                 builder = self._choices[event.index] = MessageBuilder()
             self.current = builder
             return None
-        if isinstance(event, Usage):
+        if kind is Usage:
+            assert isinstance(event, Usage)
             self.usage = event
             return None
         return self.current.add(event)
