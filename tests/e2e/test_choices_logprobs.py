@@ -148,7 +148,7 @@ def test_an_upstream_without_logprobs_refuses_them_and_without_n_is_asked_n_time
     gw = start_gateway(toml(sim.v1, dialect="moonshot"))
     with pytest.raises(openai.BadRequestError) as refused:
         client(gw).chat.completions.create(model="kimi-k2.5-instant", messages=WEATHER,
-                                           logprobs=True, stream=True)
+                                           logprobs=True, stream=True, n=2)  # a real 400
     assert refused.value.param == "logprobs"
     chats = sim.stats()["by_path"].get("/v1/chat/completions", 0)
     answer = client(gw).chat.completions.create(model="kimi-k2.5-instant", messages=WEATHER,

@@ -3,9 +3,12 @@ several choices, and the completions API's logprobs in the chat shape."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 
-from kimi_modes.engines.base import ChatRequest, Choice, Event, Finish, Usage
+import pytest
+
+from kimi_modes.engines.base import ChatRequest, Choice, Event, Finish, UpstreamRejected, Usage
 from kimi_modes.engines.choices import fan_out, from_completion, summed, token_logprob
 from kimi_modes.engines.scripted import ScriptedEngine
 from kimi_modes.protocol.deltas import ContentDelta
@@ -20,8 +23,16 @@ async def test_fan_out_asks_once_per_choice_and_sums_the_usage() -> None:
     assert events == [Choice(0), ContentDelta("a"), Finish("stop"),
                       Choice(1), ContentDelta("b"), Finish("length"), Usage(4, 5, 1)]
     assert [(r.n, r.seed) for r in engine.requests] == [(1, 10), (1, 11)]
+    refused = fan_out(_refusing, replace(ASK, n=2))
+    with pytest.raises(UpstreamRejected):  # before any event: the server can answer a 400
+        await anext(refused)
     one = ScriptedEngine([ContentDelta("x"), Finish("stop")])
     assert [e async for e in fan_out(one.stream, ASK)] == [ContentDelta("x"), Finish("stop")]
+
+
+async def _refusing(request: ChatRequest) -> AsyncGenerator[Event, None]:
+    raise UpstreamRejected("up", "no")
+    yield ContentDelta("never")
 
 
 def test_usage_of_several_choices_is_unknown_if_one_is() -> None:

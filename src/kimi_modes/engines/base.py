@@ -9,8 +9,9 @@ subclasses, which carry the HTTP status the gateway should answer with and name 
 
 A request for several choices (``ChatRequest.n > 1``) streams them all: each choice's events
 follow a :class:`Choice` naming it (choices may interleave, a :class:`Choice` each time the
-choice changes), each choice ends with its own :class:`Finish`, and the one :class:`Usage`
-counts them all (completion tokens summed, the prompt once). A request for one choice has no
+choice changes; events before the first :class:`Choice` are choice 0's), each choice ends
+with its own :class:`Finish`, and the one :class:`Usage` counts them all (completion tokens
+summed, the prompt once). A request for one choice has no
 :class:`Choice` event. A request with ``logprobs`` gets :class:`Logprobs` events: each comes
 before the deltas its tokens produced, in the choice they belong to.
 

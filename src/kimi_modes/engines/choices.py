@@ -52,8 +52,19 @@ async def _fanned(
         seed = request.seed + index if request.seed is not None else None
         events = one(replace(request, n=1, seed=seed))
         usage: Usage | None = None
-        yield Choice(index)
         async with contextlib.aclosing(events):
+            # The choice's first event before its Choice: a request the engine refuses, or an
+            # upstream that is down, fails before the first event (the server can still answer
+            # with a real status).
+            first = await anext(events, None)
+            yield Choice(index)
+            if first is None:
+                usages.append(None)
+                continue
+            if isinstance(first, Usage):
+                usage = first
+            else:
+                yield first
             async for event in events:
                 if isinstance(event, Usage):
                     usage = event
