@@ -18,7 +18,7 @@ pytest.importorskip("llama_cpp")
 import jsonschema
 
 from kimi_modes.engines import ChatRequest, Finish, UpstreamRejected, UpstreamUnavailable, Usage
-from kimi_modes.engines.base import Event
+from kimi_modes.engines.base import Choice, Event, Logprobs
 from kimi_modes.engines.embedded import EmbeddedEngine, default_model_path
 from kimi_modes.engines.embedded import thinking as think
 from kimi_modes.engines.embedded.model import default_threads, load_llama
@@ -217,6 +217,39 @@ async def test_finish_stop_on_a_stop_string(engine: EmbeddedEngine) -> None:
     _, finish = tail(events)
     assert finish.reason == "stop"
     assert " " not in content(events)
+
+
+async def test_logprobs_are_those_the_tokens_were_sampled_from(engine: EmbeddedEngine) -> None:
+    events = await collect(engine, ask("Name a fruit.", temperature=0.0, max_tokens=6,
+                                       logprobs=3))
+    entries = [entry for e in events if isinstance(e, Logprobs) for entry in e.content]
+    usage, _ = tail(events)
+    assert len(entries) == usage.completion_tokens
+    for entry in entries:  # greedy: each token is its position's most likely one
+        tops = entry["top_logprobs"]
+        assert len(tops) == 3 and tops[0]["token"] == entry["token"]
+        assert tops[0]["logprob"] == entry["logprob"] <= 0
+        assert [t["logprob"] for t in tops] == sorted((t["logprob"] for t in tops), reverse=True)
+        assert bytes(entry["bytes"] or ()).decode("utf-8", "replace") == entry["token"]
+    assert content(events).strip() in "".join(entry["token"] for entry in entries)
+    first = next(i for i, e in enumerate(events) if isinstance(e, Logprobs | ContentDelta))
+    assert isinstance(events[first], Logprobs)  # a token's logprobs come before its text
+
+
+async def test_n_choices_are_generated_one_after_another(engine: EmbeddedEngine) -> None:
+    events = await collect(engine, ask("Tell me about cats.", seed=5, temperature=0.9,
+                                       max_tokens=6, n=2))
+    assert [e.index for e in events if isinstance(e, Choice)] == [0, 1]
+    split = events.index(Choice(1))
+    first, second = events[1:split], events[split + 1:-1]
+    assert isinstance(first[-1], Finish) and isinstance(second[-1], Finish)
+    usage = events[-1]
+    assert isinstance(usage, Usage)
+    singles = [await collect(engine, ask("Tell me about cats.", seed=seed, temperature=0.9,
+                                         max_tokens=6)) for seed in (5, 6)]
+    assert [content(first), content(second)] == [content(single) for single in singles]
+    assert usage.completion_tokens == sum(tail(single)[0].completion_tokens
+                                          for single in singles)
 
 
 # -- tool calls ------------------------------------------------------------------------------

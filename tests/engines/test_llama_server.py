@@ -201,3 +201,27 @@ def test_kimi_raw_round_trips_raw_text(
         model="kimi-instant", messages=HELLO, max_tokens=24, temperature=0, stream=True
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == direct["text"]
+
+
+def test_n_is_asked_n_times_and_logprobs_are_llama_servers(gateway: Any) -> None:
+    client = oa(gateway)
+    answer = client.chat.completions.create(
+        model="kimi-instant", messages=HELLO, max_tokens=6, temperature=0, n=2,
+        logprobs=True, top_logprobs=2)
+    assert [c.index for c in answer.choices] == [0, 1]
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens == sum(
+        len(c.logprobs.content or ()) for c in answer.choices if c.logprobs)
+    for choice in answer.choices:
+        assert choice.logprobs is not None and choice.logprobs.content
+        entries = choice.logprobs.content
+        assert all(e.logprob <= 0 and len(e.top_logprobs) == 2 for e in entries)
+        assert "".join(e.token for e in entries) == choice.message.content
+    stream = client.chat.completions.create(
+        model="kimi-instant", messages=HELLO, max_tokens=6, temperature=0, logprobs=True,
+        stream=True)
+    entries = [e for chunk in stream for c in chunk.choices
+               for e in (c.logprobs.content if c.logprobs and c.logprobs.content else ())]
+    assert all(e.top_logprobs == [] for e in entries)  # top_logprobs 0: none, as asked
+    assert [e.token for e in entries] == [
+        e.token for e in answer.choices[0].logprobs.content or ()]  # type: ignore[union-attr]

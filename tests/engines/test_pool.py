@@ -330,7 +330,7 @@ async def test_bad_requests_and_broken_streams_are_not_retried(
     pool = make_pool(sims)
 
     with pytest.raises(UpstreamRejected) as rejected:
-        await answer(pool, ask(extra={"n": 2}))
+        await answer(pool, ask(extra={"n": 0}))
     assert rejected.value.status == 400
     assert await chats(sims[0]) + await chats(sims[1]) == 1
     assert all(s["failed"] == 0 and s["consecutive_failures"] == 0 for s in pool.snapshot())

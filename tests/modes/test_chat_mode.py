@@ -4,7 +4,7 @@ reasoning of a tool-call answer is remembered for the same caller and conversati
 from __future__ import annotations
 
 from helpers.tools import weather_tool
-from kimi_modes.engines.base import ChatRequest, Event, Finish, InvalidToolCall, Usage
+from kimi_modes.engines.base import ChatRequest, Choice, Event, Finish, InvalidToolCall, Usage
 from kimi_modes.engines.scripted import ScriptedEngine
 from kimi_modes.modes import ChatMode, ReasoningMemory
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
@@ -48,6 +48,23 @@ async def test_valid_calls_and_plain_answers_get_no_marks() -> None:
     assert await run(events, [WEATHER]) == events
     plain: list[Event] = [ContentDelta("hi"), Finish("stop")]
     assert await run(plain, None) == plain
+
+
+async def test_each_choice_is_checked_on_its_own() -> None:
+    events: list[Event] = [
+        Choice(0), ToolCallDelta(0, "functions.get_weather:0", "get_weather", '{"city": '),
+        Choice(1), ToolCallDelta(0, "functions.get_weather:0", "get_weather", '{"town": 1}'),
+        Choice(0), ToolCallDelta(0, None, None, '"Oslo"}'), Finish("tool_calls"),
+        Choice(1), Finish("tool_calls"),
+        Choice(2), ToolCallDelta(0, "functions.nope:0", "nope", "{}"),
+    ]
+    out = await run(events, [WEATHER])
+    marks = [(i, e) for i, e in enumerate(out) if isinstance(e, InvalidToolCall)]
+    assert [m.index for _, m in marks] == [0, 0]
+    assert "city" in marks[0][1].error and "nope" in marks[1][1].error
+    first, last = marks[0][0], marks[1][0]
+    assert out[first - 1] == Choice(1) and out[first + 1] == Finish("tool_calls")
+    assert out[last - 1] == Choice(2) and last == len(out) - 1  # choice 2 never finished
 
 
 async def test_a_stream_without_finish_is_still_checked() -> None:

@@ -6,9 +6,17 @@ from __future__ import annotations
 import orjson
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from kimi_modes.engines.base import Event, Finish, InvalidToolCall, Usage
-from kimi_modes.protocol.deltas import ContentDelta, ToolCallDelta
-from kimi_modes.server.openai_api import ChunkEncoder, completion_body
+from kimi_modes.engines.base import (
+    Choice,
+    Event,
+    Finish,
+    InvalidToolCall,
+    Logprobs,
+    TokenLogprob,
+    Usage,
+)
+from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
+from kimi_modes.server.openai_api import ChoicesEncoder, ChunkEncoder, completion_body
 
 CALLS: list[Event] = [
     ToolCallDelta(0, "functions.get_weather:0", "get_weather", '{"city": "Paris"}'),
@@ -162,10 +170,77 @@ def test_reasoning_effort_becomes_an_effort_hint(effort: str, hint: str | None) 
 
 
 @pytest.mark.parametrize(("fields", "param"), [
-    ({"logprobs": True}, "logprobs"), ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
-    ({"top_logprobs": 0}, "top_logprobs"), ({"n": 2}, "n")])
+    ({"top_logprobs": 0}, "top_logprobs"), ({"logprobs": False, "top_logprobs": 2}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"), ({"n": 0}, "n"), ({"n": 129}, "n")])
 def test_what_cannot_be_honoured_is_refused_not_dropped(fields: dict, param: str) -> None:
     with pytest.raises(APIError) as info:
         parsed(**fields)
     assert info.value.status == 400 and info.value.param == param
-    assert parsed(logprobs=False).request.extra == {}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("fields", "n", "logprobs"), [
+    ({}, 1, None), ({"logprobs": False}, 1, None), ({"logprobs": True}, 1, 0),
+    ({"logprobs": True, "top_logprobs": 3, "n": 4}, 4, 3)])
+def test_n_and_logprobs_reach_the_request(fields: dict, n: int, logprobs: int | None) -> None:
+    request = parsed(**fields).request  # type: ignore[attr-defined]
+    assert (request.n, request.logprobs, request.extra) == (n, logprobs, {})
+
+
+def _lp(token: str) -> TokenLogprob:
+    return {"token": token, "logprob": -0.5, "bytes": list(token.encode()),
+            "top_logprobs": [{"token": token, "logprob": -0.5, "bytes": list(token.encode())}]}
+
+
+#: Two choices, interleaved: choice 0 thinks and answers; choice 1 makes an invalid call.
+CHOICES: list[Event] = [
+    Choice(0), Logprobs([_lp("<think>")]), Logprobs([_lp("Hm")]), ReasoningDelta("Hm"),
+    Choice(1), Logprobs([_lp("call")]), CALLS[1],
+    Choice(0), Logprobs([_lp("</think>"), _lp("Hi")]), ContentDelta("Hi"),
+    Logprobs([_lp("<|im_end|>")]), Finish("stop"),
+    Choice(1), BAD, Finish("tool_calls"), Usage(5, 9),
+]
+
+
+def test_choices_stream_frame_by_choice_with_their_logprobs() -> None:
+    encoder = ChoicesEncoder("c1", "m", include_usage=True, n=2)
+    data = encoder.start() + b"".join(encoder.feed(e) for e in CHOICES) + encoder.end()
+    chunks = frames(data)
+    for chunk in chunks:
+        ChatCompletionChunk.model_validate(chunk)
+    assert chunks[-1]["usage"]["completion_tokens"] == 9
+    by_choice: dict[int, list[dict]] = {0: [], 1: []}
+    for chunk in chunks[:-1]:
+        (choice,) = chunk["choices"]
+        by_choice[choice["index"]].append(choice)
+    for index, reason in ((0, "stop"), (1, "tool_calls")):
+        choices = by_choice[index]
+        assert choices[0]["delta"] == {"role": "assistant", "content": ""}
+        assert [c["finish_reason"] for c in choices][-1] == reason
+        assert all(c["finish_reason"] is None for c in choices[:-1])
+    tokens = [[e["token"] for c in by_choice[i] for e in (c["logprobs"] or {}).get("content", [])]
+              for i in (0, 1)]
+    assert tokens == [["<think>", "Hm", "</think>", "Hi", "<|im_end|>"], ["call"]]
+    # a token's logprobs go with the text it produced; a marker's with the next frame
+    assert by_choice[0][1]["delta"] == {"reasoning_content": "Hm"}
+    assert [e["token"] for e in by_choice[0][1]["logprobs"]["content"]] == ["<think>", "Hm"]
+    finish = next(c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]
+                  == "tool_calls")
+    assert finish["invalid_tool_calls"] == [{"index": 1, "id": BAD.id, "error": BAD.error}]
+
+    body = completion_body("c1", "m", CHOICES, logprobs=True)
+    answer = ChatCompletion.model_validate(body)
+    assert [c.finish_reason for c in answer.choices] == ["stop", "tool_calls"]
+    assert answer.choices[0].message.content == "Hi"
+    assert [e.token for e in answer.choices[0].logprobs.content] == tokens[0]  # type: ignore
+    assert body["choices"][1]["message"]["tool_calls"][0]["error"] == BAD.error
+    assert completion_body("c1", "m", CHOICES)["choices"][0]["logprobs"] is None
+
+
+def test_logprobs_of_one_choice_and_choices_that_never_finished() -> None:
+    encoder = ChoicesEncoder("c1", "m", include_usage=False, n=2)
+    events: list[Event] = [Logprobs([_lp("a")]), ContentDelta("a"), Logprobs([_lp("b")])]
+    chunks = frames(encoder.start() + b"".join(encoder.feed(e) for e in events)
+                    + encoder.end())
+    ends = [c["choices"][0] for c in chunks if c["choices"][0]["finish_reason"]]
+    assert [(c["index"], c["finish_reason"]) for c in ends] == [(0, "stop"), (1, "stop")]
+    assert [e["token"] for e in ends[0]["logprobs"]["content"]] == ["b"]

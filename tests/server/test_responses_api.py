@@ -10,7 +10,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from kimi_modes.engines.base import Finish, InvalidToolCall, Usage
+from kimi_modes.engines.base import Finish, InvalidToolCall, Logprobs, TokenLogprob, Usage
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.server.errors import APIError
 from kimi_modes.server.responses_api.items import items_from_messages, messages_from_items
@@ -160,3 +160,37 @@ def test_the_body_becomes_one_chat_request() -> None:
     with pytest.raises(APIError):
         ResponsesBody.model_validate({"model": "m", "input": "x", "background": True,
                                       "store": False}).to_wire()
+
+
+def _lp(token: str) -> TokenLogprob:
+    return {"token": token, "logprob": -1.0, "bytes": list(token.encode()), "top_logprobs": []}
+
+
+def test_output_text_carries_the_logprobs_of_its_tokens_only() -> None:
+    encoder = ResponseEncoder("k", "kimi-k2.5-thinking", {}, logprobs=True)
+    raw = encoder.start()
+    for event in (Logprobs([_lp("hm")]), ReasoningDelta("hm"), Logprobs([_lp("</think>")]),
+                  Logprobs([_lp("H")]), ContentDelta("H"), Logprobs([_lp("i")]),
+                  ContentDelta("i"), Logprobs([_lp("<|call|>")]),
+                  ToolCallDelta(0, "functions.f:0", "f", "{}"), Finish("tool_calls")):
+        raw += encoder.feed(event)
+    events = frames(raw + encoder.end())
+    deltas = [e["logprobs"] for e in events if e["type"] == "response.output_text.delta"]
+    assert [[lp["token"] for lp in d] for d in deltas] == [["</think>", "H"], ["i"]]
+    response = Response.model_validate(events[-1]["response"])
+    message = next(item for item in response.output if item.type == "message")
+    part = message.content[0]
+    assert part.type == "output_text"
+    assert [lp.token for lp in part.logprobs or ()] == ["</think>", "H", "i"]
+    plain = ResponseEncoder("k", "m", {}).fold([Logprobs([_lp("a")]), ContentDelta("a"),
+                                                  Finish("stop")])
+    assert plain["output"][0]["content"][0]["logprobs"] == []
+
+
+@pytest.mark.parametrize(("fields", "logprobs"), [
+    ({}, None), ({"include": ["message.output_text.logprobs"]}, 0), ({"top_logprobs": 4}, 4),
+    ({"include": ["message.output_text.logprobs"], "top_logprobs": 2}, 2)])
+def test_logprobs_are_asked_by_include_or_top_logprobs(fields: dict[str, Any],
+                                                      logprobs: int | None) -> None:
+    wire = ResponsesBody.model_validate({"model": "m", "input": "hi", **fields}).to_wire()
+    assert wire.request.logprobs == logprobs

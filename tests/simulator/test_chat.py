@@ -66,6 +66,47 @@ def test_streaming_matches_non_streaming(sim: Sim) -> None:
     assert usage.completion_tokens == whole.usage.completion_tokens
 
 
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_n_choices_and_logprobs_stream_as_vllms(sim: Sim, chunk: int) -> None:
+    sim.control(tokens_per_chunk=chunk)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell me about the sea"}],
+            "n": 2, "logprobs": True, "top_logprobs": 3}
+    whole = httpx.post(sim.v1 + "/chat/completions", json=body).json()
+    assert [c["index"] for c in whole["choices"]] == [0, 1]
+    tokens = whole["usage"]["completion_tokens"]
+    for choice in whole["choices"]:
+        entries = choice["logprobs"]["content"]
+        assert len(entries) == tokens // 2  # every token, the stop token included
+        assert entries[-1]["token"] == "<|im_end|>"
+        assert all(len(e["top_logprobs"]) == 3 and e["top_logprobs"][0]["token"] == e["token"]
+                   and e["top_logprobs"][0]["logprob"] == e["logprob"] for e in entries)
+    events = sim.sse({**body, "stream_options": {"include_usage": True}})
+    assert events[-1] == "[DONE]" and events[-2]["usage"]["completion_tokens"] == tokens
+    streamed: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
+    for event in events[:-2]:
+        (choice,) = event["choices"]
+        streamed[choice["index"]] += (choice["logprobs"] or {}).get("content", [])
+    for index, choice in enumerate(whole["choices"]):
+        full = choice["logprobs"]["content"]
+        # a step sending no chunk (the reasoning's end marker alone) loses its logprobs
+        kept = [e for e in full if e["token"] != "</think>"] if chunk == 1 else full
+        assert kept == streamed[index]
+    ends = [e["choices"][0] for e in events[:-2] if e["choices"][0]["finish_reason"]]
+    assert sorted(c["index"] for c in ends) == [0, 1]
+
+
+def test_completions_logprobs_are_the_completions_apis(sim: Sim) -> None:
+    answer = sim.openai().completions.create(model=MODEL, prompt="Say hi", max_tokens=4,
+                                             logprobs=2, n=2)
+    assert [c.index for c in answer.choices] == [0, 1]
+    for choice in answer.choices:
+        logprobs = choice.logprobs
+        assert logprobs is not None and len(logprobs.tokens or ()) == 4
+        assert all(len(top) == 2 for top in logprobs.top_logprobs or ())
+        assert logprobs.text_offset == [0, *[sum(len(t) for t in (logprobs.tokens or ())[:i])
+                                             for i in range(1, 4)]]
+
+
 def test_chunk_shapes_are_vllm_s(sim: Sim) -> None:
     events = sim.sse(
         {"messages": [{"role": "user", "content": "Hi"}], "stream_options": {"include_usage": True}}
@@ -225,7 +266,9 @@ def test_ignore_eos_generates_exactly_max_tokens(sim: Sim, chunk: int) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "param"),
     [
-        ({"n": 2}, 400, "n"),
+        ({"n": 0}, 400, "n"),
+        ({"top_logprobs": 2}, 400, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, 400, "top_logprobs"),
         ({"model": "other-model"}, 404, "model"),
         ({"max_tokens": 0}, 400, "max_tokens"),
         ({"max_tokens": 10_000_000}, 400, "max_tokens"),

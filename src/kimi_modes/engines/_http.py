@@ -136,9 +136,7 @@ class UpstreamClient:
         """
         payload = orjson.dumps(body)
         try:
-            async with self._get_session().post(
-                self.base_url + path, data=payload, headers=headers
-            ) as resp:
+            async with await self._post(path, payload, headers) as resp:
                 if resp.status >= 400:
                     raise self._status_error(resp, await resp.read())
                 saw_done = False
@@ -166,6 +164,19 @@ class UpstreamClient:
             raise
         except Exception as exc:
             raise self._transport_error(exc) from exc
+
+    async def _post(self, path: str, payload: bytes,
+                    headers: Mapping[str, str] | None) -> aiohttp.ClientResponse:
+        """POST ``payload``; sent once more when the pooled connection it went out on turns
+        out closed before any answer (as curl does: llama-server closes its connection after
+        a stream while announcing keep-alive, so a request right after one would fail)."""
+        session, url = self._get_session(), self.base_url + path
+        try:
+            return await session.post(url, data=payload, headers=headers)
+        except aiohttp.ClientConnectorError:
+            raise  # no connection at all: nothing stale to replace
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+            return await session.post(url, data=payload, headers=headers)
 
     def _redacted(self, text: str) -> str:
         """``text`` (what the upstream said) without the upstream's api_key in it."""

@@ -7,6 +7,14 @@ stream that ended normally. (:class:`InvalidToolCall` belongs to the same vocabu
 added by the modes layer, not by engines.) Failures are raised as :class:`EngineError`
 subclasses, which carry the HTTP status the gateway should answer with and name the upstream.
 
+A request for several choices (``ChatRequest.n > 1``) streams them all: each choice's events
+follow a :class:`Choice` naming it (choices may interleave, a :class:`Choice` each time the
+choice changes; events before the first :class:`Choice` are choice 0's), each choice ends
+with its own :class:`Finish`, and the one :class:`Usage` counts them all (completion tokens
+summed, the prompt once). A request for one choice has no
+:class:`Choice` event. A request with ``logprobs`` gets :class:`Logprobs` events: each comes
+before the deltas its tokens produced, in the choice they belong to.
+
 Cancellation: closing the async iterator (``aclose()``), or cancelling the task that
 consumes it, must stop the upstream work promptly (close the HTTP response, stop the
 llama.cpp generation).
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 
@@ -70,6 +78,13 @@ class ChatRequest:
     #: The name of the InferenceObjective (priority class) of the request's mode, for a
     #: router that schedules by it (set by the modes layer; ``None``: send none).
     objective: str | None = None
+    #: How many choices to generate (OpenAI's ``n``); every engine gives them, in one upstream
+    #: request where the upstream can, else by generating ``n`` times (:mod:`.choices`).
+    n: int = 1
+    #: Token log probabilities: ``None`` for none, ``k`` (0-20) for each generated token's
+    #: logprob with the ``k`` most likely alternatives (OpenAI's ``logprobs: true`` with
+    #: ``top_logprobs: k``). An engine that cannot give them raises :class:`UpstreamRejected`.
+    logprobs: int | None = None
 
     def effort(self, accepted: tuple[str, ...]) -> str | None:
         """The ``thinking_effort`` an engine should send, given the efforts its family and
@@ -111,6 +126,41 @@ def stop_sequence(request: ChatRequest, reported: Any) -> str | None:
 
 
 @dataclass(slots=True, frozen=True)
+class Choice:
+    """The events after this one, up to the next :class:`Choice`, belong to choice number
+    ``index`` (0-based) of a request for several; see the module docstring."""
+
+    index: int
+
+
+class TopLogprob(TypedDict):
+    """One of the most likely tokens at a position (OpenAI's chat shape)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TypedDict):
+    """A generated token's log probability and its most likely alternatives, in OpenAI's
+    chat shape (``choices[].logprobs.content[]``), as vLLM writes it."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+@dataclass(slots=True, frozen=True)
+class Logprobs:
+    """The log probabilities of tokens just generated, in order; they come before the deltas
+    those tokens produced (a token that produced no text of its own, a marker, has them all
+    the same)."""
+
+    content: list[TokenLogprob]
+
+
+@dataclass(slots=True, frozen=True)
 class InvalidToolCall:
     """Tool call number ``index`` (with the ``id`` it was streamed with) is complete but not
     usable as it is; ``error`` says why in one sentence (unknown function, arguments that are
@@ -127,7 +177,8 @@ class InvalidToolCall:
     error: str
 
 
-Event = ReasoningDelta | ContentDelta | ToolCallDelta | Usage | InvalidToolCall | Finish
+Event = (ReasoningDelta | ContentDelta | ToolCallDelta | Usage | InvalidToolCall | Finish
+         | Choice | Logprobs)
 
 
 class EngineError(Exception):
@@ -140,10 +191,13 @@ class EngineError(Exception):
     status: int = 502
     kind: str = "upstream_error"
 
-    def __init__(self, upstream: str, message: str, *, status: int | None = None) -> None:
+    def __init__(self, upstream: str, message: str, *, status: int | None = None,
+                 param: str | None = None) -> None:
         super().__init__(f"upstream {upstream!r}: {message}")
         self.upstream = upstream
         self.message = message
+        #: The request parameter at fault, when one is (``logprobs``, ``n``...).
+        self.param = param
         if status is not None:
             self.status = status
 

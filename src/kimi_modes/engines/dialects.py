@@ -26,6 +26,12 @@ class Dialect:
     ``effort_path``: where ``thinking_effort`` goes (``None``: the upstream takes none).
     ``preserve_path``: where ``preserve_thinking`` goes, with ``preserve_on``/``preserve_off``
     the values written (``None`` as a value: nothing is written).
+
+    ``n``: the upstream gives several choices in one request (else the engine asks ``n``
+    times); ``logprobs``: it gives ``choices[].logprobs.content`` when asked (``logprobs``,
+    ``top_logprobs``; else a request for them is refused); ``least_top_logprobs``: the
+    fewest alternatives to ask for (llama-server sends no logprobs at all for
+    ``top_logprobs: 0``; the engine cuts what comes back to what the client asked).
     """
 
     name: str
@@ -37,6 +43,9 @@ class Dialect:
     preserve_path: str | None = None
     preserve_on: Any = True
     preserve_off: Any = False
+    n: bool = False
+    logprobs: bool = False
+    least_top_logprobs: int = 0
 
     def efforts(self, family: str) -> tuple[str, ...]:
         """The ``thinking_effort`` values this upstream takes for ``family`` (none when the
@@ -94,7 +103,8 @@ def _at(path: str, value: Any) -> dict[str, Any]:
 _TEMPLATE_KWARGS = "chat_template_kwargs."
 
 
-def _template_kwargs(name: str, note: str) -> Dialect:
+def _template_kwargs(name: str, note: str, *, n: bool = False, logprobs: bool = False,
+                     least_top_logprobs: int = 0) -> Dialect:
     """An upstream that hands ``chat_template_kwargs`` to the template (or K3's encoder)."""
     return Dialect(
         name,
@@ -102,15 +112,21 @@ def _template_kwargs(name: str, note: str) -> Dialect:
         note=note,
         effort_path=_TEMPLATE_KWARGS + "thinking_effort",
         preserve_path=_TEMPLATE_KWARGS + "preserve_thinking",
+        n=n,
+        logprobs=logprobs,
+        least_top_logprobs=least_top_logprobs,
     )
 
 
 DIALECTS: dict[str, Dialect] = {
     d.name: d
     for d in (
-        _template_kwargs("vllm", "vLLM >= 0.15 with the kimi_k2 (K3: kimi_k3) parsers"),
-        _template_kwargs("sglang", "SGLang and KTransformers"),
-        _template_kwargs("llama-server", "llama.cpp llama-server --jinja"),
+        _template_kwargs("vllm", "vLLM >= 0.15 with the kimi_k2 (K3: kimi_k3) parsers",
+                         n=True, logprobs=True),
+        _template_kwargs("sglang", "SGLang and KTransformers", n=True, logprobs=True),
+        # llama-server answers 400 to n != 1 ("Only one completion choice is allowed").
+        _template_kwargs("llama-server", "llama.cpp llama-server --jinja", logprobs=True,
+                         least_top_logprobs=1),
         _template_kwargs("trtllm", "TensorRT-LLM trtllm-serve"),
         Dialect("lmdeploy", "enable_thinking", note="LMDeploy (not verified for Kimi)"),
         Dialect("exo", "enable_thinking"),

@@ -16,12 +16,15 @@ from typing import Any
 from kimi_modes.engines._http import UpstreamClient, usage_from
 from kimi_modes.engines.base import (
     ChatRequest,
+    Choice,
     Event,
     Finish,
+    Logprobs,
     UpstreamRejected,
     Usage,
     stop_sequence,
 )
+from kimi_modes.engines.choices import from_completion
 from kimi_modes.engines.dialects import merge_into
 from kimi_modes.protocol import (
     Family,
@@ -119,6 +122,10 @@ class KimiRawEngine:
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
+        if request.n > 1:
+            body["n"] = request.n
+        if request.logprobs is not None:  # the completions API's form: how many alternatives
+            body["logprobs"] = request.logprobs
         merge_into(body, {k: v for k, v in request.extra.items() if k != "response_format"})
         return body
 
@@ -166,28 +173,48 @@ class KimiRawEngine:
             body["max_tokens"] = default_max_tokens(body["prompt"], window)
         # A continued assistant message goes on in the answer: no reasoning comes first.
         thinking = request.thinking and not continues_final(request.messages)
-        parser = StreamingParser(self.family, thinking=thinking, tools=request.tools)
-        finish: str | None = None
-        fired: str | None = None
+        parsers = [StreamingParser(self.family, thinking=thinking, tools=request.tools)
+                   for _ in range(request.n)]
+        finishes: list[str | None] = [None] * request.n
+        fired: list[str | None] = [None] * request.n
+        several = request.n > 1
+        current = 0
+        top = request.logprobs
         usage: Usage | None = None
         async for chunk in self._client.post_stream("/completions", body):
             if chunk.get("usage"):
                 usage = usage_from(chunk["usage"])
             for choice in chunk.get("choices") or ():
+                index = int(choice.get("index") or 0)
+                if not 0 <= index < len(parsers):
+                    continue
+                if several and index != current:
+                    current = index
+                    yield Choice(index)
+                if top is not None:
+                    logprobs = from_completion(choice.get("logprobs"), top)
+                    if logprobs:
+                        yield Logprobs(logprobs)
                 text = choice.get("text")
                 if text:
-                    for event in parser.feed(text):
+                    for event in parsers[index].feed(text):
                         yield event
                 if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-                    fired = stop_sequence(request, choice.get("stop_reason"))
-        for event in parser.close():
-            yield event
-        if usage is not None:
+                    finishes[index] = choice["finish_reason"]
+                    fired[index] = stop_sequence(request, choice.get("stop_reason"))
+        for index, parser in enumerate(parsers):
+            if several:
+                yield Choice(index)
+            for event in parser.close():
+                yield event
+            if usage is not None and not several:
+                yield usage
+            finish = finishes[index]
+            if parser.result().tool_calls and finish in (None, "stop"):
+                finish = "tool_calls"
+            yield Finish(finish or "stop", fired[index] if finish in (None, "stop") else None)
+        if usage is not None and several:
             yield usage
-        if parser.result().tool_calls and finish in (None, "stop"):
-            finish = "tool_calls"
-        yield Finish(finish or "stop", fired if finish in (None, "stop") else None)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -10,6 +10,10 @@ the :class:`Finish` arrives, or when the caller closes the builder.
 
 :func:`collect` drives a builder over an async stream, with hooks for every event and for
 every completed tool call (the agent loop starts a tool as soon as its call is complete).
+
+:class:`ChoicesBuilder` folds a stream of several choices (``ChatRequest.n``): one
+:class:`MessageBuilder` per choice, the :class:`~kimi_modes.engines.base.Choice` events
+saying which one an event belongs to.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from kimi_modes.engines.base import Event, Finish, InvalidToolCall, Usage
+from kimi_modes.engines.base import (
+    Choice,
+    Event,
+    Finish,
+    InvalidToolCall,
+    Logprobs,
+    TokenLogprob,
+    Usage,
+)
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.protocol.output import ParsedOutput, ToolCall
 
@@ -60,6 +72,8 @@ class MessageBuilder:
         self._open: int | None = None
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        #: The token log probabilities that came, in order (``None``: none came).
+        self.logprobs: list[TokenLogprob] | None = None
 
     def add(self, event: Event) -> ToolCall | None:
         """Fold ``event`` in; returns the tool call it completed, if any."""
@@ -78,6 +92,10 @@ class MessageBuilder:
         elif isinstance(event, Finish):
             self.finish_reason = event.reason
             return self.close()
+        elif isinstance(event, Logprobs):
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.extend(event.content)
         return None
 
     def close(self) -> ToolCall | None:
@@ -110,6 +128,37 @@ class MessageBuilder:
             call.name = event.name
         call.arguments.append(event.arguments)
         return completed
+
+
+class ChoicesBuilder:
+    """Folds the events of a request's choices (one, or ``n``): each event goes to the
+    :class:`MessageBuilder` of the choice the last :class:`Choice` named (choice 0 before
+    any); the request's :class:`Usage` is kept here, not in a choice."""
+
+    def __init__(self) -> None:
+        self.current = MessageBuilder()
+        self._choices: dict[int, MessageBuilder] = {0: self.current}
+        self.usage: Usage | None = None
+
+    def add(self, event: Event) -> ToolCall | None:
+        """Fold ``event`` into its choice; returns the tool call it completed, if any."""
+        kind = type(event)  # exact types: the events are final dataclasses (cheap per token)
+        if kind is Choice:
+            assert isinstance(event, Choice)
+            builder = self._choices.get(event.index)
+            if builder is None:
+                builder = self._choices[event.index] = MessageBuilder()
+            self.current = builder
+            return None
+        if kind is Usage:
+            assert isinstance(event, Usage)
+            self.usage = event
+            return None
+        return self.current.add(event)
+
+    def choices(self) -> list[MessageBuilder]:
+        """Each choice's builder, by index."""
+        return [self._choices[i] for i in sorted(self._choices)]
 
 
 async def collect(

@@ -21,17 +21,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 from kimi_modes.engines._http import UpstreamClient, usage_from
 from kimi_modes.engines.base import (
     ChatRequest,
+    Choice,
     Event,
     Finish,
+    Logprobs,
+    UpstreamFailed,
     UpstreamRejected,
     Usage,
     stop_sequence,
 )
+from kimi_modes.engines.choices import fan_out
 from kimi_modes.engines.dialects import DIALECTS, merge_into
 from kimi_modes.protocol import (
     Family,
@@ -52,6 +57,24 @@ OBJECTIVE_HEADERS = ("x-gateway-inference-objective", "x-llm-d-inference-objecti
 #: The session header most routers read (llm-d's session-affinity scorer, AIBrix, vLLM
 #: Router; Dynamo's frontend among its aliases).
 SESSION_HEADER = "x-session-id"
+
+
+@dataclass(slots=True)
+class _ChoiceState:
+    """What the stream of one choice has shown so far."""
+
+    parser: StreamingParser
+    finish: str | None = None
+    fired: str | None = None
+    upstream_calls: bool = False
+    parser_calls: int = 0
+    logprobs: bool = False
+
+    def finished(self) -> Finish:
+        finish = self.finish
+        if (self.upstream_calls or self.parser_calls) and finish in (None, "stop"):
+            finish = "tool_calls"
+        return Finish(finish or "stop", self.fired if finish in (None, "stop") else None)
 
 
 class OpenAIChatEngine:
@@ -119,6 +142,11 @@ class OpenAIChatEngine:
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
+        if request.n > 1:
+            body["n"] = request.n
+        if request.logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = max(request.logprobs, self.dialect.least_top_logprobs)
         try:
             fragment = self.dialect.body_fragment(
                 request.thinking and not continues_final(request.messages),
@@ -147,29 +175,43 @@ class OpenAIChatEngine:
             headers.update(dict.fromkeys(OBJECTIVE_HEADERS, request.objective))
         return headers
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
+        """The events of ``request``: its ``n`` choices in one upstream request where the
+        dialect takes ``n``, else one request per choice (:func:`fan_out`); logprobs as the
+        upstream gives them, or :class:`UpstreamRejected` (``param="logprobs"``) where the
+        dialect gives none."""
+        if request.n > 1 and not self.dialect.n:
+            return fan_out(self._events, request)
+        return self._events(request)
+
+    async def _events(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
+        if request.logprobs is not None and not self.dialect.logprobs:
+            raise UpstreamRejected(
+                self.name, f"a {self.dialect.name!r} upstream gives no logprobs; send the "
+                "request without 'logprobs' and 'top_logprobs'", param="logprobs")
         body = self.build_body(request, request.model or await self._client.model_name())
         headers = self.build_headers(request)
         # Content is parsed by us as well: thinking-aware only when the upstream leaves the
         # reasoning in the content, tool-marker-aware always.
-        parser = StreamingParser(
-            self.family,
-            # A continued assistant message goes on in the answer: no reasoning comes first.
-            thinking=request.thinking and not continues_final(request.messages),
-            tools=request.tools,
-            reasoning=not self.reasoning_parser,
-        )
-        finish: str | None = None
-        fired: str | None = None
+        thinking = request.thinking and not continues_final(request.messages)
+        # A continued assistant message goes on in the answer: no reasoning comes first.
+        choices = [_ChoiceState(StreamingParser(self.family, thinking=thinking,
+                                                tools=request.tools,
+                                                reasoning=not self.reasoning_parser))
+                   for _ in range(request.n)]
+        several = request.n > 1
+        current = 0
         usage: Usage | None = None
-        upstream_calls = False
-        parser_calls = 0
         # The client forbade tool calls: markers the model wrote anyway are consumed (never
         # shown as text) but not returned as calls, as the client could not answer them.
         no_calls = request.tool_choice == "none"
+        want_logprobs = request.logprobs is not None
+        # More alternatives than asked come back from a dialect that needs a floor: cut.
+        cut = request.logprobs if (request.logprobs or 0) < self.dialect.least_top_logprobs \
+            else None
         # Watching for the end of the reasoning (</think>; K3: <|close|>think<|sep|>) in the
-        # content: only until reasoning arrives or the warning was given. ``tail`` keeps the
-        # end of the content seen, for a split marker.
+        # content of the first choice: only until reasoning arrives or the warning was given.
+        # ``tail`` keeps the end of the content seen, for a split marker.
         end = self._info.reasoning_end
         watch = (
             self.reasoning_parser
@@ -180,52 +222,72 @@ class OpenAIChatEngine:
         async for chunk in self._client.post_stream("/chat/completions", body, headers):
             if chunk.get("usage"):
                 usage = usage_from(chunk["usage"])
-            choices = chunk.get("choices")
-            if not choices:
-                continue
-            choice = choices[0]
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning:
-                watch = False
-                yield ReasoningDelta(reasoning)
-            content = delta.get("content")
-            if content:
-                if watch:
-                    seen = tail + content
-                    if end in seen:
-                        watch = False
-                        self._warn_no_reasoning_parser()
-                    tail = seen[-(len(end) - 1):]
-                for event in parser.feed(content):
-                    if isinstance(event, ToolCallDelta):
-                        if no_calls:
-                            continue
-                        parser_calls = max(parser_calls, event.index + 1)
-                    yield event
-            for call in delta.get("tool_calls") or ():
-                upstream_calls = True
-                fn = call.get("function") or {}
-                yield ToolCallDelta(
-                    index=int(call.get("index", 0)) + parser_calls,
-                    id=call.get("id"),
-                    name=fn.get("name"),
-                    arguments=fn.get("arguments") or "",
-                )
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-                fired = stop_sequence(request, choice.get("stop_reason"))
-        for event in parser.close():
-            if isinstance(event, ToolCallDelta):
-                if no_calls:
+            for choice in chunk.get("choices") or ():
+                index = int(choice.get("index") or 0)
+                if not 0 <= index < len(choices):
                     continue
-                parser_calls = max(parser_calls, event.index + 1)
-            yield event
-        if usage is not None:
+                state = choices[index]
+                if several and index != current:
+                    current = index
+                    yield Choice(index)
+                if want_logprobs:
+                    logprobs = (choice.get("logprobs") or {}).get("content")
+                    if logprobs:
+                        state.logprobs = True
+                        if cut is not None:
+                            for entry in logprobs:
+                                tops = entry.get("top_logprobs")
+                                if isinstance(tops, list):
+                                    del tops[cut:]
+                        yield Logprobs(logprobs)
+                delta = choice.get("delta") or {}
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning:
+                    watch = False
+                    yield ReasoningDelta(reasoning)
+                content = delta.get("content")
+                if content:
+                    if watch and index == 0:
+                        seen = tail + content
+                        if end in seen:
+                            watch = False
+                            self._warn_no_reasoning_parser()
+                        tail = seen[-(len(end) - 1):]
+                    for event in state.parser.feed(content):
+                        if isinstance(event, ToolCallDelta):
+                            if no_calls:
+                                continue
+                            state.parser_calls = max(state.parser_calls, event.index + 1)
+                        yield event
+                for call in delta.get("tool_calls") or ():
+                    state.upstream_calls = True
+                    fn = call.get("function") or {}
+                    yield ToolCallDelta(
+                        index=int(call.get("index", 0)) + state.parser_calls,
+                        id=call.get("id"),
+                        name=fn.get("name"),
+                        arguments=fn.get("arguments") or "",
+                    )
+                if choice.get("finish_reason"):
+                    state.finish = choice["finish_reason"]
+                    state.fired = stop_sequence(request, choice.get("stop_reason"))
+        for index, state in enumerate(choices):
+            if several:
+                yield Choice(index)
+            for event in state.parser.close():
+                if isinstance(event, ToolCallDelta):
+                    if no_calls:
+                        continue
+                    state.parser_calls = max(state.parser_calls, event.index + 1)
+                yield event
+            if want_logprobs and not state.logprobs and state.finish is not None:
+                raise UpstreamFailed(self.name, "the upstream was asked for logprobs and sent "
+                                     "none (does it support them?)")
+            if usage is not None and not several:
+                yield usage
+            yield state.finished()
+        if usage is not None and several:
             yield usage
-        if (upstream_calls or parser_calls) and finish in (None, "stop"):
-            finish = "tool_calls"
-        yield Finish(finish or "stop", fired if finish in (None, "stop") else None)
 
     def _warn_no_reasoning_parser(self) -> None:
         if self._warned_no_reasoning_parser:

@@ -16,8 +16,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kimi_modes.engines.base import ChatRequest, Engine, Event, Finish, InvalidToolCall
-from kimi_modes.engines.message import MessageBuilder
+from kimi_modes.engines.base import ChatRequest, Choice, Engine, Event, Finish, InvalidToolCall
+from kimi_modes.engines.message import ChoicesBuilder
 from kimi_modes.modes.memory import ReasoningMemory
 from kimi_modes.protocol.output import ParsedOutput
 from kimi_modes.protocol.schema import validate_tool_call
@@ -45,41 +45,46 @@ class ChatMode:
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """The engine's events for ``request`` (its messages with the caller's dropped
-        reasoning restored), plus the marks of :func:`marked`. On a normal end, the answer's
-        reasoning is remembered for this caller and conversation if it made tool calls
-        (committed before the stream ends)."""
+        reasoning restored), plus the marks of :func:`marked`. On a normal end, each choice's
+        reasoning is remembered for this caller and conversation if it made tool calls (the
+        client continues with whichever choice it picks; committed before the stream ends)."""
         restored = replace(request, messages=await self.memory.restore(request.owner,
                                                                        request.messages))
-        builder = MessageBuilder()
+        builder = ChoicesBuilder()
         async for event in marked(self.engine.stream(restored), request.tools, builder):
             yield event
-        await self.memory.remember(request.owner, request.messages,
-                                   builder.message().to_openai_message())
+        for choice in builder.choices():
+            await self.memory.remember(request.owner, request.messages,
+                                       choice.message().to_openai_message())
 
     async def aclose(self) -> None:
         """Nothing of its own: the engine belongs to whoever built it."""
 
 
 async def marked(events: AsyncGenerator[Event, None], tools: list[dict[str, Any]] | None,
-                 builder: MessageBuilder | None = None) -> AsyncGenerator[Event, None]:
+                 builder: ChoicesBuilder | None = None) -> AsyncGenerator[Event, None]:
     """``events`` unchanged, plus one :class:`InvalidToolCall` for each tool call that fails
-    :func:`~kimi_modes.protocol.validate_tool_call` against ``tools``, added when the answer
-    ends (just before :class:`Finish`, or at the end of a stream without one). ``builder``,
-    when given, is fed every event. Closing this stream closes ``events`` at once (the
-    engine, or an Agent/Swarm run, is stopped then, not when the garbage collector runs)."""
-    builder = builder if builder is not None else MessageBuilder()
-    validated = False
+    :func:`~kimi_modes.protocol.validate_tool_call` against ``tools``, added when its choice
+    ends (just before the choice's :class:`Finish`, or at the end of a stream without one,
+    after a :class:`Choice` naming it when there are several). ``builder``, when given, is
+    fed every event. Closing this stream closes ``events`` at once (the engine, or an
+    Agent/Swarm run, is stopped then, not when the garbage collector runs)."""
+    builder = builder if builder is not None else ChoicesBuilder()
     async with contextlib.aclosing(events):
         async for event in events:
-            if isinstance(event, Finish) and not validated:
-                validated = True
-                for mark in _invalid_calls(builder.message(), tools):
+            if isinstance(event, Finish) and builder.current.finish_reason is None:
+                for mark in _invalid_calls(builder.current.message(), tools):
                     yield mark
             builder.add(event)
             yield event
-    if not validated:
-        for mark in _invalid_calls(builder.message(), tools):
-            yield mark
+    choices = builder.choices()
+    for index, choice in enumerate(choices):
+        if choice.finish_reason is None:
+            marks = _invalid_calls(choice.message(), tools)
+            if marks and len(choices) > 1:
+                yield Choice(index)
+            for mark in marks:
+                yield mark
 
 
 def _invalid_calls(answer: ParsedOutput, tools: list[dict[str, Any]] | None

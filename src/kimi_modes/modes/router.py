@@ -114,6 +114,14 @@ class Router:
         )
         if mode in (Mode.INSTANT, Mode.THINKING):
             return self._chat[(family, mode)], request
+        if request.n > 1 or request.logprobs is not None:
+            param = "n" if request.n > 1 else "logprobs"
+            chat = [e.id for e in (self.catalog.entry(family, Mode.INSTANT),
+                                   self.catalog.entry(family, Mode.THINKING)) if e]
+            raise ModeError(
+                f"{resolved.entry.id} runs a tool loop: it gives one answer and no token "
+                f"logprobs; send '{param}' to {' or '.join(chat) or 'a chat model'}",
+                param=param, code="unsupported_parameter")
         service = (self.agents if mode is Mode.AGENT else self.swarms).get(family)
         if service is None:
             chat = [e.id for e in (self.catalog.entry(family, Mode.INSTANT),

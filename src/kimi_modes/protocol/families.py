@@ -51,8 +51,7 @@ class OfficialSampling:
     """Which sampling values Moonshot's official API accepts for a family (any other is an
     HTTP 400 ``invalid_request_error``). ``temperature`` is always within [0, 1]; a pinned
     field accepts only the mode's recommended value (:meth:`FamilyInfo.default_sampling`;
-    the penalties: only 0). ``n`` is 1 on every family we serve (a simulated engine makes one
-    choice), so it is not a fact here.
+    the penalties: only 0; ``n``: only 1).
 
     Sources: Moonshot's parameter table (platform.kimi.ai/docs/api/models-overview: kimi-k2.5
     pins all of them, the kimi-k2 and kimi-k2-thinking series pin none) and
@@ -63,11 +62,13 @@ class OfficialSampling:
     temperature_pinned: bool = False
     top_p_pinned: bool = False
     penalties_pinned: bool = False
+    n_pinned: bool = False
 
 
 #: Moonshot's K2.5 policy: every sampling field fixed ("invalid temperature: only 1 is
 #: allowed for this model").
-PINNED = OfficialSampling(temperature_pinned=True, top_p_pinned=True, penalties_pinned=True)
+PINNED = OfficialSampling(temperature_pinned=True, top_p_pinned=True, penalties_pinned=True,
+                          n_pinned=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +216,8 @@ _FAMILIES: dict[Family, FamilyInfo] = {
         engine_parser="kimi_k3",
         reasoning_begin=f"{T.XTML_OPEN}think{T.XTML_SEP}",
         reasoning_end=f"{T.XTML_CLOSE}think{T.XTML_SEP}",
-        official_sampling=OfficialSampling(top_p_pinned=True, penalties_pinned=True),
+        official_sampling=OfficialSampling(top_p_pinned=True, penalties_pinned=True,
+                                           n_pinned=True),
     ),
 }
 

@@ -66,7 +66,7 @@ class APIError(Exception):
         if isinstance(exc, ModeError):
             return cls(exc.status, exc.message, param=exc.param, code=exc.code)
         if isinstance(exc, EngineError):
-            return cls(exc.status, upstream_message(exc), code=exc.kind,
+            return cls(exc.status, upstream_message(exc), code=exc.kind, param=exc.param,
                        retry_after=getattr(exc, "retry_after", None), detail=str(exc))
         if isinstance(exc, ValidationError):
             return cls(400, validation_message(exc), param=_first_loc(exc))

@@ -6,7 +6,7 @@ the same shapes, and the gateway's schema tests hold the two together.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -32,10 +32,27 @@ class _AnswerMessage(BaseModel):
     tool_calls: list[_AnswerToolCall] | None = None
 
 
+class _TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class _TokenLogprob(_TopLogprob):
+    top_logprobs: list[_TopLogprob]
+
+
+class _ChoiceLogprobs(BaseModel):
+    """The logprobs of every token of the choice, as the engine gave them (docs/api.md)."""
+
+    content: list[_TokenLogprob] | None
+
+
 class _AnswerChoice(BaseModel):
     index: int
     message: _AnswerMessage
-    logprobs: dict[str, Any] | None
+    #: ``null`` unless the request asked for ``logprobs``.
+    logprobs: _ChoiceLogprobs | None
     finish_reason: str
 
 

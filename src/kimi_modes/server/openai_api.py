@@ -11,8 +11,17 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from kimi_modes.engines.base import ChatRequest, Event, Finish, InvalidToolCall, Usage
-from kimi_modes.engines.message import MessageBuilder
+from kimi_modes.engines.base import (
+    ChatRequest,
+    Choice,
+    Event,
+    Finish,
+    InvalidToolCall,
+    Logprobs,
+    TokenLogprob,
+    Usage,
+)
+from kimi_modes.engines.message import ChoicesBuilder
 from kimi_modes.modes.options import NO_OPTIONS, AgentOptions, ModeOptions, SwarmOptions
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.server.errors import APIError, openai_error_body
@@ -32,6 +41,9 @@ PASSTHROUGH = (
     "min_tokens",
     "parallel_tool_calls",
 )
+
+#: The most choices one request may ask for (``n``; OpenAI's own bound).
+MAX_CHOICES = 128
 
 #: What ``reasoning_effort`` takes: every value the ``openai`` SDK sends.
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
@@ -130,7 +142,7 @@ class ChatCompletionBody(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int | None = Field(None, ge=1, le=1)
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES)
     logprobs: StrictBool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
@@ -158,11 +170,8 @@ class ChatCompletionBody(BaseModel):
             value = fields.get(key, others.get(key))
             if value is not None:
                 extra[key] = value
-        if self.logprobs or self.top_logprobs is not None:
-            raise APIError(400, "logprobs are not available through this gateway: the engines "
-                           "do not pass them on yet; send the request without 'logprobs' and "
-                           "'top_logprobs'", param="logprobs" if self.logprobs else "top_logprobs",
-                           code="unsupported_parameter")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
         kwargs = self.chat_template_kwargs
         effort = kwargs.thinking_effort if kwargs else None
         preserve = kwargs.preserve_thinking if kwargs else None
@@ -179,6 +188,8 @@ class ChatCompletionBody(BaseModel):
             stop=stop,
             seed=self.seed,
             extra=extra,
+            n=self.n or 1,
+            logprobs=(self.top_logprobs or 0) if self.logprobs else None,
         )
         options = NO_OPTIONS if self.agent is None and self.swarm is None else ModeOptions(
             agent=self.agent or NO_OPTIONS.agent, swarm=self.swarm or NO_OPTIONS.swarm)
@@ -230,10 +241,15 @@ class OpenAIChat:
             raise APIError.from_exception(exc) from None
 
     def encoder(self, answer_id: str, wire: WireRequest) -> ChunkEncoder:
+        request = wire.request
+        if request.n > 1 or request.logprobs is not None:
+            return ChoicesEncoder(answer_id, wire.model, include_usage=wire.include_usage,
+                                  n=request.n)
         return ChunkEncoder(answer_id, wire.model, include_usage=wire.include_usage)
 
     def body(self, answer_id: str, wire: WireRequest, events: list[Event]) -> dict[str, Any]:
-        return completion_body(answer_id, wire.model, events)
+        return completion_body(answer_id, wire.model, events,
+                               logprobs=wire.request.logprobs is not None)
 
     def error_body(self, err: APIError) -> dict[str, Any]:
         return openai_error_body(err)
@@ -296,10 +312,18 @@ class ChunkEncoder:
     def end(self) -> bytes:
         """The final frame (finish_reason, and ``invalid_tool_calls`` when there are some),
         the usage frame when asked for and known, ``[DONE]``."""
-        out = self._frame({}, self.finish or "stop")
-        if self.invalid:
-            marks = orjson.dumps([invalid_call_body(mark) for mark in self.invalid])
+        return self._finish_frame(self.finish or "stop", self.invalid) + self._tail()
+
+    def _finish_frame(self, reason: str, invalid: list[InvalidToolCall]) -> bytes:
+        out = self._frame({}, reason)
+        if invalid:
+            marks = orjson.dumps([invalid_call_body(mark) for mark in invalid])
             out = out[: -len(b"}\n\n")] + b',"invalid_tool_calls":' + marks + b"}\n\n"
+        return out
+
+    def _tail(self) -> bytes:
+        """The usage frame when asked for and known, then ``[DONE]``."""
+        out = b""
         if self.include_usage and self.usage is not None:
             out += self._usage_prefix + orjson.dumps(usage_body(self.usage)) + b"}\n\n"
         return out + b"data: [DONE]\n\n"
@@ -308,6 +332,67 @@ class ChunkEncoder:
     def error(err: APIError) -> bytes:
         """An error after the stream started: a data frame with ``error``, then ``[DONE]``."""
         return b"data: " + orjson.dumps(openai_error_body(err)) + b"\n\ndata: [DONE]\n\n"
+
+
+class ChoicesEncoder(ChunkEncoder):
+    """The chunks of an answer with several choices, or with logprobs (the plain
+    :class:`ChunkEncoder` stays the path of every other answer).
+
+    Every frame names its choice (``index``); each choice opens with its role frame and ends
+    with its own finish frame (with its ``invalid_tool_calls``) as soon as it ends. A token's
+    logprobs ride on the first frame of its choice written after they came: the frame of the
+    text the token produced, or, for a token that produced none of its own (a marker), the
+    next one (the finish frame at the latest); so joined in order, a choice's frames'
+    ``logprobs.content`` are its ``logprobs.content`` in the whole answer. A frame with none
+    has ``"logprobs": null``."""
+
+    def __init__(self, completion_id: str, model: str, *, include_usage: bool,
+                 n: int) -> None:
+        super().__init__(completion_id, model, include_usage=include_usage)
+        self._head = self._prefix[: -len(b'0,"delta":')]  # up to the choice's index
+        self._n = n
+        self._index = 0
+        self._pending: dict[int, list[TokenLogprob]] = {}
+        self._marks: dict[int, list[InvalidToolCall]] = {}
+        self._finished: set[int] = set()
+
+    def _frame(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        pending = self._pending.pop(self._index, None)
+        logprobs = b'{"content":' + orjson.dumps(pending) + b"}" if pending else b"null"
+        return (self._head + str(self._index).encode() + b',"delta":' + orjson.dumps(delta)
+                + b',"logprobs":' + logprobs + b',"finish_reason":' + orjson.dumps(finish)
+                + b"}]}\n\n")
+
+    def start(self) -> bytes:
+        frames = []
+        for index in range(self._n):
+            self._index = index
+            frames.append(self._frame({"role": "assistant", "content": ""}))
+        self._index = 0
+        return b"".join(frames)
+
+    def feed(self, event: Event) -> bytes:
+        if isinstance(event, Logprobs):
+            self._pending.setdefault(self._index, []).extend(event.content)
+        elif isinstance(event, Choice):
+            self._index = event.index
+        elif isinstance(event, InvalidToolCall):
+            self._marks.setdefault(self._index, []).append(event)
+        elif isinstance(event, Finish):
+            self._finished.add(self._index)
+            return self._finish_frame(event.reason, self._marks.pop(self._index, []))
+        else:
+            return super().feed(event)
+        return b""
+
+    def end(self) -> bytes:
+        """The finish frames of the choices that did not end, the usage frame, ``[DONE]``."""
+        out = b""
+        for index in range(self._n):
+            if index not in self._finished:
+                self._index = index
+                out += self._finish_frame("stop", self._marks.pop(index, []))
+        return out + self._tail()
 
 
 def invalid_call_body(mark: InvalidToolCall) -> dict[str, Any]:
@@ -326,26 +411,34 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     return body
 
 
-def completion_body(completion_id: str, model: str, events: list[Event]) -> dict[str, Any]:
-    """The non-streaming ``chat.completion`` object for a finished list of events.
+def completion_body(completion_id: str, model: str, events: list[Event], *,
+                    logprobs: bool = False) -> dict[str, Any]:
+    """The non-streaming ``chat.completion`` object for a finished list of events: a choice
+    per choice the events hold (:class:`~kimi_modes.engines.message.ChoicesBuilder`).
 
     A tool call that failed validation carries a non-standard ``"error"`` key beside its
-    ``function``; valid calls are exactly OpenAI's. ``usage`` is ``null`` when the engine
-    reported none (never made up)."""
-    builder = MessageBuilder()
+    ``function``; valid calls are exactly OpenAI's. With ``logprobs``, each choice's
+    ``logprobs`` is ``{"content": [...]}`` (every token the engine gave, in order), else
+    ``null``. ``usage`` is ``null`` when the engine reported none (never made up)."""
+    builder = ChoicesBuilder()
     for event in events:
         builder.add(event)
-    answer = builder.message()
-    message = answer.to_openai_message()
-    for call, body in zip(answer.tool_calls, message.get("tool_calls", ()), strict=True):
-        if call.error is not None:
-            body["error"] = call.error
-    usage, finish = builder.usage, builder.finish_reason or "stop"
+    choices = []
+    for index, choice in enumerate(builder.choices()):
+        answer = choice.message()
+        message = answer.to_openai_message()
+        for call, body in zip(answer.tool_calls, message.get("tool_calls", ()), strict=True):
+            if call.error is not None:
+                body["error"] = call.error
+        choices.append({"index": index, "message": message,
+                        "logprobs": {"content": choice.logprobs or []} if logprobs else None,
+                        "finish_reason": choice.finish_reason or "stop"})
+    usage = builder.usage
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "choices": choices,
         "usage": usage_body(usage) if usage is not None else None,
     }

@@ -37,6 +37,9 @@ from kimi_modes.simulator.state import SimState
 from kimi_modes.simulator.tokenize import count_tokens
 
 VLLM_VERSION = "0.15.1"
+#: The most choices (``n``) and logprobs alternatives one request may ask for.
+MAX_N = 128
+MAX_LOGPROBS = 20
 _ACTIONS = ("reset", "cut_inflight", "seed")
 
 
@@ -114,8 +117,10 @@ class _Handlers:
         model = body.get("model")
         if model is not None and model != config.model:
             raise RequestError(f"The model `{model}` does not exist.", "model")
-        if body.get("n") not in (None, 1):
-            raise RequestError("the simulated engine supports only n=1", "n")
+        n = body.get("n", 1)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+            raise RequestError(f"n must be an integer from 1 to {MAX_N}", "n")
+        top = _logprobs(body, endpoint)
         if endpoint == "chat":
             conv = from_chat(body, config.family)
             prompt_tokens = chat_prompt_tokens(body)
@@ -130,7 +135,8 @@ class _Handlers:
             conv = from_prompt(prompt, config.family)
             prompt_tokens = count_tokens(prompt)
         limits = self._limits(body, endpoint, conv, prompt_tokens)
-        reply = self._reply(conv, endpoint)
+        replies = [self._reply(conv, endpoint) for _ in range(n)]  # a script's times count each
+        reply = replies[0]
         fault = self._fault(request, reply)
         info = family_info(config.family)
         if endpoint == "chat" and not config.raw_markers:
@@ -142,22 +148,24 @@ class _Handlers:
             )
         else:
             parsing = RAW
-        gen = generate(reply.raw_text(config.family, conv.thinking), limits, parsing,
-                       info.stop_strings[0])
+        gens = [generate(r.raw_text(config.family, conv.thinking), limits, parsing,
+                         info.stop_strings[0]) for r in replies]
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         created = int(time.time())
-        encoder: wire.Encoder = (
-            wire.ChatEncoder(f"chatcmpl-{rid}", created, config.model, config.reasoning_field)
-            if endpoint == "chat" else wire.CompletionEncoder(f"cmpl-{rid}", created, config.model)
-        )
+        encoders: list[wire.Encoder] = [
+            wire.ChatEncoder(f"chatcmpl-{rid}", created, config.model, config.reasoning_field, i)
+            if endpoint == "chat" else wire.CompletionEncoder(f"cmpl-{rid}", created,
+                                                               config.model, i)
+            for i in range(n)]
         options = body.get("stream_options")
         return Job(
-            encoder=encoder, gen=gen, prompt_tokens=prompt_tokens,
+            encoders=encoders, gens=gens, prompt_tokens=prompt_tokens,
             stream=body.get("stream") is True,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
             ttft=_seconds(request, "x-sim-ttft", reply.ttft, settings.ttft),
             tpot=_seconds(request, "x-sim-tpot", reply.tpot, settings.tpot),
             jitter=settings.jitter, tokens_per_chunk=settings.tokens_per_chunk, fault=fault,
+            top=top,
         )
 
     def _reply(self, conv: Conversation, endpoint: str) -> Reply:
@@ -261,6 +269,27 @@ class _Handlers:
             if settings.down or (actions.get("cut_inflight") and flight.started):
                 flight.abort("down")
         return _json({"settings": settings.as_dict(), "in_flight": len(state.in_flight)})
+
+
+def _logprobs(body: dict[str, Any], endpoint: str) -> int | None:
+    """How many alternatives per token the request asks for, as vLLM reads it (``None``: no
+    logprobs): chat's ``logprobs: true`` with ``top_logprobs`` (0 without), the completions
+    API's ``logprobs: k``."""
+    if endpoint == "chat":
+        wanted, top = body.get("logprobs"), body.get("top_logprobs")
+        if top is not None and wanted is not True:
+            raise RequestError("when using `top_logprobs`, `logprobs` must be set to true",
+                               "top_logprobs")
+        if wanted is not True:
+            return None
+        top, param = 0 if top is None else top, "top_logprobs"
+    else:
+        top, param = body.get("logprobs"), "logprobs"
+        if top is None:
+            return None
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_LOGPROBS:
+        raise RequestError(f"{param} must be an integer from 0 to {MAX_LOGPROBS}", param)
+    return top
 
 
 def _seconds(request: Request, header: str, rule: float | None, default: float) -> float:

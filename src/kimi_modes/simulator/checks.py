@@ -39,7 +39,8 @@ class RequestError(ValueError):
 def check_sampling(body: Mapping[str, Any], family: str, thinking: bool) -> None:
     """Refuse, as Moonshot's API does for ``family`` (thinking on or off), a ``temperature``
     outside [0, 1] or other than the mode's where it is pinned, a pinned ``top_p`` other than
-    the mode's, and a pinned penalty other than 0. Absent (or null) fields are fine."""
+    the mode's, a pinned penalty other than 0 and a pinned ``n`` other than 1. Absent (or
+    null) fields are fine."""
     info = family_info(family)
     policy = info.official_sampling
     recommended = info.default_sampling(thinking)
@@ -58,6 +59,9 @@ def check_sampling(body: Mapping[str, Any], family: str, thinking: bool) -> None
         value = _number(body, name)
         if value is not None and policy.penalties_pinned and value != 0:
             raise RequestError(_only(name, 0), name)
+    n = _number(body, "n")
+    if n is not None and policy.n_pinned and n != 1:
+        raise RequestError(_only("n", 1), "n")
 
 
 def _only(name: str, value: float) -> str:

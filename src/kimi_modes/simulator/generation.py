@@ -78,11 +78,13 @@ class Generation:
     ``completion_tokens`` is known at once; the sums (``finish_reason``, ``reasoning``,
     ``content``, ``tool_calls``, ``reasoning_tokens``) are final once the steps are consumed.
     ``tool_calls`` holds the calls whose end marker was generated (what vLLM's non-streaming
-    parser returns)."""
+    parser returns). ``tokens`` are the generated tokens as text, one per step (hidden ones
+    and the stop token included), for their logprobs."""
 
     def __init__(self, texts: list[str], reached_eos: bool, finish: str,
-                 stop_reason: str | None, parsing: Parsing) -> None:
+                 stop_reason: str | None, parsing: Parsing, tokens: list[str]) -> None:
         self._texts = texts
+        self.tokens = tokens
         self._reached_eos = reached_eos
         self._finish = finish
         self.stop_reason = stop_reason
@@ -142,6 +144,7 @@ def generate(raw: str, limits: Limits, parsing: Parsing = RAW,
         tokens.extend(islice(cycle(FILLER), max(0, limits.max_tokens - len(tokens))))
     reached_eos = not limits.ignore_eos and len(tokens) < limits.max_tokens
     del tokens[limits.max_tokens:]
+    generated = list(tokens)
     if limits.skip_special_tokens:
         texts = ["" if tok in HIDDEN_TOKENS else tok for tok in tokens]
     else:
@@ -151,7 +154,10 @@ def generate(raw: str, limits: Limits, parsing: Parsing = RAW,
         stop_reason = _apply_stop(texts, limits.stop, limits.include_stop_str)
         if stop_reason is not None:
             finish, reached_eos = "stop", False
-    return Generation(texts, reached_eos, finish, stop_reason, parsing)
+            del generated[len(texts):]
+    if reached_eos:
+        generated.append(stop_token)
+    return Generation(texts, reached_eos, finish, stop_reason, parsing, generated)
 
 
 def _apply_stop(texts: list[str], stops: tuple[str, ...], include: bool) -> str | None:

@@ -47,10 +47,11 @@ def quiet_stream_cuts() -> None:
 
 @dataclass(slots=True)
 class Job:
-    """A request ready to be answered: its generation and how to deliver it."""
+    """A request ready to be answered: its choices' generations (each with its encoder) and
+    how to deliver them; ``top``: the logprobs asked for (``None``: none)."""
 
-    encoder: wire.Encoder
-    gen: Generation
+    encoders: list[wire.Encoder]
+    gens: list[Generation]
     prompt_tokens: int
     stream: bool
     include_usage: bool
@@ -59,6 +60,12 @@ class Job:
     jitter: float
     tokens_per_chunk: int
     fault: Fault | None = None
+    top: int | None = None
+
+    @property
+    def longest(self) -> int:
+        """The most tokens a choice generates (how long the answer takes)."""
+        return max(gen.completion_tokens for gen in self.gens)
 
 
 class Exchange(Response):
@@ -95,8 +102,9 @@ class Exchange(Response):
                     await self._whole(send, flight)
             finally:
                 state.slots.release()
-            state.finished[job.gen.finish_reason] += 1
-            state.generation_tokens += job.gen.completion_tokens
+            for gen in job.gens:
+                state.finished[gen.finish_reason] += 1
+                state.generation_tokens += gen.completion_tokens
         except asyncio.CancelledError:
             # ours (disconnect, down, cut) or uvicorn's at shutdown: end as a dying engine would
             task.uncancel()
@@ -112,10 +120,10 @@ class Exchange(Response):
 
     async def _stream(self, send: Send, flight: InFlight) -> None:
         job = self.job
-        frames = wire.frames(job.encoder, job.gen, job.prompt_tokens,
+        frames = wire.frames(job.encoders, job.gens, job.prompt_tokens,
                              tokens_per_chunk=job.tokens_per_chunk,
-                             include_usage=job.include_usage)
-        cut_at = _cut_point(job.fault, job.gen.completion_tokens)
+                             include_usage=job.include_usage, top=job.top)
+        cut_at = _cut_point(job.fault, job.longest)
         loop = asyncio.get_running_loop()
         scale = self._jitter()
         deadline = loop.time() + job.ttft * scale()
@@ -144,7 +152,7 @@ class Exchange(Response):
     async def _whole(self, send: Send, flight: InFlight) -> None:
         job = self.job
         loop = asyncio.get_running_loop()
-        later = job.gen.completion_tokens - 1
+        later = job.longest - 1
         if job.jitter:
             scale = self._jitter()
             wait = job.ttft * scale() + sum(job.tpot * scale() for _ in range(later))
@@ -152,7 +160,8 @@ class Exchange(Response):
             wait = job.ttft + job.tpot * later
         deadline = loop.time() + wait
         await asyncio.sleep(max(0.0, deadline - loop.time()))
-        body = job.encoder.body(job.prompt_tokens, job.gen.run())
+        body = job.encoders[0].body(job.prompt_tokens, [gen.run() for gen in job.gens],
+                                    job.top)
         cut = job.fault is not None and job.fault.kind == "cut"
         flight.started = True
         flight.done = not cut

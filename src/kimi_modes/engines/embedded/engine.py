@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import random
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,17 +24,20 @@ from kimi_modes.engines.base import (
     EngineError,
     Event,
     Finish,
+    Logprobs,
     Startable,
+    TokenLogprob,
     UpstreamFailed,
     UpstreamRejected,
     UpstreamUnavailable,
     Usage,
     stop_sequence,
 )
+from kimi_modes.engines.choices import fan_out
 from kimi_modes.engines.embedded import thinking as think
 from kimi_modes.engines.embedded.chat import ChatTemplate, plain_messages
 from kimi_modes.engines.embedded.generate import Generated, Sampling, generate
-from kimi_modes.engines.embedded.grammar import schema_grammar
+from kimi_modes.engines.embedded.grammar import response_format_grammar
 from kimi_modes.engines.embedded.model import (
     ModelInfo,
     default_model_path,
@@ -211,14 +213,16 @@ class EmbeddedEngine(Startable):
     # -- streaming -----------------------------------------------------------------------
 
     def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
-        """Stream the completion: deltas, then one :class:`Usage`, then one :class:`Finish`.
+        """Stream the completion: deltas, then one :class:`Usage`, then one :class:`Finish`;
+        ``n`` choices one after another (:func:`fan_out`); :class:`Logprobs` before the text
+        of their tokens when asked (a tool call's come all at once, before the call).
 
         Raises :class:`UpstreamRejected` (400) for a request this engine cannot serve (a
         prompt longer than the context, a bad ``tool_choice``), :class:`UpstreamUnavailable`
         when the model cannot be loaded or the engine is closed, :class:`UpstreamFailed`
         when llama.cpp fails.
         """
-        return self._events(request)
+        return fan_out(self._events, request)
 
     async def count_tokens(self, request: ChatRequest) -> int:
         """The prompt tokens of ``request`` (the ``prompt_tokens`` of its answer; with
@@ -365,6 +369,8 @@ class EmbeddedEngine(Startable):
             special=True,
             cancel=job.cancel,
             on_text=on_text,
+            top_logprobs=request.logprobs,
+            on_logprobs=_live_logprobs(job),
         )
         if result.reason == "cancelled":
             raise _Cancelled
@@ -403,7 +409,11 @@ class EmbeddedEngine(Startable):
             request.tool_choice,
             parallel_tool_calls=request.extra.get("parallel_tool_calls"),
         )
-        format_grammar, format_instruction = self._response_format(request, plan)
+        try:  # response_format is ignored while tools are offered
+            format_grammar, format_instruction = response_format_grammar(
+                None if plan is not None else request.extra.get("response_format"))
+        except ValueError as exc:
+            raise UpstreamRejected(self.name, str(exc)) from exc
         suffix = _join(plan.instruction if plan else None, format_instruction)
         # Small models loop without a little repetition penalty.
         sampling = self._sampling(request, (0.2, 0.95), repeat_penalty=1.1)
@@ -431,6 +441,8 @@ class EmbeddedEngine(Startable):
                 stop=stops,
                 cancel=job.cancel,
                 on_text=emit_reasoning,
+                top_logprobs=request.logprobs,
+                on_logprobs=_live_logprobs(job),
             )
             if thought.reason == "cancelled":
                 raise _Cancelled
@@ -484,6 +496,8 @@ class EmbeddedEngine(Startable):
                 grammar=grammar,
                 cancel=job.cancel,
                 on_text=decide if decide is not None else emit_content,
+                top_logprobs=job.request.logprobs,
+                on_logprobs=_live_logprobs(job),
             )
             if result.reason == "cancelled":
                 raise _Cancelled
@@ -516,6 +530,7 @@ class EmbeddedEngine(Startable):
                         "seed": (sampling.seed or 0) + 7919 * attempt,
                     }
                 )
+            logprobs: list[TokenLogprob] = []
             result: Generated = generate(
                 llama,
                 tokens,
@@ -523,6 +538,9 @@ class EmbeddedEngine(Startable):
                 max_tokens=room,
                 grammar=LlamaGrammar.from_string(plan.grammar, verbose=False),
                 cancel=job.cancel,
+                top_logprobs=job.request.logprobs,
+                # The calls are sent once parsed: so are their tokens' logprobs.
+                on_logprobs=logprobs.append if job.request.logprobs is not None else None,
             )
             if result.reason == "cancelled":
                 raise _Cancelled
@@ -531,6 +549,8 @@ class EmbeddedEngine(Startable):
                 continue
             if problems and complete:
                 break
+            if logprobs:
+                job.emit(Logprobs(logprobs))
             for index, call in enumerate(calls):
                 job.emit(
                     ToolCallDelta(
@@ -549,32 +569,12 @@ class EmbeddedEngine(Startable):
             f"{attempts} attempts: {'; '.join(problems)}",
         )
 
-    def _response_format(
-        self, request: ChatRequest, plan: ToolPlan | None
-    ) -> tuple[str | None, str | None]:
-        """Grammar and instruction for ``response_format`` (ignored while tools are offered)."""
-        response_format = request.extra.get("response_format")
-        if plan is not None or not isinstance(response_format, dict):
-            return None, None
-        kind = response_format.get("type")
-        if kind == "json_object":
-            return schema_grammar({"type": "object"}), "Reply with a JSON object only."
-        if kind == "json_schema":
-            spec = response_format.get("json_schema") or {}
-            schema = spec.get("schema") if isinstance(spec, dict) else None
-            if not isinstance(schema, dict):
-                raise UpstreamRejected(self.name, "response_format json_schema needs a schema")
-            try:
-                grammar = schema_grammar(schema)
-            except Exception as exc:
-                raise UpstreamRejected(
-                    self.name, f"cannot build a grammar from response_format's schema: {exc}"
-                ) from exc
-            return grammar, (
-                "Reply with a JSON value only, following this JSON schema: "
-                + json.dumps(schema, ensure_ascii=False)
-            )
-        return None, None
+
+def _live_logprobs(job: _Job) -> Callable[[TokenLogprob], None] | None:
+    """What hands each token's logprobs to the consumer as it comes (``None``: none asked)."""
+    if job.request.logprobs is None:
+        return None
+    return lambda entry: job.emit(Logprobs([entry]))
 
 
 def _join(*parts: str | None) -> str:

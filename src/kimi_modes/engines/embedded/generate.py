@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from kimi_modes.engines.base import TokenLogprob
+from kimi_modes.engines.choices import token_logprob
+
 if TYPE_CHECKING:
     from llama_cpp import Llama
     from llama_cpp.llama_grammar import LlamaGrammar
@@ -64,10 +67,15 @@ def generate(
     special: bool = False,
     cancel: threading.Event,
     on_text: Callable[[str], bool] | None = None,
+    top_logprobs: int | None = None,
+    on_logprobs: Callable[[TokenLogprob], None] | None = None,
 ) -> Generated:
     """Generate up to ``max_tokens`` tokens after ``prompt_tokens`` (blocking).
 
     ``on_text`` receives the text as it becomes final and returns ``False`` to stop early.
+    ``on_logprobs``, when given, receives each kept token's log probability (of the model's
+    own distribution, before sampling settings and grammar) with its ``top_logprobs`` most
+    likely alternatives, before the token's text goes to ``on_text``.
     ``cancel`` is checked before each token is decoded, so a cancelled generation costs at
     most one more decode step. The KV cache keeps whatever prefix the next call shares.
     """
@@ -114,6 +122,8 @@ def generate(
                 reason = "stop"
                 break
             n_tokens += 1
+            if on_logprobs is not None:
+                on_logprobs(_logprob(llama, token, top_logprobs or 0))
             pending += decoder.decode(llama.detokenize([token], special=special))
             cut, stop_string = _first_stop(pending, stops)
             if cut is not None:
@@ -134,6 +144,28 @@ def generate(
     if reason in ("stop", "length", "cancelled"):
         hand_out(pending + decoder.decode(b"", final=True))
     return Generated("".join(parts), n_tokens, reason, stop_string)
+
+
+def _logprob(llama: Llama, token: int, top: int) -> TokenLogprob:
+    """``token``'s entry, from the logits it was sampled from (the context's last output:
+    ``Llama.generate`` evaluates a token only after handing it out)."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    n_vocab = llama.n_vocab()
+    logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(n_vocab,))
+    logprobs = Llama.logits_to_logprobs(logits)
+    best: list[int] = []
+    if top > 0:
+        picked = np.argpartition(-logprobs, top - 1)[:top]
+        best = sorted((int(i) for i in picked), key=lambda i: -float(logprobs[i]))
+    pieces = [llama.detokenize([i], special=True) for i in best]
+    raw = llama.detokenize([token], special=True)
+    return token_logprob(
+        raw.decode("utf-8", "replace"), float(logprobs[token]),
+        [(piece.decode("utf-8", "replace"), float(logprobs[i]))
+         for piece, i in zip(pieces, best, strict=True)],
+        raw=raw, top_raw=pieces)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> tuple[int | None, str | None]:

@@ -16,6 +16,7 @@ after the fact.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +78,29 @@ def schema_grammar(schema: Mapping[str, Any]) -> str:
     if "char" in rules:
         rules["char"] = _STRICT_CHAR
     return str(converter.format_grammar())
+
+
+def response_format_grammar(response_format: Any) -> tuple[str | None, str | None]:
+    """The grammar and the instruction for a request's ``response_format`` (``None`` for
+    each when it asks for nothing to enforce). Raises ``ValueError`` for a ``json_schema``
+    without a usable schema."""
+    if not isinstance(response_format, dict):
+        return None, None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return schema_grammar({"type": "object"}), "Reply with a JSON object only."
+    if kind != "json_schema":
+        return None, None
+    spec = response_format.get("json_schema") or {}
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise ValueError("response_format json_schema needs a schema")
+    try:
+        grammar = schema_grammar(schema)
+    except Exception as exc:
+        raise ValueError(f"cannot build a grammar from response_format's schema: {exc}") from exc
+    return grammar, ("Reply with a JSON value only, following this JSON schema: "
+                     + json.dumps(schema, ensure_ascii=False))
 
 
 def unenforced(schema: Any) -> bool:

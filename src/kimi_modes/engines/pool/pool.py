@@ -88,11 +88,13 @@ class EnginePool(Snapshotting):
             attempts += 1
             member = lease.member
             events = member.engine.stream(request)
-            yielded = False
+            yielded = succeeded = False
             try:
                 async for event in events:
-                    if isinstance(event, Finish):
-                        # Before the yield: a consumer that stops at Finish got a whole answer.
+                    if isinstance(event, Finish) and not succeeded:
+                        # Before the yield: a consumer that stops at Finish got a whole answer
+                        # (the first choice's, when there are several: counted once).
+                        succeeded = True
                         member.succeeded(lease.trial)
                     yielded = True
                     yield event

@@ -21,7 +21,7 @@ DEFAULT_ECHO: dict[str, Any] = {
     "parallel_tool_calls": True, "temperature": None, "top_p": None,
     "max_output_tokens": None, "previous_response_id": None,
     "reasoning": {"effort": None, "summary": None}, "text": {"format": {"type": "text"}},
-    "store": True, "background": False,
+    "store": True, "background": False, "top_logprobs": None,
 }
 
 

@@ -192,15 +192,17 @@ def reasoning_item(item_id: str, text: str, *, summary: bool,
             "encrypted_content": text, "status": status}
 
 
-def message_item(item_id: str, text: str, *, status: str = "completed") -> dict[str, Any]:
-    """An assistant ``message`` output item holding ``text``."""
+def message_item(item_id: str, text: str, *, status: str = "completed",
+                 logprobs: list[Any] | None = None) -> dict[str, Any]:
+    """An assistant ``message`` output item holding ``text`` (and its tokens' ``logprobs``)."""
     return {"id": item_id, "type": "message", "role": "assistant", "status": status,
-            "content": [output_text(text)]}
+            "content": [output_text(text, logprobs)]}
 
 
-def output_text(text: str) -> dict[str, Any]:
-    """An ``output_text`` content part."""
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def output_text(text: str, logprobs: list[Any] | None = None) -> dict[str, Any]:
+    """An ``output_text`` content part; ``logprobs``: its tokens' (none: ``[]``)."""
+    return {"type": "output_text", "text": text, "annotations": [],
+            "logprobs": logprobs if logprobs is not None else []}
 
 
 def function_call_item(item_id: str, call_id: str, name: str, arguments: str, *,

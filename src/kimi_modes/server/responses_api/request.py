@@ -24,6 +24,9 @@ from kimi_modes.server.openai_api import EFFORTS, PASSTHROUGH, ReasoningEffort
 from kimi_modes.server.responses_api.items import messages_from_items
 from kimi_modes.server.wire import WireRequest
 
+#: What ``include`` names to get the logprobs of the output text.
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
 
 class Reasoning(BaseModel):
     """``reasoning``: ``effort`` (``none`` turns thinking off) and ``summary`` (any value
@@ -84,6 +87,7 @@ class ResponsesBody(BaseModel):
     stream: bool = False
     previous_response_id: str | None = None
     include: list[str] | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     agent: AgentOptions | None = None
     swarm: SwarmOptions | None = None
 
@@ -120,6 +124,7 @@ class ResponsesBody(BaseModel):
             max_tokens=self.max_output_tokens,
             effort_hint=EFFORTS.get(effort or ""),
             extra=extra,
+            logprobs=self._logprobs(),
         )
         options = ModeOptions(agent=self.agent or AgentOptions(),
                               swarm=self.swarm or SwarmOptions())
@@ -135,6 +140,13 @@ class ResponsesBody(BaseModel):
         function tool."""
         return [FunctionTool.model_validate(t) for t in self.tools or ()
                 if isinstance(t, dict) and t.get("type") == "function"]
+
+    def _logprobs(self) -> int | None:
+        """The logprobs asked for: ``include`` naming ``message.output_text.logprobs`` or a
+        ``top_logprobs`` (that many alternatives; 0 without)."""
+        if LOGPROBS_INCLUDE in (self.include or ()) or self.top_logprobs is not None:
+            return self.top_logprobs or 0
+        return None
 
     def _response_format(self) -> dict[str, Any] | None:
         fmt = self.text.format if self.text is not None else None
@@ -172,6 +184,7 @@ class ResponsesBody(BaseModel):
                                 else {"type": "text"})},
             "store": self.store,
             "background": self.background,
+            "top_logprobs": self.top_logprobs,
         }
 
 

@@ -13,6 +13,11 @@ the answer hit ``max_output_tokens``) or ``response.failed``. Every event has a
 
 The same encoder folds a whole (non-streamed) answer: :meth:`ResponseEncoder.response` is the
 response object either way.
+
+With ``logprobs`` (the request's ``include: ["message.output_text.logprobs"]`` or
+``top_logprobs``), the tokens' logprobs that come before a piece of text go with it: on its
+``response.output_text.delta`` and on the ``output_text`` part. Those of reasoning and of tool
+calls have no place in the Responses API's output and are not shown.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from kimi_modes.engines.base import Event, Finish, InvalidToolCall, Usage
+from kimi_modes.engines.base import Event, Finish, InvalidToolCall, Logprobs, TokenLogprob, Usage
 from kimi_modes.protocol.deltas import ContentDelta, ReasoningDelta, ToolCallDelta
 from kimi_modes.server.errors import APIError
 from kimi_modes.server.responses_api import items as it
@@ -40,7 +45,7 @@ class ResponseEncoder:
     ``reasoning_text``; ``echo``: the request's settings the response repeats."""
 
     def __init__(self, key: str, model: str, echo: dict[str, Any], *,
-                 summary: bool = False) -> None:
+                 summary: bool = False, logprobs: bool = False) -> None:
         self.key = key
         self.response_id = "resp_" + key
         self.model = model
@@ -57,6 +62,9 @@ class ResponseEncoder:
         self._call_index: int | None = None
         self._calls: dict[int, dict[str, Any]] = {}
         self._delta_head = self._delta_tail = self._delta_end = b""
+        self.logprobs = logprobs
+        self._pending: list[TokenLogprob] = []  # logprobs of text yet to come
+        self._item_logprobs: list[TokenLogprob] = []  # of the open message's text
 
     # -- the stream ----------------------------------------------------------------------
 
@@ -70,12 +78,16 @@ class ResponseEncoder:
         if isinstance(event, ContentDelta):
             out = b"" if self._is_open("message") else self._open_message()
             self._text.append(event.text)
+            if self.logprobs:
+                return out + self._delta_with_logprobs(event.text)
             return out + self._delta(event.text)
         if isinstance(event, ReasoningDelta):
             out = b"" if self._is_open("reasoning") else self._open_reasoning()
             self._text.append(event.text)
+            self._pending.clear()
             return out + self._delta(event.text)
         if isinstance(event, ToolCallDelta):
+            self._pending.clear()
             out = b""
             if self._call_index != event.index or not self._is_open("function_call"):
                 out = self._open_call(event)
@@ -93,6 +105,8 @@ class ResponseEncoder:
                 call["error"] = event.error
         elif isinstance(event, Finish):
             self.finish = event.reason
+        elif isinstance(event, Logprobs):
+            self._pending.extend(event.content)
         return b""
 
     def end(self) -> bytes:
@@ -197,12 +211,13 @@ class ResponseEncoder:
         where = {"item_id": item["id"], "output_index": len(self.output)}
         out = b""
         if item["type"] == "message":
-            part = it.output_text(text)
-            out += self._event("response.output_text.done",
-                               {**where, "content_index": 0, "text": text, "logprobs": []})
+            logprobs, self._item_logprobs = self._item_logprobs, []
+            part = it.output_text(text, logprobs)
+            out += self._event("response.output_text.done", {
+                **where, "content_index": 0, "text": text, "logprobs": logprobs})
             out += self._event("response.content_part.done",
                                {**where, "content_index": 0, "part": part})
-            done = it.message_item(item["id"], text, status=status)
+            done = it.message_item(item["id"], text, status=status, logprobs=logprobs)
         elif item["type"] == "reasoning":
             kind, index = self._reasoning_where()
             out += self._event(kind + ".done", {**where, **index, "text": text})
@@ -227,6 +242,15 @@ class ResponseEncoder:
         self._seq += 1
         return (self._delta_head + str(seq).encode() + self._delta_tail + orjson.dumps(text)
                 + self._delta_end)
+
+    def _delta_with_logprobs(self, text: str) -> bytes:
+        """A text delta carrying the logprobs that came before it."""
+        logprobs, self._pending = self._pending, []
+        self._item_logprobs.extend(logprobs)
+        seq = self._seq
+        self._seq += 1
+        return (self._delta_head + str(seq).encode() + self._delta_tail + orjson.dumps(text)
+                + b',"logprobs":' + orjson.dumps(logprobs) + b"}\n\n")
 
     def _event(self, kind: str, data: dict[str, Any]) -> bytes:
         data = {"type": kind, "sequence_number": self._seq, **data}

@@ -53,7 +53,8 @@ class ResponsesWire:
     def encoder(self, answer_id: str, wire: WireRequest) -> ResponseEncoder:
         request = _responses(wire)
         return ResponseEncoder(answer_id[len(PREFIX):], wire.model, request.body.echo(),
-                               summary=_wants_summary(request.body))
+                               summary=_wants_summary(request.body),
+                               logprobs=wire.request.logprobs is not None)
 
     def body(self, answer_id: str, wire: WireRequest, events: list[Event]) -> dict[str, Any]:
         return self.encoder(answer_id, wire).fold(events)
