@@ -49,7 +49,7 @@ def test_k2_5_pins_every_sampling_field(official: dict[str, Sim]) -> None:
             **off)
     refused(sim, "invalid top_p: only 0.95 is allowed", top_p=0.8)
     refused(sim, "invalid frequency_penalty: only 0 is allowed", frequency_penalty=0.5)
-    refused(sim, "n=1", n=2)
+    refused(sim, "invalid n: only 1 is allowed", n=2)
 
 
 def test_k3_takes_a_temperature_in_range_and_pins_the_rest(official: dict[str, Sim]) -> None:
@@ -60,11 +60,12 @@ def test_k3_takes_a_temperature_in_range_and_pins_the_rest(official: dict[str, S
         refused(sim, "invalid temperature: must be within [0, 1]", temperature=temperature)
     refused(sim, "invalid top_p: only 0.95", top_p=0.8)
     refused(sim, "invalid presence_penalty: only 0", presence_penalty=0.5)
+    refused(sim, "invalid n: only 1 is allowed", n=2)
 
 
 def test_k2_instruct_pins_nothing_but_the_range(official: dict[str, Sim]) -> None:
     sim = official["k2-instruct"]
-    assert post(sim, temperature=0.3, top_p=0.5, presence_penalty=1.0).status_code == 200
+    assert post(sim, temperature=0.3, top_p=0.5, presence_penalty=1.0, n=2).status_code == 200
     refused(sim, "within [0, 1]", temperature=1.5)
 
 

@@ -115,7 +115,7 @@ def test_an_open_simulator_fails_params(start_simulator: Callable[..., Any],
                         "--model-family", "k3")
     assert run.returncode == 1
     params = checks(result, "params")
-    assert params["n=2 refused [thinking]"]  # the simulator makes one choice only
+    assert not params["n=2 refused [thinking]"]  # it serves n, as vLLM does
     assert not params["temperature=1.1 refused [non-thinking]"]
 
 
