@@ -1,7 +1,8 @@
 """Parameters real clients send, through a real gateway in front of the simulated engine,
 driven with the official SDKs: OpenAI's ``reasoning_effort`` (every value the SDK sends, mapped
-onto K3's ``thinking_effort`` and ignored by K2.x families), ``GET /v1/models/{id}``, and
-the sampling the gateway fills in when a client sends none (each family's own)."""
+onto K3's ``thinking_effort`` and ignored by K2.x families), Moonshot's ``thinking.effort``,
+``GET /v1/models/{id}``, and the sampling the gateway fills in when a client sends none (each
+family's own)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,29 @@ def test_reasoning_effort_none_switches_thinking_off_and_an_explicit_effort_wins
         assert "invoked with `thinking_effort=max`" in sent["prompt"]
 
 
+def test_moonshots_thinking_object_carries_k3s_effort(k3: Any) -> None:
+    """KVV's ``--think-mode kimi`` spelling: ``thinking: {"type": "enabled", "keep": "all",
+    "effort": ...}``; its effort wins over ``reasoning_effort``, ``medium`` is refused as K3's
+    encoder refuses it, and one that disagrees with chat_template_kwargs is a 400."""
+    client(k3).chat.completions.create(
+        model="kimi-k3-thinking", messages=USER, reasoning_effort="xhigh",
+        extra_body={"thinking": {"type": "enabled", "keep": "all", "effort": "low"}})
+    sent = last_upstream_request(k3.sim)
+    if k3.kind == "openai_chat":
+        assert sent["chat_template_kwargs"]["thinking_effort"] == "low"
+    else:
+        assert "invoked with `thinking_effort=low`" in sent["prompt"]
+    for body, param in (
+            ({"thinking": {"type": "enabled", "effort": "medium"}}, "thinking.effort"),
+            ({"thinking": {"type": "enabled", "effort": "high"},
+              "chat_template_kwargs": {"thinking_effort": "low"}},
+             "chat_template_kwargs.thinking_effort")):
+        with pytest.raises(openai.BadRequestError) as info:
+            client(k3).chat.completions.create(model="kimi-k3-thinking", messages=USER,
+                                               extra_body=body)
+        assert info.value.body["param"] == param  # type: ignore[index]
+
+
 def test_k2_ignores_reasoning_effort_but_refuses_an_explicit_effort(
         start_simulator: Callable[..., Any], start_gateway: Callable[..., Any]) -> None:
     sim = start_simulator("--ttft", "0", "--tpot", "0")
@@ -82,6 +106,11 @@ def test_k2_ignores_reasoning_effort_but_refuses_an_explicit_effort(
         client(gw).chat.completions.create(
             model="kimi-k2.5-thinking", messages=USER,
             extra_body={"chat_template_kwargs": {"thinking_effort": "max"}})
+    assert "thinking_effort" in str(info.value)
+    with pytest.raises(openai.BadRequestError) as info:
+        client(gw).chat.completions.create(
+            model="kimi-k2.5-thinking", messages=USER,
+            extra_body={"thinking": {"type": "enabled", "effort": "high"}})
     assert "thinking_effort" in str(info.value)
     with pytest.raises(openai.BadRequestError) as info:
         client(gw).chat.completions.create(model="kimi-k2.5-thinking", messages=USER,

@@ -203,10 +203,61 @@ def test_resume_a_failed_sub_agent_over_http(tmp_path: Path,
         time.sleep(0.05)
     assert new["status"] == "completed" and new["final_answer"] == "Result for topic 2."
     assert new["parent_id"] == run["id"]
+    # Resumed and answered: named by any of its runs, it now takes only a follow-up prompt.
     again = httpx.post(f"{gw.v1}/runs/{failed[0]['id']}/resume")
-    assert again.status_code == 409 and "resumed already" in again.json()["error"]["message"]
+    assert again.status_code == 409 and "with a prompt" in again.json()["error"]["message"]
     assert httpx.post(f"{gw.v1}/runs/{run['id']}/resume").status_code == 409
     assert httpx.post(f"{gw.v1}/runs/run_nope/resume").status_code == 404
+
+
+def test_the_orchestrator_asks_a_completed_sub_agent_a_follow_up(
+        tmp_path: Path, start_simulator: Callable[..., Any],
+        start_gateway: Callable[..., Any]) -> None:
+    """AgentSwarm's resume_agent_ids on a sub-agent that answered: the engine gets that
+    sub-agent's transcript plus the new prompt; the report and the runs keep its agent id."""
+    swarm = {"tool": "AgentSwarm"}
+    follow_up = json.dumps({"description": "follow up",
+                            "resume_agent_ids": {"${id}": "Follow-up: and gamma?"}})
+    rule_list = [
+        {"match": {**swarm, "after_tool": True, "step": 1,
+                   "tool_result": r'agent_id="(?P<id>run_\w+)" item="alpha" outcome="completed"'},
+         "reply": {"tool_calls": [{"name": "AgentSwarm", "arguments": follow_up}]}},
+        {"match": {**swarm, "after_tool": True, "tool_result": r">(?P<a>[^<]*)</subagent>"},
+         "reply": {"content": "Synthesis: ${a}"}},
+        {"match": {**swarm, "after_tool": False},
+         "reply": {"tool_calls": [{"name": "AgentSwarm", "arguments": {
+             "description": "study", "prompt_template": "Study {{item}}",
+             "items": ["alpha", "beta"]}}]}},
+        {"match": {**SUB, "user": "Follow-up"}, "reply": {"content": "Gamma too."}},
+        {"match": {**SUB, "user": r"Study (?P<x>\w+)"}, "reply": {"content": "Studied ${x}."}},
+    ]
+    sim = start_simulator("--ttft", "0", "--tpot", "0", "--script", script(tmp_path, rule_list))
+    gw = start_gateway(toml(sim))
+    response = oa(gw).chat.completions.create(
+        model="kimi-k2.5-swarm", messages=[{"role": "user", "content": "Study two things."}])
+    assert response.choices[0].message.content == "Synthesis: Gamma too."
+    # The engine received the sub-agent's earlier transcript, then the follow-up.
+    asked = [r["body"]["messages"] for r in sim.stats()["last_requests"]
+             if r["body"]["messages"][-1]["content"] == "Follow-up: and gamma?"]
+    assert len(asked) == 1
+    assert [(m["role"], m["content"]) for m in asked[0][1:]] == [
+        ("user", "Study alpha"), ("assistant", "Studied alpha."),
+        ("user", "Follow-up: and gamma?")]
+    assert "sub-agent of an agent swarm" in asked[0][0]["content"]
+    run = swarm_runs(gw)[0]
+    subs = {s["id"]: httpx.get(f"{gw.v1}/runs/{s['id']}").json()
+            for s in children(gw, run["id"])}
+    assert len(subs) == 3
+    [later] = [s for s in subs.values() if "resumed_from" in s["params"]]
+    first = subs[later["params"]["resumed_from"]]
+    assert first["metrics"]["resumed_by"] == later["id"]
+    assert later["params"]["agent_id"] == first["id"] and later["final_answer"] == "Gamma too."
+    steps = httpx.get(f"{gw.v1}/runs/{run['id']}").json()["steps"]
+    reports = [c["result"]["output"] for step in steps for c in step["tool_calls"]]
+    assert reports[1] == (
+        "<agent_swarm_result>\n<summary>completed: 1</summary>\n"
+        f'<subagent mode="resume" agent_id="{first["id"]}" item="alpha" '
+        'outcome="completed">Gamma too.</subagent>\n</agent_swarm_result>')
 
 
 def test_delete_cancels_the_swarm_and_its_sub_agents(

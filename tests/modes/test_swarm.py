@@ -1,51 +1,24 @@
 """Swarm mode against the simulated engine (its own process): the orchestrator's scripted
 fan-outs, sub-agents as persisted runs, limits, the queue, repair, failure and resume,
-cancellation and the metrics. Through the gateway: tests/e2e/test_swarm_gateway.py."""
+cancellation and the metrics (continuing sub-agents: test_swarm_resume.py). Through the
+gateway: tests/e2e/test_swarm_gateway.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helpers.swarm import ORCH, SUB, close, events_of, make_swarm, run_swarm, write_script
 from kimi_modes.engines.base import ChatRequest
-from kimi_modes.engines.openai_chat import OpenAIChatEngine
-from kimi_modes.modes.agent.loop import Budgets, ContextPolicy
+from kimi_modes.modes.agent.loop import Budgets
 from kimi_modes.modes.agent.run import RunCancelled
 from kimi_modes.modes.options import AgentOptions, ModeOptions
-from kimi_modes.modes.swarm import LaunchRamp, SwarmService, SwarmWorkers, WorkerSettings
-from kimi_modes.protocol.deltas import ContentDelta
-from kimi_modes.runs import RunStore
-from kimi_modes.tools import RunContext, ToolResult
-
-ORCH = {"tool": "spawn_subagents"}
-SUB = {"system": "sub-agent of an agent swarm"}
-
-
-@dataclass
-class EchoTool:
-    """Counts its calls (to prove a resumed sub-agent does not redo finished steps)."""
-
-    calls: list[str] = field(default_factory=list)
-    name: str = "echo"
-    description: str = "Echo the text."
-    parameters: dict[str, Any] = field(default_factory=lambda: {
-        "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]})
-    timeout: float | None = None
-
-    async def run(self, arguments: dict[str, Any], ctx: RunContext) -> ToolResult:
-        self.calls.append(arguments["text"])
-        return ToolResult(f"echo: {arguments['text']}")
-
-
-def write_script(tmp_path: Path, rules: list[dict[str, Any]]) -> str:
-    path = tmp_path / "swarm-script.json"
-    path.write_text(json.dumps({"rules": rules}))
-    return str(path)
+from kimi_modes.modes.swarm import LaunchRamp
 
 
 def fan_out_rules(tasks: list[str], *, sub_ttft: float = 0.0) -> list[dict[str, Any]]:
@@ -58,55 +31,6 @@ def fan_out_rules(tasks: list[str], *, sub_ttft: float = 0.0) -> list[dict[str, 
         {"name": "sub", "match": {**SUB, "user": r"Topic (?P<n>\d+)"},
          "reply": {"content": "Result for topic ${n}."}, "ttft": sub_ttft},
     ]
-
-
-@dataclass
-class Swarm:
-    service: SwarmService
-    store: RunStore
-    echo: EchoTool
-
-
-async def make_swarm(sim: Any, tmp_path: Path, *, max_concurrent: int = 64,
-                     max_per_fanout: int = 100, max_per_run: int = 100,
-                     sub_budgets: Budgets | None = None, step_retries: int = 0) -> Swarm:
-    store = RunStore(tmp_path / "runs.sqlite3")
-    await store.open()
-    engine = OpenAIChatEngine("sim", sim.v1, model="moonshotai/Kimi-K2.5")
-    echo = EchoTool()
-    workers = SwarmWorkers(
-        engine, store, workspaces=tmp_path / "ws", tools_factory=lambda: [echo],
-        settings=WorkerSettings(budgets=sub_budgets or Budgets(100, None, 60.0),
-                                max_concurrent=max_concurrent, step_retries=step_retries,
-                                context=ContextPolicy(window=100_000)),
-    )
-    service = SwarmService(engine, store, workers, workspaces=tmp_path / "ws",
-                           budgets=Budgets(15, None, 120.0),
-                           context=ContextPolicy(window=100_000),
-                           max_per_fanout=max_per_fanout, max_per_run=max_per_run,
-                           step_retries=step_retries)
-    return Swarm(service, store, echo)
-
-
-async def run_swarm(swarm: Swarm, task: str = "Do the research.") -> tuple[str, str]:
-    """Run one swarm request to its end; returns (the run id, the answer text)."""
-    content: list[str] = []
-    request = ChatRequest(messages=[{"role": "user", "content": task}], thinking=True)
-    async for event in swarm.service.stream(request):
-        if isinstance(event, ContentDelta):
-            content.append(event.text)
-    runs = await swarm.store.list_runs(mode="swarm")
-    return runs[0].id, "".join(content)
-
-
-async def close(swarm: Swarm) -> None:
-    await swarm.service.aclose()
-    await swarm.service.engine.aclose()
-    await swarm.store.close()
-
-
-async def events_of(store: RunStore, run_id: str, kind: str) -> list[dict[str, Any]]:
-    return [e.data for e in await store.events(run_id) if e.type == kind]
 
 
 async def test_fan_out_of_three(start_simulator: Any, tmp_path: Path) -> None:
@@ -528,9 +452,10 @@ def test_agent_swarm_report_is_one_envelope_with_resume_hints() -> None:
     from kimi_modes.modes.swarm.agent_swarm import render_report
     from kimi_modes.modes.swarm.metrics import SubagentOutcome
 
-    done = SubagentOutcome("run_a", 0, "t", 1, status="completed", answer="A" * 5000)
-    failed = SubagentOutcome("run_b", 1, "t", 1, status="failed", error="boom")
-    text = render_report([done, failed], {"run_a": 'x"<y>', "run_b": "z"}, output_limit=2000)
+    done = SubagentOutcome("run_a", 0, "t", 1, status="completed", answer="A" * 5000,
+                           item='x"<y>')
+    failed = SubagentOutcome("run_b", 1, "t", 1, status="failed", error="boom", item="z")
+    text = render_report([done, failed], output_limit=2000)
     assert text.startswith("<agent_swarm_result>\n<summary>completed: 1, failed: 1</summary>")
     assert "<resume_hint>" in text and 'agent_id="run_b"' in text
     assert 'item="x&quot;&lt;y&gt;"' in text and "characters cut" in text

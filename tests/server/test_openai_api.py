@@ -114,6 +114,8 @@ def parsed(**fields: object) -> object:
         ({"reasoning_effort": "high"}, None),
         ({"reasoning_effort": "medium", "chat_template_kwargs": {"thinking": True}}, True),
         ({"reasoning_effort": "low", "thinking": {"type": "disabled"}}, False),
+        # Moonshot's thinking object without a type (KVV's "type omitted"): no switch.
+        ({"thinking": {"keep": "all", "effort": "low"}}, None),
         ({}, None),
     ],
 )
@@ -158,6 +160,41 @@ def test_k3_effort_and_k26_preserve_travel_on_the_request() -> None:
         with pytest.raises(APIError) as info:
             parsed(chat_template_kwargs=kwargs)
         assert info.value.param == param
+
+
+@pytest.mark.parametrize(("fields", "effort"), [
+    ({"thinking": {"type": "enabled", "effort": "low"}}, "low"),
+    ({"thinking": {"type": "enabled", "keep": "all", "effort": "max"}}, "max"),
+    ({"thinking": {"effort": "high"}}, "high"),
+    ({"thinking": {"type": "enabled", "effort": "high"},
+      "chat_template_kwargs": {"thinking_effort": "high"}}, "high"),
+    ({"thinking": {"type": "enabled"}}, None),
+])
+def test_moonshots_thinking_effort_is_the_requests_effort(fields: dict,
+                                                          effort: str | None) -> None:
+    wire = parsed(reasoning_effort="low", **fields)
+    assert wire.request.thinking_effort == effort  # type: ignore[attr-defined]
+    assert wire.request.effort_hint == "low"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("fields", "param", "words"), [
+    # K3's encoder has no "medium": refused as chat_template_kwargs.thinking_effort is.
+    ({"thinking": {"type": "enabled", "effort": "medium"}}, "thinking.effort",
+     ["'low', 'high' or 'max'"]),
+    ({"chat_template_kwargs": {"thinking_effort": "medium"}},
+     "chat_template_kwargs.thinking_effort", ["'low', 'high' or 'max'"]),
+    ({"thinking": {"type": "enabled", "effort": "low"},
+      "chat_template_kwargs": {"thinking_effort": "max"}},
+     "chat_template_kwargs.thinking_effort",
+     ["chat_template_kwargs.thinking_effort=max", "thinking.effort=low"]),
+])
+def test_a_bad_or_disagreeing_effort_is_a_400_naming_the_fields(fields: dict, param: str,
+                                                                words: list[str]) -> None:
+    with pytest.raises(APIError) as info:
+        parsed(**fields)
+    assert info.value.status == 400 and info.value.param == param
+    for word in words:
+        assert word in str(info.value)
 
 
 @pytest.mark.parametrize(("effort", "hint"), [

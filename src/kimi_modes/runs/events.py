@@ -169,11 +169,13 @@ class CheckpointEvent(TypedDict):
 
 class FanoutSubagent(TypedDict):
     """One sub-agent of a ``fanout``: its run ``id``, ``index`` (from 0 over the swarm run),
-    ``task``, and the run it continues when it was resumed."""
+    ``task``, its ``agent_id`` (the id it keeps over its continuations: its first run's), and
+    the run it continues when it was resumed."""
 
     id: str
     index: int
     task: str
+    agent_id: str
     resumed_from: NotRequired[str]
 
 

@@ -51,6 +51,9 @@ ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "
 #: A hint: a family without efforts (K2.x) ignores it (docs/api.md has the table).
 EFFORTS: dict[str, str] = {"minimal": "low", "low": "low", "medium": "high", "high": "high",
                            "xhigh": "max", "max": "max"}
+#: An explicit K3 ``thinking_effort`` (``chat_template_kwargs.thinking_effort``,
+#: ``thinking.effort``): the encoder's values, so ``medium`` is a 400 here as it is there.
+ThinkingEffort = Literal["low", "high", "max"]
 
 
 class _Function(BaseModel):
@@ -114,15 +117,18 @@ class _TemplateKwargs(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     thinking: StrictBool | None = None
-    thinking_effort: Literal["low", "high", "max"] | None = None
+    thinking_effort: ThinkingEffort | None = None
     preserve_thinking: StrictBool | None = None
 
 
 class _ThinkingSwitch(BaseModel):
-    """``thinking``: Moonshot's form of the switch."""
+    """``thinking``: Moonshot's form of the switch and of K3's effort (``{"type": "enabled",
+    "effort": "high"}``, as Moonshot's API and KVV's ``--think-mode kimi`` send it). Either
+    may be left out: no ``type`` leaves the switch to the model id."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal["enabled", "disabled"]
+    type: Literal["enabled", "disabled"] | None = None
+    effort: ThinkingEffort | None = None
 
 
 class ChatCompletionBody(BaseModel):
@@ -155,7 +161,8 @@ class ChatCompletionBody(BaseModel):
 
     def to_wire(self) -> WireRequest:
         """The request as the gateway takes it (``developer`` becomes ``system``; the
-        thinking switch decoded by :func:`thinking_switch`)."""
+        thinking switch decoded by :func:`thinking_switch`, the effort by
+        :func:`thinking_effort`)."""
         messages = []
         for m in self.messages:
             msg = m.model_dump(exclude_none=True)
@@ -173,11 +180,10 @@ class ChatCompletionBody(BaseModel):
         if self.top_logprobs is not None and not self.logprobs:
             raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
         kwargs = self.chat_template_kwargs
-        effort = kwargs.thinking_effort if kwargs else None
         preserve = kwargs.preserve_thinking if kwargs else None
         request = ChatRequest(
             messages=messages,
-            thinking_effort=effort,
+            thinking_effort=thinking_effort(self),
             effort_hint=EFFORTS.get(self.reasoning_effort or ""),
             preserve_thinking=preserve,
             tools=[t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None,
@@ -214,7 +220,7 @@ def thinking_switch(body: ChatCompletionBody) -> bool | None:
             raise APIError(400, "Kimi's template reads 'thinking', not 'enable_thinking': "
                            "send chat_template_kwargs.thinking",
                            param="chat_template_kwargs.enable_thinking")
-    if body.thinking is not None:
+    if body.thinking is not None and body.thinking.type is not None:
         wanted.append(("thinking.type", body.thinking.type == "enabled"))
     if body.reasoning_effort == "none":
         wanted.append(("reasoning_effort", False))
@@ -223,6 +229,21 @@ def thinking_switch(body: ChatCompletionBody) -> bool | None:
         fields = ", ".join(f"{name}={'on' if v else 'off'}" for name, v in wanted)
         raise APIError(400, f"the thinking switches disagree: {fields}", param=wanted[0][0])
     return values.pop() if values else None
+
+
+def thinking_effort(body: ChatCompletionBody) -> str | None:
+    """The explicit K3 effort an OpenAI body asks for: ``chat_template_kwargs.thinking_effort``
+    or ``thinking.effort`` (Moonshot's spelling); ``None`` when neither is given. Both given
+    must agree; otherwise a 400 names both fields. (``reasoning_effort`` is only a hint
+    these win over, see :data:`EFFORTS`; a family without efforts refuses one downstream.)"""
+    kwargs = body.chat_template_kwargs
+    template = kwargs.thinking_effort if kwargs is not None else None
+    moonshot = body.thinking.effort if body.thinking is not None else None
+    if template is not None and moonshot is not None and template != moonshot:
+        raise APIError(400, "the thinking efforts disagree: chat_template_kwargs.thinking_effort="
+                       f"{template}, thinking.effort={moonshot}; send one of them",
+                       param="chat_template_kwargs.thinking_effort")
+    return template if template is not None else moonshot
 
 
 class OpenAIChat:

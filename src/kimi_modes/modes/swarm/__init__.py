@@ -4,7 +4,7 @@ their results (kimi-protocol.md §7; docs/swarm.md).
 
 - :mod:`.fanout`: the orchestrator's tools and the per-run state (limits, outcomes);
 - :mod:`.workers`: running sub-agents under the global cap, on the worker engine pool;
-  resuming failed ones;
+  continuing them (follow-ups, unfinished work);
 - :mod:`.metrics`: critical steps, parallelism, tokens per agent;
 - :mod:`.service`: the orchestrator run as an engine, served like Agent mode.
 """

@@ -6,9 +6,11 @@ The orchestrator is offered this tool first; ``spawn_subagents`` and ``resume_su
 - ``description``: a short description of the whole swarm (required);
 - ``prompt_template`` containing ``{{item}}`` and ``items`` (up to 128): one new sub-agent
   per item, the item put in the template; the filled prompts must be distinct;
-- ``resume_agent_ids``: ``{agent_id: prompt}``, sub-agents of this swarm to continue (ours:
-  ones that failed, were cancelled or ran out of budget), each with the prompt added as its
-  next message; they start before the new ones;
+- ``resume_agent_ids``: ``{agent_id: prompt}``, sub-agents of this swarm to continue, each
+  from its transcript so far with the prompt as its next user message, keeping its agent id:
+  one that answered gets a follow-up (as often as asked, call after call), one that failed,
+  was cancelled or ran out of budget goes on from its last finished step; they start before
+  the new ones;
 - ``subagent_type``: accepted and recorded; every sub-agent here has the same tools.
 
 At least 2 items unless ``resume_agent_ids`` is given. Every rule is checked before any
@@ -20,6 +22,7 @@ The answer is one aggregated report, kimi-code's envelope::
     <summary>completed: 2, failed: 1</summary>
     <resume_hint>Call AgentSwarm with resume_agent_ids ...</resume_hint>
     <subagent agent_id="run_..." item="src/a.py" outcome="completed">answer</subagent>
+    <subagent mode="resume" agent_id="run_..." item="src/b.py" outcome="failed">...</subagent>
     ...
     </agent_swarm_result>
 """
@@ -52,8 +55,9 @@ ORCHESTRATOR_NOTE = (
     "answers. Write each sub-task so it can be done without seeing the others. Fan out again "
     "if their results call for more work, then write the final answer from their results. "
     f"If one agent is enough, use {SPAWN} with one task; if no tools are needed, answer "
-    f"directly. A sub-agent that failed can be continued with {AGENT_SWARM}'s "
-    f"resume_agent_ids ({RESUME} is the same)."
+    f"directly. {AGENT_SWARM}'s resume_agent_ids continues a sub-agent with its context: "
+    "ask one that answered a follow-up, or let one that failed go on (a failed one also "
+    f"with {RESUME})."
 )
 
 _DESCRIPTION = (
@@ -62,10 +66,12 @@ _DESCRIPTION = (
     f"inputs. The placeholder is exactly {PLACEHOLDER}: with prompt_template \"Review "
     f"{PLACEHOLDER} for likely regressions.\" and items [\"src/a.py\", \"src/b.py\"], "
     "AgentSwarm launches two subagents with those two prompts. Use resume_agent_ids to "
-    "continue subagents of this swarm that failed or ran out of budget: map each agent id "
-    "to the prompt it continues with (usually \"continue\"); do not repeat resumed work in "
-    "items. Enforced before any subagent starts: at least 2 items unless resume_agent_ids "
-    f"is given; with items, prompt_template is required and contains {PLACEHOLDER}; the "
+    "continue subagents of this swarm that already exist, with everything they did so far: "
+    "map each agent id to the prompt it continues with, a follow-up question for one that "
+    "completed, usually \"continue\" for one that failed or ran out of budget; a subagent "
+    "can be resumed again in later calls. Do not repeat resumed work in items. Enforced "
+    "before any subagent starts: at least 2 items unless resume_agent_ids is given; with "
+    f"items, prompt_template is required and contains {PLACEHOLDER}; the "
     f"filled prompts are distinct; at most {MAX_SUBAGENTS} subagents. Launches are queued "
     "automatically. If AgentSwarm is called, it must be the only tool call in the response."
 )
@@ -88,8 +94,9 @@ def agent_swarm_parameters() -> dict[str, Any]:
                                      "one new subagent."},
             "resume_agent_ids": {"type": "object", "additionalProperties": text,
                                  "description": "Map of an existing subagent's agent_id to "
-                                                "the prompt it resumes with; these start "
-                                                "before the new ones."},
+                                                "the prompt it resumes with (its next "
+                                                "message); these start before the new "
+                                                "ones."},
         },
         "required": ["description"],
         "additionalProperties": False,
@@ -133,11 +140,12 @@ def plan(arguments: dict[str, Any], max_per_call: int = MAX_SUBAGENTS
     return launches, resumes
 
 
-def render_report(outcomes: list[SubagentOutcome], items: dict[str, str],
-                  output_limit: int) -> str:
+def render_report(outcomes: list[SubagentOutcome], output_limit: int) -> str:
     """The aggregated result of one call: kimi-code's ``<agent_swarm_result>`` envelope
-    (answers cut so that the whole fits ``output_limit``); ``items`` maps a run id to the
-    item it was launched for."""
+    (answers cut so that the whole fits ``output_limit``). Each sub-agent is named by its
+    agent id (the same after any number of continuations), with the item it was launched
+    for; a continued one is marked ``mode="resume"``. The resume hint is there when any
+    did not complete."""
     counts = {status: sum(o.status == status for o in outcomes)
               for status in ("completed", "failed", "cancelled")}
     others = len(outcomes) - sum(counts.values())
@@ -151,12 +159,10 @@ def render_report(outcomes: list[SubagentOutcome], items: dict[str, str],
                      "last finished step.</resume_hint>")
     share = answer_share(output_limit - 200 * len(outcomes), len(outcomes))
     for o in outcomes:
-        item = items.get(o.id)
-        attrs = f' agent_id="{o.id}"'
-        if item is None:
-            attrs = ' mode="resume"' + attrs
-        else:
-            attrs += f' item="{_attribute(item)}"'
+        attrs = ' mode="resume"' if o.resumed_from else ""
+        attrs += f' agent_id="{o.agent_id}"'
+        if o.item is not None:
+            attrs += f' item="{_attribute(o.item)}"'
         if o.status == "completed":
             body = cut_answer(o.answer, share)
         else:
@@ -192,12 +198,11 @@ class AgentSwarmTool:
         self._steps.add(ctx.step)
         try:
             launches, resumes = plan(arguments, self.swarm.max_per_fanout)
-            outcomes = await self.swarm.fan_out([p for _, p in launches], ctx.step, resumes)
+            outcomes = await self.swarm.fan_out([p for _, p in launches], ctx.step, resumes,
+                                                 items=[i for i, _ in launches])
         except (SwarmCallError, SwarmRefused, ResumeError) as exc:
             return ToolResult(f"Error: {exc}", True)
-        fresh = outcomes[len(resumes):]
-        items = {o.id: item for o, (item, _) in zip(fresh, launches, strict=True)}
         meta = {"subagents": len(outcomes), "description": arguments.get("description")}
         if arguments.get("subagent_type"):
             meta["subagent_type"] = arguments["subagent_type"]
-        return ToolResult(render_report(outcomes, items, self.swarm.output_limit), meta=meta)
+        return ToolResult(render_report(outcomes, self.swarm.output_limit), meta=meta)

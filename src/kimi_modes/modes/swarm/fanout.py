@@ -112,11 +112,13 @@ class SwarmRun:
         return len(self.outcomes)
 
     async def fan_out(self, tasks: Sequence[str], stage: int,
-                      resumes: Sequence[tuple[str, str | None]] = ()) -> list[SubagentOutcome]:
-        """Continue the sub-agents of ``resumes`` ((run id, prompt to continue with) pairs),
-        start one per task, wait for all, and return their outcomes (resumed ones first).
-        Raises :class:`ResumeError` for a run that cannot be resumed, ``SwarmRefused`` over the
-        run's limit; either before anything starts."""
+                      resumes: Sequence[tuple[str, str | None]] = (),
+                      items: Sequence[str] | None = None) -> list[SubagentOutcome]:
+        """Continue the sub-agents of ``resumes`` ((agent or run id, prompt to continue with)
+        pairs; see :meth:`SwarmWorkers.prepare_resumes`), start one per task (``items``: the
+        AgentSwarm item of each, recorded), wait for all, and return their outcomes (resumed
+        ones first). Raises :class:`ResumeError` for a sub-agent that cannot be continued,
+        ``SwarmRefused`` over the run's limit; either before anything starts."""
         prepared: list[tuple[RunRecord, SubagentOutcome, Budgets | None]] = []
         async with self._lock:
             left = self.max_per_run - self.used
@@ -125,27 +127,26 @@ class SwarmRun:
                     f"this swarm run may start {self.max_per_run} sub-agents in all and "
                     f"{left} are left; {len(tasks) + len(resumes)} were asked for. Merge "
                     "sub-tasks or answer with what you have.")
-            for run_id, prompt in resumes:
-                _, new, budgets = await self.workers.prepare_resume(
-                    run_id, parent_id=self.run_id, prompt=prompt)
+            continued = await self.workers.prepare_resumes(resumes, parent_id=self.run_id)
+            for new, budgets in continued:
                 if self.budgets is not None:
                     budgets = Budgets(min(budgets.max_steps, self.budgets.max_steps),
                                       budgets.max_tokens, self.budgets.max_time)
-                prepared.append((new, self._outcome(new.id, int(new.params.get("index", 0)),
-                                                    str(new.params.get("task", "")), stage),
-                                 budgets))
-            for task in tasks:
-                record = await self.workers.create(self.run_id, task, index=self.used)
-                prepared.append((record, self._outcome(record.id, self.used, task, stage),
-                                 self.budgets))
+                prepared.append((new, self._outcome(new, stage), budgets))
+            for number, task in enumerate(tasks):
+                params = {"item": items[number]} if items is not None else None
+                record = await self.workers.create(self.run_id, task, index=self.used,
+                                                   params=params)
+                prepared.append((record, self._outcome(record, stage), self.budgets))
         return await self._run_all(prepared, stage)
 
     async def resume(self, ids: Sequence[str], stage: int) -> list[SubagentOutcome]:
-        """Continue failed sub-agents of this run; returns their outcomes."""
+        """Continue sub-agents of this run that have unfinished work; returns their
+        outcomes."""
         return await self.fan_out((), stage, [(i, None) for i in ids])
 
-    def _outcome(self, run_id: str, index: int, task: str, stage: int) -> SubagentOutcome:
-        outcome = SubagentOutcome(run_id, index, task, stage)
+    def _outcome(self, record: RunRecord, stage: int) -> SubagentOutcome:
+        outcome = self.workers.outcome(record, stage)
         self.outcomes.append(outcome)
         return outcome
 
@@ -153,9 +154,8 @@ class SwarmRun:
                        stage: int) -> list[SubagentOutcome]:
         await self.emit("fanout", {
             "step": stage,
-            "subagents": [{"id": r.id, "index": o.index, "task": o.task,
-                           **({"resumed_from": r.params["resumed_from"]}
-                              if "resumed_from" in r.params else {})}
+            "subagents": [{"id": r.id, "index": o.index, "task": o.task, "agent_id": o.agent_id,
+                           **({"resumed_from": o.resumed_from} if o.resumed_from else {})}
                           for r, o, _ in started],
         })
 
@@ -194,7 +194,7 @@ class SwarmRun:
         share = answer_share(self.output_limit - len(head), len(outcomes))
         parts = [head]
         for o in outcomes:
-            line = f"\n[{o.index + 1}] {o.id} · {o.status}"
+            line = f"\n[{o.index + 1}] {o.agent_id} · {o.status}"
             if o.stop_reason not in (None, "answer"):
                 line += f" ({o.stop_reason})"
             line += f" · {o.steps} steps, {o.tool_calls} tool calls"
@@ -202,7 +202,8 @@ class SwarmRun:
                 line += "\n" + cut_answer(o.answer, share)
             else:
                 line += f"\nError: {o.error or o.status}. Resume it with {RESUME} " \
-                        f"{{\"ids\": [\"{o.id}\"]}} to continue from its last finished step."
+                        f"{{\"ids\": [\"{o.agent_id}\"]}} to continue from its last finished " \
+                        "step."
             parts.append(line)
         return "\n".join(parts)
 
@@ -276,7 +277,8 @@ class ResumeTool:
     name = RESUME
     description = ("Continue sub-agents of this swarm that failed, were cancelled or ran out "
                    "of budget, from their last finished step; returns their results like "
-                   f"{SPAWN}.")
+                   f"{SPAWN}. (To ask one that answered a follow-up, use AgentSwarm's "
+                   "resume_agent_ids.)")
 
     def __init__(self, swarm: SwarmRun, *, timeout: float) -> None:
         self.swarm = swarm

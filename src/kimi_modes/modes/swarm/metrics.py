@@ -22,7 +22,10 @@ _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "reasoning_tokens")
 @dataclass(slots=True)
 class SubagentOutcome:
     """How one sub-agent run ended. Times are Unix seconds (``started_at`` is ``None`` when
-    it never left the queue). ``stage`` is the orchestrator step that started it."""
+    it never left the queue). ``stage`` is the orchestrator step that started it;
+    ``agent_id`` the id the sub-agent keeps over its continuations (its first run's id: this
+    run's ``id`` unless it continues another, ``resumed_from``); ``item`` the AgentSwarm item
+    it was launched for, if any."""
 
     id: str
     index: int
@@ -37,6 +40,13 @@ class SubagentOutcome:
     usage: dict[str, int] = field(default_factory=dict)
     answer: str | None = None
     error: str | None = None
+    agent_id: str = ""
+    item: str | None = None
+    resumed_from: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.agent_id:
+            self.agent_id = self.id
 
     @property
     def duration(self) -> float:

@@ -5,13 +5,18 @@
 the engine the sub-agents' model calls go to (an
 :class:`~kimi_modes.engines.pool.EnginePool` over the worker upstreams), their tools and
 budgets. A sub-agent run has mode ``subagent`` and its orchestrator's run as ``parent_id``;
-it emits the agent loop's events plus a ``checkpoint`` after every step, so a sub-agent that
-failed (or was cancelled, or interrupted by a restart) can be resumed: :meth:`resume` starts a
-new run from the conversation the old one had reached (``params.resumed_from`` names it;
-the old run's metrics get ``resumed_by``).
+it emits the agent loop's events plus a ``checkpoint`` after every step, so a sub-agent can be
+continued, as kimi-code's AgentSwarm continues one (``resume_agent_ids``): one that failed, was
+cancelled or interrupted, or ran out of budget, from its last finished step; one that answered,
+with a follow-up prompt as its next user message. :meth:`prepare_resumes` starts each
+continuation as a new run from the conversation the sub-agent's latest run had reached
+(``params.resumed_from`` names that run, whose metrics get ``resumed_by``). A sub-agent keeps
+one id over all its continuations, its **agent id** (its first run's id, ``params.agent_id``
+on the later ones: :func:`agent_id`); any of its run ids names it, so it can be continued
+again and again.
 
-Every model call of a sub-agent carries its session id (its run id; a resumed one keeps the
-id of the run it continues) and the sub-agents' objective, for a router upstream
+Every model call of a sub-agent carries its session id (its agent id) and the sub-agents'
+objective, for a router upstream
 (:mod:`kimi_modes.modes.session`). Its prompt opens with what all sub-agents share, byte for
 byte: the tool declarations and the one system prompt (:data:`SUBAGENT_SYSTEM` and the agent
 notes); what is its own (the task) comes after, in the user message, so an engine's prefix
@@ -44,7 +49,7 @@ from kimi_modes.modes.agent.loop import (
 from kimi_modes.modes.agent.run import AgentRun, usage_record
 from kimi_modes.modes.session import SessionEngine
 from kimi_modes.modes.swarm.metrics import SubagentOutcome, add_usage
-from kimi_modes.runs import RunRecord, RunStore
+from kimi_modes.runs import ACTIVE_STATUSES, COMPLETED, RunRecord, RunStore
 from kimi_modes.runs.events import STEP, SUBAGENT_PROGRESS, SUBAGENT_STARTED, TOOL_CALL
 from kimi_modes.tools.base import Tool
 from kimi_modes.tools.toolset import Toolset
@@ -61,9 +66,14 @@ SUBAGENT_SYSTEM = (
     "your final answer. You cannot create sub-agents."
 )
 
-#: Statuses a sub-agent run can be resumed from (and ``completed`` with these stop reasons).
-RESUMABLE_STATUSES = frozenset({"failed", "cancelled", "interrupted"})
-RESUMABLE_STOPS = frozenset({"max_steps", "max_time", "max_tokens", "context"})
+#: Stop reasons of a completed run whose turn is unfinished (a budget ran out): it continues
+#: with or without a prompt, on the steps its turn has left. Other completed runs answered.
+UNFINISHED_STOPS = frozenset({"max_steps", "max_time", "max_tokens", "context"})
+
+
+def agent_id(record: RunRecord) -> str:
+    """The id a sub-agent keeps over its continuations: its first run's id."""
+    return str(record.params.get("agent_id") or record.id)
 
 
 class ResumeError(ValueError):
@@ -134,6 +144,9 @@ class SwarmWorkers:
         self._waiting = 0
         self._background: set[asyncio.Task[SubagentOutcome]] = set()
         self._parent_cancelled: set[str] = set()
+        #: Checking and creating continuations is one step here (two callers never continue
+        #: the same sub-agent twice at once).
+        self._resuming = asyncio.Lock()
 
     # -- creating and running ----------------------------------------------------------------
 
@@ -224,9 +237,8 @@ class SwarmWorkers:
         sampling = dict(s.sampling or {})
         if max_tokens is not None:
             sampling["max_tokens"] = max_tokens
-        session = str(run.record.params.get("session_id") or run.record.id)
         return AgentLoop(
-            SessionEngine(self.engine, session_id=session, objective=s.objective),
+            SessionEngine(self.engine, session_id=agent_id(run.record), objective=s.objective),
             Toolset(self.tools_factory(), default_timeout=s.tool_timeout,
                     output_limit=s.tool_output_limit),
             ctx=run.ctx, emit=run.emit, budgets=budgets, context=s.context,
@@ -245,49 +257,99 @@ class SwarmWorkers:
 
     # -- resuming ------------------------------------------------------------------------------
 
-    async def prepare_resume(self, run_id: str, *, parent_id: str | None = None,
-                             prompt: str | None = None) -> tuple[RunRecord, RunRecord, Budgets]:
-        """Check that ``run_id`` is a resumable sub-agent (of ``parent_id`` when given) and
-        create its continuation run; returns (old, new, the budgets left). ``prompt``, when
-        given, is added as the next user message (AgentSwarm's ``resume_agent_ids``)."""
-        old = await self.store.get(run_id)
-        if old is None:
+    async def prepare_resumes(self, resumes: Sequence[tuple[str, str | None]], *,
+                              parent_id: str | None = None
+                              ) -> list[tuple[RunRecord, Budgets]]:
+        """Create the continuation of each sub-agent of ``resumes`` ((run id, prompt) pairs;
+        any of a sub-agent's run ids names it; of ``parent_id`` when given): a queued run that
+        starts from the conversation its latest run reached, with the prompt, when given, as
+        the next user message. A sub-agent that answered is continued only with a prompt (a
+        follow-up: a new turn, with the full budgets); one that failed, was cancelled or
+        interrupted, or ran out of budget, with or without one (with the steps its turn has
+        left). Returns each new run with its budgets, in order. Every sub-agent is checked
+        before any run is created: :class:`ResumeError` (404 unknown; 409 not a sub-agent of
+        this swarm, still queued or running, answered and no prompt, named twice)."""
+        async with self._resuming:
+            plans = [await self._plan_resume(run_id, prompt, parent_id)
+                     for run_id, prompt in resumes]
+            seen: dict[str, str] = {}
+            for (run_id, _), (old, _, _) in zip(resumes, plans, strict=True):
+                if old.id in seen:
+                    raise ResumeError(f"{run_id!r} and {seen[old.id]!r} name the same "
+                                      f"sub-agent ({agent_id(old)}); continue it once per call")
+                seen[old.id] = run_id
+            created = []
+            for old, messages, done in plans:
+                params: dict[str, Any] = {"resumed_from": old.id, "agent_id": agent_id(old),
+                                          "steps_before": done}
+                if "item" in old.params:
+                    params["item"] = old.params["item"]
+                new = await self.create(
+                    old.parent_id or "", str(old.params.get("task", old.task)),
+                    index=int(old.params.get("index", 0)), messages=messages,
+                    params=params, owner=old.owner)
+                await self.store.update_metrics(old.id, {"resumed_by": new.id})
+                b = self.settings.budgets
+                created.append((new, Budgets(max(1, b.max_steps - done), b.max_tokens,
+                                             b.max_time)))
+        return created
+
+    async def _plan_resume(self, run_id: str, prompt: str | None, parent_id: str | None
+                           ) -> tuple[RunRecord, list[dict[str, Any]], int]:
+        """(the sub-agent's latest run, the conversation to continue, the steps of its turn
+        done) for :meth:`prepare_resumes`; creates nothing."""
+        first = await self.store.get(run_id)
+        if first is None:
             raise ResumeError(f"no run {run_id!r}", status=404)
-        if old.mode != "subagent":
-            raise ResumeError(f"run {run_id!r} is a {old.mode} run; only sub-agents resume")
-        if parent_id is not None and old.parent_id != parent_id:
+        if first.mode != "subagent":
+            raise ResumeError(f"run {run_id!r} is a {first.mode} run; only sub-agents resume")
+        if parent_id is not None and first.parent_id != parent_id:
             raise ResumeError(f"run {run_id!r} is not a sub-agent of this swarm")
-        resumable = old.status in RESUMABLE_STATUSES or (
-            old.status == "completed" and old.stop_reason in RESUMABLE_STOPS)
-        if not resumable:
-            raise ResumeError(f"run {run_id!r} is {old.status} ({old.stop_reason}); only a "
-                              "failed, cancelled or interrupted sub-agent, or one that ran "
-                              "out of budget, can be resumed")
-        resumed_by = old.metrics.get("resumed_by")
-        if resumed_by:
-            raise ResumeError(f"run {run_id!r} was resumed already, as {resumed_by!r}")
-        events = await self.store.events(run_id)
+        old = await self._latest(first)
+        if old.status in ACTIVE_STATUSES:
+            raise ResumeError(f"sub-agent {agent_id(old)} is still {old.status} (run "
+                              f"{old.id}); wait for its result")
+        prompt = (prompt or "").strip()
+        answered = old.status == COMPLETED and old.stop_reason not in UNFINISHED_STOPS
+        if answered and not prompt:
+            raise ResumeError(f"sub-agent {agent_id(old)} completed ({old.stop_reason}) in run "
+                              f"{old.id}; continue it with a prompt (a follow-up)")
+        events = await self.store.events(old.id)
         messages = conversation_from_events(old.messages, events)
-        if prompt and prompt.strip():
-            messages = [*messages, {"role": "user", "content": prompt.strip()}]
-        done = sum(e.type == "checkpoint" for e in events)
-        budgets = Budgets(max(1, self.settings.budgets.max_steps - done),
-                          self.settings.budgets.max_tokens, self.settings.budgets.max_time)
-        new = await self.create(
-            old.parent_id or "", str(old.params.get("task", old.task)),
-            index=int(old.params.get("index", 0)), messages=messages,
-            params={"resumed_from": run_id, "steps_before": done,
-                    "session_id": old.params.get("session_id") or old.id}, owner=old.owner,
-        )
-        await self.store.update_metrics(run_id, {"resumed_by": new.id})
-        return old, new, budgets
+        if prompt:
+            messages.append({"role": "user", "content": prompt})
+        done = 0 if answered else int(old.params.get("steps_before", 0)) + sum(
+            e.type == "checkpoint" for e in events)
+        return old, messages, done
+
+    async def _latest(self, record: RunRecord) -> RunRecord:
+        """The latest run of ``record``'s sub-agent (following ``resumed_by``)."""
+        seen = {record.id}
+        while (later := record.metrics.get("resumed_by")) and str(later) not in seen:
+            following = await self.store.get(str(later))
+            if following is None:
+                break
+            seen.add(following.id)
+            record = following
+        return record
+
+    def outcome(self, record: RunRecord, stage: int) -> SubagentOutcome:
+        """The outcome to fill in for sub-agent run ``record``, started in orchestrator step
+        ``stage``."""
+        item = record.params.get("item")
+        resumed_from = record.params.get("resumed_from")
+        return SubagentOutcome(record.id, int(record.params.get("index", 0)),
+                               str(record.params.get("task", record.task)), stage,
+                               agent_id=agent_id(record),
+                               item=str(item) if item is not None else None,
+                               resumed_from=str(resumed_from) if resumed_from else None)
 
     async def resume_detached(self, run_id: str) -> RunRecord:
-        """Resume a sub-agent in the background (``POST /v1/runs/{id}/resume``); returns the
-        new run, which goes on after the call returns."""
-        _, new, budgets = await self.prepare_resume(run_id)
-        outcome = SubagentOutcome(new.id, int(new.params.get("index", 0)),
-                                  str(new.params.get("task", "")), stage=0)
+        """Continue a sub-agent's unfinished work in the background (``POST
+        /v1/runs/{id}/resume``, which takes no prompt, so one that answered is refused);
+        returns the new run, which goes on after the call returns."""
+        [(new, budgets)] = await self.prepare_resumes([(run_id, None)])
+        outcome = self.outcome(new, stage=0)
 
         async def no_parent(kind: str, data: dict[str, Any]) -> None:
             return None
