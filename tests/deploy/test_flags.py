@@ -124,7 +124,6 @@ DYNAMO_SGLANG_K25 = (
 @pytest.mark.parametrize(
     ("line", "engine"),
     [
-        (TRTLLM_K2T, None),
         (TRTLLM_MULTINODE, None),
         (DYNAMO_VLLM_K26, None),
         (DYNAMO_SGLANG_K25, None),
@@ -141,6 +140,15 @@ DYNAMO_SGLANG_K25 = (
 )
 def test_real_command_lines_are_accepted(line: str, engine: str | None) -> None:
     assert check_command_line(line, engine=engine) == []
+
+
+def test_the_curated_trtllm_k2_thinking_line_needs_a_newer_reasoning_registry() -> None:
+    """NVIDIA's K2-Thinking guide names ``--reasoning_parser kimi_k2``; the reasoning-parser
+    registry read for the pinned trtllm-serve (data ``parser_names``) has no such name, so
+    that one value, and nothing else on the line, is reported."""
+    problems = check_command_line(TRTLLM_K2T)
+    assert [(p.flag, p.kind) for p in problems] == [("--reasoning_parser", "bad_choice")]
+    assert "'kimi_k2'" in problems[0].message
 
 
 def test_vllm_parser_rewrites_are_honoured() -> None:
@@ -179,6 +187,11 @@ def test_vllm_parser_rewrites_are_honoured() -> None:
         ("lmdeploy", ["m", "--enable-reasoning"], [("--enable-reasoning", "unknown")]),
         ("lmdeploy", ["m", "--disable-reasoning"], [("--disable-reasoning", "unknown")]),
         ("lmdeploy", ["m", "--backend", "tensorrt"], [("--backend", "bad_choice")]),
+        # deploy-facts §4: LMDeploy has no kimi_k2 reasoning parser (its registry, read from
+        # lmdeploy/serve/parsers: default, deepseek-*, legacy names)
+        ("lmdeploy", ["m", "--reasoning-parser", "kimi_k2"], [("--reasoning-parser",
+                                                                "bad_choice")]),
+        ("trtllm", ["m", "--tool_parser", "kimi_k3"], [("--tool_parser", "bad_choice")]),
         ("dynamo-frontend", ["--router-mode", "sticky"], [("--router-mode", "bad_choice")]),
         ("llama-server", ["--moe-offload"], [("--moe-offload", "unknown")]),
         ("llama-server", ["--moe-on-call"], [("--moe-on-call", "unknown")]),

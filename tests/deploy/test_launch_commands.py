@@ -96,22 +96,27 @@ def test_llama_server_offloads_experts_and_uses_the_family_sampling() -> None:
     assert "--jinja" in command.args
 
 
-def test_trtllm_reads_its_yaml_and_uses_kimi_k25_for_the_k25_template() -> None:
-    m = model("k2.6")
+def test_trtllm_reads_its_yaml_and_names_only_parsers_its_pin_registers() -> None:
+    m = model("k2-instruct")
     command = launch("trtllm", Target(m, checkpoint_for("trtllm", m), ep=8))
-    assert command.args[0] == "nvidia/Kimi-K2.6-NVFP4"
-    assert _flag(command.args, "--reasoning_parser") == "kimi_k25"
+    assert command.args[0] == "moonshotai/Kimi-K2-Instruct"
+    assert _flag(command.args, "--tool_parser") == "kimi_k2"
+    assert "--reasoning_parser" not in command.args  # K2-Instruct does not think
     assert _flag(command.args, "--config") == "/config/trtllm.yaml"
     options = yaml.safe_load(command.files["trtllm.yaml"])
     assert options["tensor_parallel_size"] == 8 and options["moe_expert_parallel_size"] == 8
-    thinking = model("k2-thinking")
-    args = launch("trtllm", Target(thinking, checkpoint_for("trtllm", thinking))).args
-    assert _flag(args, "--reasoning_parser") == "kimi_k2"
+    # The families that think need kimi_k2 / kimi_k25, which the reasoning-parser registry
+    # read for the pinned trtllm-serve does not have: refused, with the registry's names.
+    for key, name in (("k2-thinking", "kimi_k2"), ("k2.6", "kimi_k25")):
+        with pytest.raises(RenderError, match=f"no --reasoning_parser {name} .*deepseek-r1"):
+            checkpoint_for("trtllm", model(key))
 
 
 def test_engines_refuse_what_they_cannot_serve() -> None:
-    with pytest.raises(RenderError, match="no published parsers"):
+    with pytest.raises(RenderError, match="no --tool-call-parser kimi_k3"):
         checkpoint_for("lmdeploy", model("k3"))
+    with pytest.raises(RenderError, match="no published parsers"):
+        checkpoint_for("llama.cpp", model("k3"))
     with pytest.raises(RenderError, match="no checkpoint"):
         checkpoint_for("ktransformers", model("k2-instruct"))
     with pytest.raises(RenderError, match="does not load"):
