@@ -8,6 +8,9 @@ that the readers can be tested on small inputs without the wheel machinery.
 * :func:`read_pydantic_models`: the fields of a tree of pydantic models, read with ``ast``
   (TensorRT-LLM's LLM API arguments, the keys of ``trtllm-serve --config``).
 * :func:`read_llama_help`: the options of ``llama-server --help``.
+* :func:`read_registry_names`: the names a parser registry is filled with (the
+  ``--tool-call-parser`` / ``--reasoning-parser`` values an engine checks at run time), read
+  with ``ast`` from registration decorators, a class's dict literal and name tuples.
 """
 
 from __future__ import annotations
@@ -213,6 +216,70 @@ def read_pydantic_models(source: str, root: str) -> dict[str, Any]:
                 todo += named
         models[name] = dict(sorted(fields.items()))
     return {"root": root, "models": dict(sorted(models.items()))}
+
+
+# --------------------------------------------------- parser registries (ast): value names
+
+
+def _strings(node: ast.AST) -> list[str]:
+    """The string literals ``node`` is: ``"a"`` or a list/tuple of them; else none."""
+    value = _literal(node)
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return []
+
+
+def read_registry_names(
+    source: str,
+    *,
+    decorator: str | None = None,
+    class_dict: tuple[str, str] | None = None,
+    constants: tuple[str, ...] = (),
+) -> list[str]:
+    """The names ``source`` registers, sorted.
+
+    * ``decorator``: a dotted name (``ToolParserManager.register_module``,
+      ``register_reasoning_parser``); every decorator call spelled so contributes its string
+      arguments (positional, one string or a list of them, and ``name=``).
+    * ``class_dict``: ``(class, attribute)``: the keys of the dict literal that class
+      assigns to that attribute in its body (``ToolParserFactory.parsers = {...}``).
+    * ``constants``: module-level names bound to a tuple or list of strings that the engine
+      accepts too (LMDeploy's legacy reasoning-parser names).
+
+    Names computed at run time are not seen: a source whose registry is built otherwise
+    gives none, which callers must treat as "not read", not "none registered".
+    """
+    tree = ast.parse(source)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if decorator is not None and isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Call) and ast.unparse(dec.func) == decorator:
+                    for arg in dec.args:
+                        names.update(_strings(arg))
+                    for kw in dec.keywords:
+                        if kw.arg == "name":
+                            names.update(_strings(kw.value))
+        if class_dict is not None and isinstance(node, ast.ClassDef) and (
+            node.name == class_dict[0]
+        ):
+            for item in node.body:
+                target = item.target if isinstance(item, ast.AnnAssign) else (
+                    item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1
+                    else None)
+                value = item.value if isinstance(item, (ast.AnnAssign, ast.Assign)) else None
+                if (isinstance(target, ast.Name) and target.id == class_dict[1]
+                        and isinstance(value, ast.Dict)):
+                    names.update(k.value for k in value.keys
+                                 if isinstance(k, ast.Constant) and isinstance(k.value, str))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id in constants for t in node.targets
+        ):
+            names.update(_strings(node.value))
+    return sorted(names)
 
 
 # ---------------------------------------------------------------- llama-server (--help)

@@ -32,6 +32,14 @@ environment):
   repository, path and commit are recorded in the data (``source``); the commit is the
   version, as no release tag could be told from single-file reads.
 * ``llama-server``: the ``--help`` text of a built binary (``--llama-server PATH``).
+* Parser names: where an engine checks ``--tool-call-parser`` / ``--reasoning-parser`` values
+  against a registry filled at run time rather than argparse ``choices`` (LMDeploy's
+  mmengine registries, TensorRT-LLM's factories), the registered names are read statically
+  from the registry's source (``read_registry_names``: registration decorators, the
+  factory's dict literal) and stored as ``parser_names``, each with the file it came from
+  (wheel path, or repository, path and commit). vLLM's registries are read by importing
+  them (``registered`` above); SGLang's and Dynamo's are argparse ``choices`` already.
+  ``--parser-names-only`` rereads just these into the existing data files.
 
 Usage::
 
@@ -39,7 +47,10 @@ Usage::
     python scripts/engine_flags.py vllm sglang          # some of them
     python scripts/engine_flags.py llama-server --llama-server PATH/TO/llama-server
     python scripts/engine_flags.py trtllm --trtllm-serve-py PATH/TO/serve.py \
-        [--trtllm-llm-args-py PATH/TO/llm_args.py]
+        [--trtllm-llm-args-py PATH/TO/llm_args.py] \
+        [--trtllm-tool-parsers-py PATH/TO/tool_parser_factory.py] \
+        [--trtllm-reasoning-parsers-py PATH/TO/reasoning_parser.py]
+    python scripts/engine_flags.py --parser-names-only lmdeploy trtllm ...  # names only
 """
 
 from __future__ import annotations
@@ -62,6 +73,7 @@ from engine_flag_sources import (  # a sibling module of this script
     read_click_command,
     read_llama_help,
     read_pydantic_models,
+    read_registry_names,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +134,17 @@ class Wheel:
 
 
 @dataclass(frozen=True)
+class Registry:
+    """Where the names a parser flag takes are registered, in an engine's wheel: the ``.py``
+    files under ``path`` (relative to the unzipped wheel), read by ``read_registry_names``."""
+
+    flag: str
+    path: str
+    decorator: str
+    constants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Engine:
     """One engine command whose parser we read.
 
@@ -141,6 +164,8 @@ class Engine:
     stubs: tuple[str, ...] = ()
     #: what the engine's parse_args rewrites before argparse sees it (see accepted.py)
     syntax: tuple[str, ...] = ()
+    #: parser flags whose values a run-time registry checks (read from the first wheel)
+    registries: tuple[Registry, ...] = ()
 
 
 _VLLM_SERVE = """
@@ -288,6 +313,16 @@ ENGINES: dict[str, Engine] = {
         build=_LMDEPLOY_API_SERVER,
         syntax=("underscores",),
         notes="the `serve api_server` subparser of lmdeploy.cli",
+        # validate_parser_names (lmdeploy/serve/parsers/response_parser.py) checks both
+        # against these mmengine registries before the engine starts; legacy reasoning
+        # names are mapped to `default`.
+        registries=(
+            Registry("--tool-call-parser", "lmdeploy/serve/parsers/tool_parser",
+                     "ToolParserManager.register_module"),
+            Registry("--reasoning-parser", "lmdeploy/serve/parsers/reasoning_parser",
+                     "ReasoningParserManager.register_module",
+                     ("LEGACY_REASONING_PARSER_NAMES",)),
+        ),
     ),
     "dynamo-frontend": Engine(
         name="dynamo-frontend",
@@ -533,6 +568,70 @@ def read_python_engine(engine: Engine, scratch: Path, deps: Path) -> dict[str, A
         )
 
 
+# ------------------------------------------------------------------- parser-name registries
+
+
+def wheel_parser_names(engine: Engine, root: Path) -> dict[str, Any]:
+    """``{flag: {"names": [...], "source": {...}}}`` for ``engine``'s registries, read from its
+    unzipped first wheel at ``root``."""
+    wheel = engine.wheels[0]
+    out: dict[str, Any] = {}
+    for reg in engine.registries:
+        names: set[str] = set()
+        for path in sorted((root / reg.path).rglob("*.py")):
+            names.update(read_registry_names(path.read_text(encoding="utf-8"),
+                                             decorator=reg.decorator, constants=reg.constants))
+        if not names:
+            raise RuntimeError(f"{engine.name}: no names registered under {reg.path}")
+        out[reg.flag] = {"names": sorted(names), "source": {
+            "package": wheel.package, "version": wheel.version, "path": reg.path,
+            "read": f"@{reg.decorator}(...) names" + (
+                f" and {', '.join(reg.constants)}" if reg.constants else "")}}
+    return out
+
+
+def trtllm_parser_names(args: argparse.Namespace) -> dict[str, Any]:
+    """The names of TensorRT-LLM's tool and reasoning parser factories, from the files given
+    (the dict literal ``parsers`` of the factory class, and any ``register_reasoning_parser``
+    decorators)."""
+    out: dict[str, Any] = {}
+    for flag, path_arg, commit, repo_path, cls in (
+        ("--tool_parser", args.trtllm_tool_parsers_py, args.trtllm_tool_parsers_commit,
+         "tensorrt_llm/serve/tool_parser/tool_parser_factory.py", "ToolParserFactory"),
+        ("--reasoning_parser", args.trtllm_reasoning_parsers_py,
+         args.trtllm_reasoning_parsers_commit, "tensorrt_llm/llmapi/reasoning_parser.py",
+         "ReasoningParserFactory"),
+    ):
+        if path_arg is None:
+            continue
+        if commit != args.trtllm_commit:
+            # Another commit's registry would judge the pinned serve.py by names it may not
+            # have had (or lacked): the names are stored only from serve.py's own commit.
+            print(f"trtllm: {flag} names read at {commit[:8]}, not at serve.py's "
+                  f"{args.trtllm_commit[:8]}: not stored")
+            continue
+        names = read_registry_names(path_arg.read_text(encoding="utf-8"),
+                                    class_dict=(cls, "parsers"),
+                                    decorator="register_reasoning_parser")
+        if not names:
+            raise RuntimeError(f"trtllm: no names in {path_arg}")
+        out[flag] = {"names": names, "source": {
+            "repo": TRTLLM_REPO, "path": repo_path, "commit": commit,
+            "read": f"the keys of {cls}.parsers, the dict serve.py's click.Choice reads"}}
+    return out
+
+
+def patch_parser_names(name: str, names: dict[str, Any]) -> None:
+    """Replace the ``parser_names`` of ``name``'s existing data file."""
+    path = DATA_DIR / f"{name}.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record.pop("generated_by", None)
+    record["parser_names"] = names
+    record["generated_by"] = GENERATED_BY
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"{name}: parser names of {', '.join(names)} -> {path.relative_to(ROOT)}")
+
+
 # ----------------------------------------------------------------------------------- main
 
 
@@ -570,6 +669,13 @@ def write(
 TRTLLM_REPO = "NVIDIA/TensorRT-LLM"
 TRTLLM_SERVE_COMMIT = "00209af149e7774406881a37283dce303571eb11"
 TRTLLM_LLM_ARGS_COMMIT = "0004396720054fd8e205cbf616f21f0b57c6b412"
+#: The parser registries' files. Neither is stored at serve.py's commit (serve.py there reads
+#: ``ToolParserFactory.parsers`` and ``ReasoningParserFactory.parsers``, dict literals); these
+#: are stored versions that have that dict, and which of them is closest to serve.py's commit
+#: could not be told. Their names are therefore not stored (:func:`trtllm_parser_names` keeps
+#: only names read at serve.py's own commit): the trtllm parser names are unchecked.
+TRTLLM_TOOL_PARSERS_COMMIT = "34eff6aeda41f53562ba74463f82401d215848d4"
+TRTLLM_REASONING_PARSERS_COMMIT = "f59aed070dabff4761d70e47c90fd761776c1bac"
 #: The model ``trtllm-serve --backend pytorch --config FILE`` validates FILE against.
 TRTLLM_CONFIG_ROOT = "TorchLlmArgs"
 
@@ -604,6 +710,8 @@ def write_trtllm(args: argparse.Namespace) -> None:
             "are not checked. llm_args.py is not stored at serve.py's commit: the version "
             "read is the one the source list names"
         )
+    if names := trtllm_parser_names(args):
+        body["parser_names"] = names
     write("trtllm", "tensorrt-llm", f"git-{args.trtllm_commit[:8]}", "trtllm-serve serve",
           ("trtllm-serve",), notes, body, source)
 
@@ -631,6 +739,14 @@ def main(argv: list[str] | None = None) -> int:
         "--trtllm-llm-args-commit", default=TRTLLM_LLM_ARGS_COMMIT,
         help="the commit llm_args.py is from",
     )
+    for which, commit in (("tool-parsers", TRTLLM_TOOL_PARSERS_COMMIT),
+                          ("reasoning-parsers", TRTLLM_REASONING_PARSERS_COMMIT)):
+        ap.add_argument(f"--trtllm-{which}-py", type=Path,
+                        help=f"TensorRT-LLM's {which.replace('-', ' ')} registry source")
+        ap.add_argument(f"--trtllm-{which}-commit", default=commit,
+                        help="the commit that file is from")
+    ap.add_argument("--parser-names-only", action="store_true",
+                    help="reread only the parser-name registries into the existing data")
     ap.add_argument("--keep", type=Path, help="scratch folder to keep (default: a temporary one)")
     args = ap.parse_args(argv)
     if args.child:
@@ -665,6 +781,13 @@ def main(argv: list[str] | None = None) -> int:
                     "the --help text of a llama-server build",
                     read_llama_help(proc.stdout),
                 )
+            elif args.parser_names_only:
+                if name == "trtllm":
+                    patch_parser_names(name, trtllm_parser_names(args))
+                else:
+                    engine = ENGINES[name]
+                    root = download_wheel(engine.wheels[0], scratch)
+                    patch_parser_names(name, wheel_parser_names(engine, root))
             elif name == "trtllm":
                 if args.trtllm_serve_py is None:
                     print(
@@ -677,6 +800,9 @@ def main(argv: list[str] | None = None) -> int:
                 engine = ENGINES[name]
                 body = read_python_engine(engine, scratch, deps)
                 body["parser"]["syntax"] = list(engine.syntax)
+                if engine.registries:
+                    root = download_wheel(engine.wheels[0], scratch)
+                    body["parser_names"] = wheel_parser_names(engine, root)
                 wheel = engine.wheels[0]
                 write(
                     engine.name,

@@ -30,7 +30,7 @@ def _target(key: str, engine: str, tp: int, **kw: Any) -> Target:
     return Target(m, checkpoint_for(engine, m), tp=tp, **kw)  # type: ignore[arg-type]
 
 
-CASES = [("vllm", "k2.5", 4, 1), ("sglang", "k2-thinking", 2, 3), ("trtllm", "k2.5", 4, 1),
+CASES = [("vllm", "k2.5", 4, 1), ("sglang", "k2-thinking", 2, 3), ("trtllm", "k2-instruct", 4, 1),
          ("lmdeploy", "k2-instruct", 8, 0), ("llama.cpp", "k2.5", 1, 7),
          ("ktransformers", "k2.5", 2, 1)]
 
@@ -69,7 +69,7 @@ def _port(document: dict[str, Any], engine: str) -> int:
 
 
 def test_trtllm_yaml_travels_as_a_compose_config() -> None:
-    document = compose("trtllm", _target("k2.5", "trtllm", 8), 0)
+    document = compose("trtllm", _target("k2-instruct", "trtllm", 8), 0)
     mount, = document["services"]["orchestrator"]["configs"]
     assert mount["target"] == "/config/trtllm.yaml"
     assert "tensor_parallel_size: 8" in document["configs"][mount["source"]]["content"]

@@ -183,3 +183,48 @@ def test_pydantic_fields_typed_by_module_aliases_name_the_aliased_models() -> No
     assert root["speculative_config"] == {"models": ["MTPConfig"]}
     assert root["legacy_graph"] == {"models": ["DecodeGraphConfig"]}
     assert set(models["EncodeGraphConfig"]) == {"mode", "seq_lens"}
+
+
+REGISTRY_SOURCE = '''
+from mmengine import Registry
+ToolParserManager = Registry("tool_parser")
+LEGACY_NAMES = ("qwen-qwq", "deepseek-r1")
+OTHER = ("not-a-parser",)
+
+@ToolParserManager.register_module(["kimi_k2", "kimi-k2"])
+class KimiK2ToolParser: ...
+
+@ToolParserManager.register_module(name="default")
+class Generic: ...
+
+@OtherManager.register_module("elsewhere")
+class NotThisRegistry: ...
+
+class ToolParserFactory:
+    parsers: dict[str, type] = {"qwen3": Qwen3, "kimi_k2": KimiK2}
+    others = {"nope": 1}
+
+@register_reasoning_parser("kimi_k25", reasoning_at_start=True)
+class KimiK25: ...
+'''
+
+
+def test_registry_names_come_from_decorators_the_factory_dict_and_named_tuples() -> None:
+    read = load_script().read_registry_names
+    assert read(REGISTRY_SOURCE, decorator="ToolParserManager.register_module",
+                constants=("LEGACY_NAMES",)) == [
+        "deepseek-r1", "default", "kimi-k2", "kimi_k2", "qwen-qwq"]
+    assert read(REGISTRY_SOURCE, class_dict=("ToolParserFactory", "parsers")) == [
+        "kimi_k2", "qwen3"]
+    assert read(REGISTRY_SOURCE, decorator="register_reasoning_parser") == ["kimi_k25"]
+    assert read("PARSERS = build()", decorator="register_reasoning_parser") == []
+
+
+def test_parser_names_in_the_data_become_the_flags_choices() -> None:
+    raw = {"engine": "e", "package": "p", "version": "1", "command": "e",
+           "flags": {"--tool_parser": {"value": "required"}, "--host": {"value": "required"}},
+           "parser_names": {"--tool_parser": {"names": ["kimi_k2"], "source": {}}}}
+    data = FlagData.from_json(raw)
+    assert data.flags["--tool_parser"].choices == ("kimi_k2",)
+    assert [p.kind for p in check(data, ["--tool_parser", "kimi_k3"])] == ["bad_choice"]
+    assert check(data, ["--tool_parser", "kimi_k2", "--host", "h"]) == []

@@ -179,6 +179,10 @@ def test_vllm_parser_rewrites_are_honoured() -> None:
         ("lmdeploy", ["m", "--enable-reasoning"], [("--enable-reasoning", "unknown")]),
         ("lmdeploy", ["m", "--disable-reasoning"], [("--disable-reasoning", "unknown")]),
         ("lmdeploy", ["m", "--backend", "tensorrt"], [("--backend", "bad_choice")]),
+        # deploy-facts §4: LMDeploy has no kimi_k2 reasoning parser (its registry, read from
+        # lmdeploy/serve/parsers: default, deepseek-*, legacy names)
+        ("lmdeploy", ["m", "--reasoning-parser", "kimi_k2"], [("--reasoning-parser",
+                                                                "bad_choice")]),
         ("dynamo-frontend", ["--router-mode", "sticky"], [("--router-mode", "bad_choice")]),
         ("llama-server", ["--moe-offload"], [("--moe-offload", "unknown")]),
         ("llama-server", ["--moe-on-call"], [("--moe-on-call", "unknown")]),

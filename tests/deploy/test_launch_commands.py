@@ -110,8 +110,10 @@ def test_trtllm_reads_its_yaml_and_uses_kimi_k25_for_the_k25_template() -> None:
 
 
 def test_engines_refuse_what_they_cannot_serve() -> None:
-    with pytest.raises(RenderError, match="no published parsers"):
+    with pytest.raises(RenderError, match="no --tool-call-parser kimi_k3"):
         checkpoint_for("lmdeploy", model("k3"))
+    with pytest.raises(RenderError, match="no published parsers"):
+        checkpoint_for("llama.cpp", model("k3"))
     with pytest.raises(RenderError, match="no checkpoint"):
         checkpoint_for("ktransformers", model("k2-instruct"))
     with pytest.raises(RenderError, match="does not load"):

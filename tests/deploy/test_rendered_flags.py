@@ -10,9 +10,12 @@ from typing import Any
 
 import yaml
 
-from kimi_modes.deploy.flags.accepted import check, engines
+from kimi_modes.deploy.flags.accepted import check, engines, flag_data
 from kimi_modes.deploy.flags.config_keys import config_key_problems
-from kimi_modes.deploy.render import all_argv, launch, targets
+from kimi_modes.deploy.models import MODELS
+from kimi_modes.deploy.parsers import PARSER_FLAGS, missing_parsers, parser_args
+from kimi_modes.deploy.render import RenderError, all_argv, checkpoint_for, launch, targets
+from kimi_modes.protocol.families import Family, family_info
 
 #: Our engine names → the flag data that holds their parser. ``dynamo`` is the Dynamo vLLM
 #: worker (``python3 -m dynamo.vllm``: Dynamo's flags on top of vLLM's engine args at the vLLM
@@ -37,6 +40,56 @@ def test_every_rendered_flag_is_accepted_by_its_engine() -> None:
     assert not problems, "\n".join(problems)
     assert {"vllm", "sglang", "lmdeploy", "trtllm", "dynamo", "dynamo.frontend"} <= checked
     assert unchecked <= {"exo"}, unchecked
+
+
+#: Engines whose parser names no data holds, and why: TensorRT-LLM's registries
+#: (tool_parser_factory.py, reasoning_parser.py) are not stored at the pinned serve.py's
+#: commit, and another commit's names would judge the pin by a registry it may not have had
+#: (scripts/engine_flags.py, TRTLLM_TOOL_PARSERS_COMMIT).
+UNCHECKED_PARSER_NAMES = {"trtllm"}
+
+
+def test_every_parser_name_rendered_for_every_family_is_registered_by_its_engine() -> None:
+    """For each engine whose commands name parsers and each family (K2, K2-Thinking, K2.5,
+    K2.6, K2.7-Code, K3): either every rendered command of that family names a tool parser
+    (and, for a family that thinks, a reasoning parser) the engine registers at its pinned
+    version (argparse ``choices``, vLLM's registries, or the ``parser_names`` read from
+    LMDeploy's registry sources), or the engine refuses the family and the refusal names the
+    missing parser. TensorRT-LLM's names are unchecked (:data:`UNCHECKED_PARSER_NAMES`)."""
+    rendered: dict[str, set[Family]] = {}
+    for engine, flags in PARSER_FLAGS.items():
+        data = flag_data(flags.data)
+        known = [data.flags[f].choices for f in (flags.tool_flag, flags.reasoning_flag)]
+        if engine in UNCHECKED_PARSER_NAMES:
+            assert known == [None, None], f"{engine}: its names are checked now"
+            continue
+        # a flag without known values would make this test pass vacuously
+        assert all(known), f"{engine}: no registered names for its parser flags"
+        for m in MODELS.values():
+            info = family_info(m.family)
+            names = parser_args(engine, m.family)
+            try:
+                checkpoint_for(engine, m)  # type: ignore[arg-type]
+            except RenderError as refusal:
+                gap = missing_parsers(engine, m.family)
+                if gap is not None:
+                    assert gap in str(refusal)
+                    missing = [n for f, n in zip(names[::2], names[1::2], strict=True)
+                               if n not in (data.flags[f].choices or ())]
+                    assert missing and all(f" {n} " in gap for n in missing)
+                continue
+            assert missing_parsers(engine, m.family) is None
+            for target in (t for t in targets(engine) if t.model is m):  # type: ignore[arg-type]
+                args = launch(engine, target).args
+                written = {f: args[args.index(f) + 1] for f in
+                           (flags.tool_flag, flags.reasoning_flag) if f in args}
+                assert written[flags.tool_flag] == info.engine_parser
+                assert (flags.reasoning_flag in written) == (info.thinking != "none")
+                for flag, name in written.items():
+                    assert name in (data.flags[flag].choices or ()), (engine, m.key, flag, name)
+                rendered.setdefault(engine, set()).add(Family(m.family))
+    assert set(rendered) == set(PARSER_FLAGS) - UNCHECKED_PARSER_NAMES
+    assert rendered["vllm"] == rendered["sglang"] == rendered["dynamo"] == set(Family)
 
 
 def test_every_key_of_every_trtllm_yaml_is_a_field_of_its_llm_args() -> None:

@@ -3,8 +3,9 @@
 Every command line is a :class:`Launch`: the program (``vllm serve``), its arguments as a
 tuple of tokens, the environment it needs and any config file it reads (TensorRT-LLM's YAML,
 exo's model card). Nothing here builds a shell string except :meth:`Launch.shell`, which quotes
-the tokens. The parsers and the thinking switch come from :mod:`kimi_modes.protocol.families`
-(``engine_parser``, ``thinking``) and :mod:`kimi_modes.engines.dialects`; the flags are the
+the tokens. The parsers come from :mod:`kimi_modes.deploy.parsers` (the family's names,
+refused where the engine's pinned data does not register them), the thinking switch from
+:mod:`kimi_modes.engines.dialects`; the flags are the
 engines' own (docs/deploy.md names the source of each). :func:`all_argv` yields the arguments
 of every command this module can print, for a check against each engine's argument parser.
 
@@ -24,6 +25,7 @@ import yaml
 
 from kimi_modes.deploy import exo
 from kimi_modes.deploy.models import MODELS, Checkpoint, Format, Model
+from kimi_modes.deploy.parsers import missing_parsers, parser_args
 from kimi_modes.protocol.families import FamilyInfo, family_info
 
 EngineKey = Literal["vllm", "sglang", "llama.cpp", "ktransformers", "trtllm", "lmdeploy",
@@ -116,28 +118,12 @@ class Launch:
         return " ".join([*env, shlex.join(self.program + args)])
 
 
-def _parsers(info: FamilyInfo, tool: str, reasoning: str) -> list[str]:
-    """``tool PARSER [reasoning PARSER]``: a reasoning parser only for a family that thinks."""
-    flags = [tool, info.engine_parser]
-    if info.thinking != "none":
-        flags += [reasoning, info.engine_parser]
-    return flags
-
-
-def _k25_reasoning(target: Target) -> str:
-    """TensorRT-LLM's and Dynamo's reasoning parser: ``kimi_k25`` for the K2.5 template
-    (K2.5 on; deploy-facts §3.5, §3.9), else the family's own."""
-    if target.family.tool_declaration == "typescript":
-        return "kimi_k25"
-    return target.family.engine_parser
-
-
 def vllm_model_flags(t: Target) -> list[str]:
     """vLLM's flags that depend on the model, not on where it runs: remote code, the
     family's parsers, the vision encoder's data-parallel mode, context and KV dtype. KServe
     passes these in ``VLLM_ADDITIONAL_ARGS``."""
     flags = ["--trust-remote-code", "--enable-auto-tool-choice",
-             *_parsers(t.family, "--tool-call-parser", "--reasoning-parser")]
+             *parser_args("vllm", t.model.family)]
     if t.model.vision:
         flags += ["--mm-encoder-tp-mode", "data"]
     if t.context is not None:
@@ -173,8 +159,7 @@ def vllm(t: Target) -> Launch:
 def _sglang_args(t: Target, worker: bool = False) -> list[str]:
     args = ["--model-path", t.checkpoint.repo, "--served-model-name", t.served_name,
             "--host", "0.0.0.0", "--port", str(t.port), "--tp-size", str(t.tp * t.pp),
-            "--trust-remote-code",
-            *_parsers(t.family, "--tool-call-parser", "--reasoning-parser")]
+            "--trust-remote-code", *parser_args("sglang", t.model.family)]
     if t.context is not None:
         args += ["--context-length", str(t.context)]
     if t.kv_fp8:
@@ -222,7 +207,7 @@ def ktransformers(t: Target) -> Launch:
             "--mem-fraction-static", "0.94", "--disable-shared-experts-fusion",
             "--attention-backend", "flashinfer", "--trust-remote-code",
             "--served-model-name", t.served_name, "--host", "0.0.0.0", "--port", str(t.port),
-            *_parsers(t.family, "--tool-call-parser", "--reasoning-parser")]
+            *parser_args("ktransformers", t.model.family)]
     if t.context is not None:
         args += ["--context-length", str(t.context)]
     return Launch("ktransformers", ("python3", "-m", "sglang.launch_server"), tuple(args),
@@ -245,9 +230,7 @@ def trtllm(t: Target) -> Launch:
     """``trtllm-serve`` on the PyTorch backend with its YAML (``--config``)."""
     args = [t.checkpoint.repo, "--host", "0.0.0.0", "--port", str(t.port),
             "--backend", "pytorch", "--tp_size", str(t.tp), "--ep_size", str(t.ep),
-            "--config", "/config/trtllm.yaml", "--tool_parser", t.family.engine_parser]
-    if t.family.thinking != "none":
-        args += ["--reasoning_parser", _k25_reasoning(t)]
+            "--config", "/config/trtllm.yaml", *parser_args("trtllm", t.model.family)]
     return Launch(
         "trtllm", ("trtllm-serve",), tuple(args), "trtllm",
         "nvcr.io/nvidia/tensorrt-llm/release:latest", env={"HF_HOME": f"{MODELS_DIR}/hf"},
@@ -260,9 +243,7 @@ def lmdeploy(t: Target) -> Launch:
     the generic reasoning parser, as LMDeploy's maintainers recommend (InternLM/lmdeploy#4846)."""
     args = [t.checkpoint.repo, "--backend", "pytorch", "--tp", str(t.tp),
             "--server-name", "0.0.0.0", "--server-port", str(t.port),
-            "--model-name", t.served_name, "--tool-call-parser", t.family.engine_parser]
-    if t.family.thinking != "none":
-        args += ["--reasoning-parser", "default"]
+            "--model-name", t.served_name, *parser_args("lmdeploy", t.model.family)]
     if t.context is not None:
         args += ["--session-len", str(t.context)]
     return Launch("lmdeploy", ("lmdeploy", "serve", "api_server"), tuple(args), "lmdeploy",
@@ -290,9 +271,7 @@ def dynamo(t: Target) -> Launch:
     Dynamo's parser flags (ai-dynamo/dynamo recipes/kimi-k2.6/vllm/agg-h200-agentic)."""
     args = ["--model", t.checkpoint.repo, "--served-model-name", t.served_name,
             "--tensor-parallel-size", str(t.tp), "--trust-remote-code",
-            "--dyn-tool-call-parser", t.family.engine_parser]
-    if t.family.thinking != "none":
-        args += ["--dyn-reasoning-parser", _k25_reasoning(t)]
+            *parser_args("dynamo", t.model.family)]
     if t.model.vision:
         args += ["--mm-encoder-tp-mode", "data", "--enable-multimodal"]
     if t.context is not None:
@@ -307,7 +286,9 @@ class _Spec:
     build: Callable[[Target], Launch]
     formats: tuple[Format, ...]  # checkpoint formats, the first found is the default
     multi_node: bool = False
-    #: families whose parsers the engine is not known to have (deploy-facts §3.5, §3.6).
+    #: families the engine has no parser for outside its flag data (llama.cpp picks its
+    #: parser from the chat template; none for K3's). Engines whose commands name parsers
+    #: are refused by their flag data instead (:func:`kimi_modes.deploy.parsers.missing_parsers`).
     lacks: frozenset[str] = frozenset()
 
 
@@ -316,8 +297,8 @@ _SPECS: dict[EngineKey, _Spec] = {
     "sglang": _Spec(sglang, ("int4", "fp8", "mxfp4", "nvfp4"), multi_node=True),
     "llama.cpp": _Spec(llama_cpp, ("gguf",), lacks=frozenset({"k3"})),
     "ktransformers": _Spec(ktransformers, ("int4",)),
-    "trtllm": _Spec(trtllm, ("nvfp4", "fp8"), lacks=frozenset({"k3"})),
-    "lmdeploy": _Spec(lmdeploy, ("int4", "fp8"), lacks=frozenset({"k3"})),
+    "trtllm": _Spec(trtllm, ("nvfp4", "fp8")),
+    "lmdeploy": _Spec(lmdeploy, ("int4", "fp8")),
     "exo": _Spec(exo_node, ("mlx",)),
     "dynamo": _Spec(dynamo, ("int4", "fp8", "mxfp4", "nvfp4")),
 }
@@ -331,6 +312,8 @@ def checkpoint_for(engine: EngineKey, model: Model, wanted: str | None = None) -
     if model.family in spec.lacks:
         raise RenderError(f"{engine} has no published parsers for {model.name}; use vllm or "
                           "sglang")
+    if (gap := missing_parsers(engine, model.family)) is not None:
+        raise RenderError(f"{engine} cannot serve {model.name}: {gap}; use vllm or sglang")
     if wanted is not None:
         ckpt = model.checkpoint(wanted)
         if ckpt.format not in spec.formats:

@@ -16,6 +16,9 @@ What callers may rely on:
   Abbreviations of long options are accepted where the engine's parser allows
   them (argparse's default) unless ``strict`` is set, which reports them too.
 * Problems for an unknown flag carry the nearest real flag in ``suggestion``.
+* A flag whose values an engine checks against a registry filled at run time (the data's
+  ``parser_names``: LMDeploy's and TensorRT-LLM's parser flags) has those names as its
+  ``choices``, so ``check`` reports a parser name the engine does not register.
 """
 
 from __future__ import annotations
@@ -68,12 +71,14 @@ class FlagData:
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> FlagData:
         """Build from the JSON that ``scripts/engine_flags.py`` writes."""
+        registered = {flag: spec["names"] for flag, spec in raw.get("parser_names", {}).items()}
         flags = {
             name: Flag(
                 name=name,
                 value=spec["value"],
                 aliases=tuple(spec.get("aliases", ())),
-                choices=tuple(spec["choices"]) if "choices" in spec else None,
+                choices=tuple(spec["choices"]) if "choices" in spec
+                else tuple(registered[name]) if name in registered else None,
                 nargs=spec.get("nargs"),
                 deprecated=bool(spec.get("deprecated", False)),
             )
