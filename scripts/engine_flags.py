@@ -25,7 +25,7 @@ environment):
   the data is their union, the first parser's entry winning where two declare a flag.
 * ``trtllm-serve``: the PyPI ``tensorrt-llm`` is a stub that downloads from NVIDIA's own
   index, which cannot be reached here, and the repository is over the mirror's size limit,
-  so single files are read (``scripts/engine_flag_sources.py``, statically with ``ast``):
+  so single files are read (``scripts/engine_flag_trtllm.py``, with the ``ast`` readers):
   the ``click`` options of ``tensorrt_llm/commands/serve.py`` (``--trtllm-serve-py``), and,
   given ``--trtllm-llm-args-py``, the fields of the pydantic ``TorchLlmArgs`` of
   ``tensorrt_llm/llmapi/llm_args.py``, the keys its ``--config`` YAML takes. The files'
@@ -51,6 +51,11 @@ Usage::
         [--trtllm-tool-parsers-py PATH/TO/tool_parser_factory.py] \
         [--trtllm-reasoning-parsers-py PATH/TO/reasoning_parser.py]
     python scripts/engine_flags.py --parser-names-only lmdeploy trtllm ...  # names only
+
+The engines, their pins and their parser-building snippets are ``engine_flag_table.py``;
+the static source readers ``engine_flag_sources.py``; TensorRT-LLM's files and pins
+``engine_flag_trtllm.py``; the data files' format and place ``engine_flag_data.py`` (all
+sibling modules of this script). This module reads the wheels and runs the command.
 """
 
 from __future__ import annotations
@@ -63,22 +68,15 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine_flag_sources import (  # a sibling module of this script
-    llama_server_version,
-    read_click_command,
-    read_llama_help,
-    read_pydantic_models,
-    read_registry_names,
-)
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = ROOT / "src" / "kimi_modes" / "deploy" / "flags" / "data"
-GENERATED_BY = "scripts/engine_flags.py"
+# sibling modules of this script
+import engine_flag_trtllm
+from engine_flag_data import patch_parser_names, write
+from engine_flag_sources import llama_server_version, read_llama_help, read_registry_names
+from engine_flag_table import ENGINES, Engine, Wheel
 
 #: GPU-only or native extension packages that the parser modules import but never
 #: need for building a parser; they are replaced by inert placeholder modules.
@@ -122,262 +120,6 @@ PYPI_NAME = {
     "sklearn": "scikit-learn",
     "pkg_resources": "setuptools",
     "tvm_ffi": "apache-tvm-ffi",
-}
-
-
-@dataclass(frozen=True)
-class Wheel:
-    """One PyPI distribution at a pinned version."""
-
-    package: str
-    version: str
-
-
-@dataclass(frozen=True)
-class Registry:
-    """Where the names a parser flag takes are registered, in an engine's wheel: the ``.py``
-    files under ``path`` (relative to the unzipped wheel), read by ``read_registry_names``."""
-
-    flag: str
-    path: str
-    decorator: str
-    constants: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Engine:
-    """One engine command whose parser we read.
-
-    ``build`` is Python run in the child interpreter; it must leave a list of
-    argparse parsers in ``parsers`` (their actions are merged), and may leave in
-    ``registered`` the names a flag's value is checked against after parsing.
-    """
-
-    name: str
-    wheels: tuple[Wheel, ...]
-    command: str
-    also_run_as: tuple[str, ...]
-    build: str
-    notes: str = ""
-    env: dict[str, str] = field(default_factory=dict)
-    #: engine modules to replace by placeholders too (image helpers needing torchvision)
-    stubs: tuple[str, ...] = ()
-    #: what the engine's parse_args rewrites before argparse sees it (see accepted.py)
-    syntax: tuple[str, ...] = ()
-    #: parser flags whose values a run-time registry checks (read from the first wheel)
-    registries: tuple[Registry, ...] = ()
-
-
-_VLLM_SERVE = """
-import sys
-sys.argv = ["vllm", "serve"]  # so that --model is registered, as on a real run
-from vllm.utils.argparse_utils import FlexibleArgumentParser
-from vllm.entrypoints.common.cli_args import make_arg_parser
-parsers = [make_arg_parser(FlexibleArgumentParser())]
-# vLLM checks these names after parsing, against registries that plugins can extend.
-from vllm.reasoning import ReasoningParserManager
-from vllm.tool_parsers import ToolParserManager
-registered = {
-    "--tool-call-parser": ToolParserManager.list_registered(),
-    "--reasoning-parser": ReasoningParserManager.list_registered(),
-}
-"""
-
-_SGLANG_SERVE = """
-import argparse
-from sglang.srt.server_args import ServerArgs
-p = argparse.ArgumentParser(prog="sglang serve")
-ServerArgs.add_cli_args(p)
-parsers = [p]
-"""
-
-_LMDEPLOY_API_SERVER = """
-from lmdeploy.cli.serve import SubCliServe
-SubCliServe.add_parser_api_server()
-parsers = [SubCliServe.subparsers.choices["api_server"]]
-"""
-
-_DYNAMO_FRONTEND = """
-import argparse
-from dynamo.frontend.frontend_args import FrontendArgGroup
-p = argparse.ArgumentParser()
-FrontendArgGroup().add_arguments(p)
-parsers = [p]
-"""
-
-# Dynamo's workers parse in three steps (dynamo.<backend>.args): Dynamo's own parser
-# (runtime + backend groups) takes what it knows, the worker router parser takes its flags
-# from the rest, and the engine's parser takes what is left. The flags accepted are the
-# union, built here with the same calls.
-_DYNAMO_WORKER_HEAD = """
-import argparse
-from dynamo.common.configuration.groups.runtime_args import DynamoRuntimeArgGroup
-from dynamo.common.configuration.groups.router_args import add_worker_router_arguments
-router = argparse.ArgumentParser(add_help=False)
-add_worker_router_arguments(router)
-"""
-
-_DYNAMO_VLLM = _DYNAMO_WORKER_HEAD + """
-from vllm.engine.arg_utils import AsyncEngineArgs
-try:
-    from vllm.utils import FlexibleArgumentParser
-except ImportError:
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
-from dynamo.vllm.backend_args import DynamoVllmArgGroup
-p = argparse.ArgumentParser(allow_abbrev=False)
-DynamoRuntimeArgGroup().add_arguments(p)
-DynamoVllmArgGroup().add_arguments(p)
-engine = FlexibleArgumentParser(add_help=False)
-AsyncEngineArgs.add_cli_args(engine, async_args_only=False)
-parsers = [p, router, engine]
-"""
-
-_DYNAMO_SGLANG = _DYNAMO_WORKER_HEAD + """
-from sglang.srt.server_args import ServerArgs
-from dynamo.sglang._compat import add_sglang_cli_compat
-from dynamo.sglang.backend_args import DynamoSGLangArgGroup
-p = argparse.ArgumentParser()
-DynamoRuntimeArgGroup().add_arguments(p)
-DynamoSGLangArgGroup().add_arguments(p)
-engine = argparse.ArgumentParser(add_help=False)
-ServerArgs.add_cli_args(engine)
-add_sglang_cli_compat(engine)
-for action in engine._actions:  # as dynamo.sglang.args.parse_args: its own loader
-    if action.dest == "load_format" and action.choices:
-        action.choices = list(action.choices) + ["gms"]
-parsers = [p, router, engine]
-"""
-
-# dynamo.trtllm's backend group reads only defaults from TensorRT-LLM (BuildConfig's
-# model_fields), which is not importable here: a module with no defaults stands in.
-_DYNAMO_TRTLLM = """
-import collections, sys, types
-class _NoDefault:
-    default = None
-class BuildConfig:
-    model_fields = collections.defaultdict(_NoDefault)
-trt = types.ModuleType("tensorrt_llm")
-trt.llmapi = types.ModuleType("tensorrt_llm.llmapi")
-trt.llmapi.BuildConfig = BuildConfig
-sys.modules.update({"tensorrt_llm": trt, "tensorrt_llm.llmapi": trt.llmapi})
-""" + _DYNAMO_WORKER_HEAD + """
-from dynamo.trtllm.backend_args import DynamoTrtllmArgGroup
-p = argparse.ArgumentParser()
-DynamoRuntimeArgGroup().add_arguments(p)
-DynamoTrtllmArgGroup().add_arguments(p)
-parsers = [p, router]
-"""
-
-_DYNAMO_WHEELS = (Wheel("ai-dynamo", "1.6.1"), Wheel("ai-dynamo-runtime", "1.6.1"))
-
-ENGINES: dict[str, Engine] = {
-    "vllm": Engine(
-        name="vllm",
-        wheels=(Wheel("vllm", "0.34.0"),),
-        command="vllm serve",
-        also_run_as=("python -m vllm.entrypoints.openai.api_server",),
-        build=_VLLM_SERVE,
-        env={"VLLM_TARGET_DEVICE": "cpu"},
-        syntax=("underscores", "dotted-json", "-O"),
-        notes=(
-            "parser of `vllm serve` (vllm.entrypoints.common.cli_args.make_arg_parser: "
-            "FrontendArgs + AsyncEngineArgs), built on vLLM's CPU platform; other "
-            "subcommands (bench, run-batch) have their own parsers and are not covered"
-        ),
-    ),
-    "sglang": Engine(
-        name="sglang",
-        wheels=(Wheel("sglang", "0.5.23"),),
-        command="sglang serve",
-        also_run_as=("python -m sglang.launch_server", "python3 -m sglang.launch_server"),
-        build=_SGLANG_SERVE,
-        notes="ServerArgs.add_cli_args, the parser of both `sglang serve` and sglang.launch_server",
-    ),
-    "ktransformers": Engine(
-        name="ktransformers",
-        wheels=(Wheel("sglang-kt", "0.7.2"),),
-        command="python -m sglang.launch_server",
-        also_run_as=("python3 -m sglang.launch_server",),
-        build=_SGLANG_SERVE,
-        stubs=("sglang.srt.multimodal.internvl_utils",),
-        notes=(
-            "KTransformers serves through its SGLang fork `sglang-kt` (installed with "
-            "`pip install kt-kernel sglang-kt`); this is that fork's ServerArgs, --kt-* included"
-        ),
-    ),
-    "lmdeploy": Engine(
-        name="lmdeploy",
-        wheels=(Wheel("lmdeploy", "0.18.0"),),
-        command="lmdeploy serve api_server",
-        also_run_as=(),
-        build=_LMDEPLOY_API_SERVER,
-        syntax=("underscores",),
-        notes="the `serve api_server` subparser of lmdeploy.cli",
-        # validate_parser_names (lmdeploy/serve/parsers/response_parser.py) checks both
-        # against these mmengine registries before the engine starts; legacy reasoning
-        # names are mapped to `default`.
-        registries=(
-            Registry("--tool-call-parser", "lmdeploy/serve/parsers/tool_parser",
-                     "ToolParserManager.register_module"),
-            Registry("--reasoning-parser", "lmdeploy/serve/parsers/reasoning_parser",
-                     "ReasoningParserManager.register_module",
-                     ("LEGACY_REASONING_PARSER_NAMES",)),
-        ),
-    ),
-    "dynamo-frontend": Engine(
-        name="dynamo-frontend",
-        wheels=(Wheel("ai-dynamo", "1.6.1"), Wheel("ai-dynamo-runtime", "1.6.1")),
-        command="python -m dynamo.frontend",
-        also_run_as=("python3 -m dynamo.frontend",),
-        build=_DYNAMO_FRONTEND,
-        notes=(
-            "FrontendArgGroup only. With --chat-processor vllm the frontend passes the "
-            "remaining flags to vLLM's parser (vLLM's own flags); with sglang it accepts "
-            "only --tool-call-parser, --reasoning-parser and --chat-template besides these"
-        ),
-    ),
-    "dynamo-vllm": Engine(
-        name="dynamo-vllm",
-        wheels=(*_DYNAMO_WHEELS, Wheel("vllm", "0.31.0")),
-        command="python -m dynamo.vllm",
-        also_run_as=("python3 -m dynamo.vllm",),
-        build=_DYNAMO_VLLM,
-        env={"VLLM_TARGET_DEVICE": "cpu"},
-        notes=(
-            "dynamo.vllm.args._parse_cli_args rebuilt: DynamoRuntimeArgGroup + "
-            "DynamoVllmArgGroup (allow_abbrev=False), the worker router flags "
-            "(add_worker_router_arguments), then vLLM's AsyncEngineArgs.add_cli_args "
-            "(async_args_only=False) at vllm 0.31.0, the version ai-dynamo[vllm] 1.6.1 pins"
-        ),
-    ),
-    "dynamo-sglang": Engine(
-        name="dynamo-sglang",
-        wheels=(*_DYNAMO_WHEELS, Wheel("sglang", "0.5.21")),
-        command="python -m dynamo.sglang",
-        also_run_as=("python3 -m dynamo.sglang",),
-        build=_DYNAMO_SGLANG,
-        stubs=("sglang.srt.multimodal.internvl_utils",),
-        notes=(
-            "dynamo.sglang.args.parse_args rebuilt: DynamoRuntimeArgGroup + "
-            "DynamoSGLangArgGroup, the worker router flags, then SGLang's "
-            "ServerArgs.add_cli_args (+ dynamo's add_sglang_cli_compat, load_format gms) at "
-            "sglang 0.5.21, the version ai-dynamo[sglang] 1.6.1 pins"
-        ),
-    ),
-    "dynamo-trtllm": Engine(
-        name="dynamo-trtllm",
-        wheels=_DYNAMO_WHEELS,
-        command="python -m dynamo.trtllm",
-        also_run_as=("python3 -m dynamo.trtllm",),
-        build=_DYNAMO_TRTLLM,
-        notes=(
-            "dynamo.trtllm.args.parse_args rebuilt: DynamoRuntimeArgGroup + "
-            "DynamoTrtllmArgGroup and the worker router flags. Engine options are not "
-            "flags here: they go in --extra-engine-args (a YAML of TensorRT-LLM's LLM API "
-            "args), --override-engine-args (JSON) or dynamic --trtllm.<key>.<key> VALUE "
-            "flags, which this data does not list"
-        ),
-    ),
 }
 
 
@@ -590,130 +332,7 @@ def wheel_parser_names(engine: Engine, root: Path) -> dict[str, Any]:
     return out
 
 
-def trtllm_parser_names(args: argparse.Namespace) -> dict[str, Any]:
-    """The names of TensorRT-LLM's tool and reasoning parser factories, from the files given
-    (the dict literal ``parsers`` of the factory class, and any ``register_reasoning_parser``
-    decorators)."""
-    out: dict[str, Any] = {}
-    for flag, path_arg, commit, repo_path, cls in (
-        ("--tool_parser", args.trtllm_tool_parsers_py, args.trtllm_tool_parsers_commit,
-         "tensorrt_llm/serve/tool_parser/tool_parser_factory.py", "ToolParserFactory"),
-        ("--reasoning_parser", args.trtllm_reasoning_parsers_py,
-         args.trtllm_reasoning_parsers_commit, "tensorrt_llm/llmapi/reasoning_parser.py",
-         "ReasoningParserFactory"),
-    ):
-        if path_arg is None:
-            continue
-        if commit != args.trtllm_commit:
-            # Another commit's registry would judge the pinned serve.py by names it may not
-            # have had (or lacked): the names are stored only from serve.py's own commit.
-            print(f"trtllm: {flag} names read at {commit[:8]}, not at serve.py's "
-                  f"{args.trtllm_commit[:8]}: not stored")
-            continue
-        names = read_registry_names(path_arg.read_text(encoding="utf-8"),
-                                    class_dict=(cls, "parsers"),
-                                    decorator="register_reasoning_parser")
-        if not names:
-            raise RuntimeError(f"trtllm: no names in {path_arg}")
-        out[flag] = {"names": names, "source": {
-            "repo": TRTLLM_REPO, "path": repo_path, "commit": commit,
-            "read": f"the keys of {cls}.parsers, the dict serve.py's click.Choice reads"}}
-    return out
-
-
-def patch_parser_names(name: str, names: dict[str, Any]) -> None:
-    """Replace the ``parser_names`` of ``name``'s existing data file."""
-    path = DATA_DIR / f"{name}.json"
-    record = json.loads(path.read_text(encoding="utf-8"))
-    record.pop("generated_by", None)
-    record["parser_names"] = names
-    record["generated_by"] = GENERATED_BY
-    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"{name}: parser names of {', '.join(names)} -> {path.relative_to(ROOT)}")
-
-
 # ----------------------------------------------------------------------------------- main
-
-
-def write(
-    name: str,
-    package: str,
-    version: str,
-    command: str,
-    also: tuple[str, ...],
-    notes: str,
-    body: dict[str, Any],
-    source: list[dict[str, str]] | None = None,
-) -> None:
-    """Write one engine's data file (``source``: the files it was read from, by repository,
-    path and commit, where it was not read from a released package)."""
-    record = {
-        "engine": name,
-        "package": package,
-        "version": version,
-        "command": command,
-        "also_run_as": list(also),
-        "how_read": notes,
-        **({"source": source} if source else {}),
-        **body,
-        "generated_by": GENERATED_BY,
-    }
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    path = DATA_DIR / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"{name} {version}: {len(body['flags'])} flags -> {path.relative_to(ROOT)}")
-
-
-#: The TensorRT-LLM sources read (NVIDIA/TensorRT-LLM; no release tag could be told for
-#: them from single-file reads, so the commit is the version).
-TRTLLM_REPO = "NVIDIA/TensorRT-LLM"
-TRTLLM_SERVE_COMMIT = "00209af149e7774406881a37283dce303571eb11"
-TRTLLM_LLM_ARGS_COMMIT = "0004396720054fd8e205cbf616f21f0b57c6b412"
-#: The parser registries' files. Neither is stored at serve.py's commit (serve.py there reads
-#: ``ToolParserFactory.parsers`` and ``ReasoningParserFactory.parsers``, dict literals); these
-#: are stored versions that have that dict, and which of them is closest to serve.py's commit
-#: could not be told. Their names are therefore not stored (:func:`trtllm_parser_names` keeps
-#: only names read at serve.py's own commit): the trtllm parser names are unchecked.
-TRTLLM_TOOL_PARSERS_COMMIT = "34eff6aeda41f53562ba74463f82401d215848d4"
-TRTLLM_REASONING_PARSERS_COMMIT = "f59aed070dabff4761d70e47c90fd761776c1bac"
-#: The model ``trtllm-serve --backend pytorch --config FILE`` validates FILE against.
-TRTLLM_CONFIG_ROOT = "TorchLlmArgs"
-
-
-def write_trtllm(args: argparse.Namespace) -> None:
-    """``trtllm-serve``'s data: the click options of ``serve`` and, given llm_args.py, the
-    keys its ``--config`` YAML takes (the fields of ``TorchLlmArgs`` and the models they
-    nest)."""
-    body = read_click_command(args.trtllm_serve_py.read_text(encoding="utf-8"), "serve")
-    source = [{"repo": TRTLLM_REPO, "path": "tensorrt_llm/commands/serve.py",
-               "commit": args.trtllm_commit}]
-    notes = (
-        "click options of tensorrt_llm/commands/serve.py:serve, read with ast (the PyPI "
-        "package is a stub that downloads from NVIDIA's index, and the repository is over "
-        "the mirror's size limit: the file was read from the library's single-file store)"
-    )
-    if args.trtllm_llm_args_py is not None:
-        body["config_file"] = {
-            "flag": "--config",
-            **read_pydantic_models(
-                args.trtllm_llm_args_py.read_text(encoding="utf-8"), TRTLLM_CONFIG_ROOT
-            ),
-        }
-        source.append({"repo": TRTLLM_REPO, "path": "tensorrt_llm/llmapi/llm_args.py",
-                       "commit": args.trtllm_llm_args_commit})
-        notes += (
-            "; the --config YAML's keys are the fields of llm_args.py's TorchLlmArgs and the "
-            "models they nest (through the module's type aliases too), read with ast. "
-            "BaseLlmArgs declares extra='forbid'; the nested models derive from "
-            "StrictBaseModel (tensorrt_llm/llmapi/utils.py, not read here). Models from "
-            "other modules (LoraConfig, TelemetryConfig) are not listed, so keys under them "
-            "are not checked. llm_args.py is not stored at serve.py's commit: the version "
-            "read is the one the source list names"
-        )
-    if names := trtllm_parser_names(args):
-        body["parser_names"] = names
-    write("trtllm", "tensorrt-llm", f"git-{args.trtllm_commit[:8]}", "trtllm-serve serve",
-          ("trtllm-serve",), notes, body, source)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -724,27 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--llama-server", type=Path, help="a built llama-server binary to read --help from"
     )
-    ap.add_argument(
-        "--trtllm-serve-py", type=Path, help="tensorrt_llm/commands/serve.py at the pinned tag"
-    )
-    ap.add_argument(
-        "--trtllm-commit", default=TRTLLM_SERVE_COMMIT, help="the commit serve.py is from"
-    )
-    ap.add_argument(
-        "--trtllm-llm-args-py",
-        type=Path,
-        help="tensorrt_llm/llmapi/llm_args.py (the --config YAML's keys: TorchLlmArgs)",
-    )
-    ap.add_argument(
-        "--trtllm-llm-args-commit", default=TRTLLM_LLM_ARGS_COMMIT,
-        help="the commit llm_args.py is from",
-    )
-    for which, commit in (("tool-parsers", TRTLLM_TOOL_PARSERS_COMMIT),
-                          ("reasoning-parsers", TRTLLM_REASONING_PARSERS_COMMIT)):
-        ap.add_argument(f"--trtllm-{which}-py", type=Path,
-                        help=f"TensorRT-LLM's {which.replace('-', ' ')} registry source")
-        ap.add_argument(f"--trtllm-{which}-commit", default=commit,
-                        help="the commit that file is from")
+    engine_flag_trtllm.add_arguments(ap)
     ap.add_argument("--parser-names-only", action="store_true",
                     help="reread only the parser-name registries into the existing data")
     ap.add_argument("--keep", type=Path, help="scratch folder to keep (default: a temporary one)")
@@ -783,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             elif args.parser_names_only:
                 if name == "trtllm":
-                    patch_parser_names(name, trtllm_parser_names(args))
+                    patch_parser_names(name, engine_flag_trtllm.trtllm_parser_names(args))
                 else:
                     engine = ENGINES[name]
                     root = download_wheel(engine.wheels[0], scratch)
@@ -795,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                     continue
-                write_trtllm(args)
+                engine_flag_trtllm.write_trtllm(args)
             else:
                 engine = ENGINES[name]
                 body = read_python_engine(engine, scratch, deps)

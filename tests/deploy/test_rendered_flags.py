@@ -45,7 +45,7 @@ def test_every_rendered_flag_is_accepted_by_its_engine() -> None:
 #: Engines whose parser names no data holds, and why: TensorRT-LLM's registries
 #: (tool_parser_factory.py, reasoning_parser.py) are not stored at the pinned serve.py's
 #: commit, and another commit's names would judge the pin by a registry it may not have had
-#: (scripts/engine_flags.py, TRTLLM_TOOL_PARSERS_COMMIT).
+#: (scripts/engine_flag_trtllm.py, TRTLLM_TOOL_PARSERS_COMMIT).
 UNCHECKED_PARSER_NAMES = {"trtllm"}
 
 
