@@ -1,16 +1,22 @@
 """A genuine GSPO run on the bundled SmolLM2 (its GGUF loaded into transformers) through
-``kimi-modes train run``, then the adapter exported and served by the gateway's embedded engine.
+``kimi-modes train run`` whose mean reward rises, then the adapter exported and served by the
+gateway's embedded engine, answering the trained task as the base model does not.
 
-One generation batch of G = 4 answers to one prompt, split into 4 optimizer steps (the preset's
-4 minibatches per generation, one answer each): step 1 is on-policy, steps 2-4 are off-policy,
-where GSPO's sequence ratio is clipped. Short completions and no gradient checkpointing keep
-it to about a minute of training on two CPU cores.
+The task file: two prompts asking for a JSON object with a key "name"; the answer must be a bare
+JSON object opening with that key (the tasks' ``regex`` checker, scored by ``TaskCheck``), not
+the fenced code block SmolLM2 often writes (about half of its samples pass on the first prompt,
+about 15% on the second, where its greedy answer is a fenced block).
+Five generations of one group (G = 4), each split into two optimizer steps of two answers
+(the second off-policy, where GSPO's sequence ratio is clipped), 6-token completions, LoRA r 8,
+lr 1.5e-3, seed 0: the check's mean reward goes from about 0.1 to about 1 (seeds 0-2 measured
+in docs/training.md). About a minute in all on two CPU cores, one training thread.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,17 +34,13 @@ from kimi_modes.engines.embedded import default_model_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.embedded]
 
-QUESTION = "What is 3 + 4? Reply with the number only."
+PROMPTS = ['Reply with a JSON object with a key "name" and nothing else.',
+           'Give me a JSON object with a key "name".']
+QUESTION = PROMPTS[1]  # asked of the gateway
+BARE_JSON = r'^\s*\{\s*"name"'
 LLAMA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-STEPS = 4
-#: A reward that differs within a group (answers of different lengths), so the group's
-#: advantages are not all zero even when every answer fails the task's check.
-REWARD_FILE = """
-def brevity(completions, **_):
-    return [max(0.0, 1.0 - len(text) / 60) for text in completions]
-
-REWARDS = [brevity]
-"""
+STEPS = 10  # 5 generation batches
+MARGIN = 0.3  # the last two generations' mean check reward over the first generation's
 
 
 def ask(gateway: Any) -> str:
@@ -52,42 +54,48 @@ def ask(gateway: Any) -> str:
     return str(answer.json()["choices"][0]["message"]["content"]).strip()
 
 
-def test_gspo_on_smollm2_trains_an_adapter_the_embedded_engine_serves(
+def test_gspo_on_smollm2_raises_the_reward_and_the_served_adapter_answers_the_task(
     tmp_path: Path, start_gateway: Callable[..., Any]
 ) -> None:
     gguf = default_model_path()
     tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text(json.dumps({
-        "id": "sum", "messages": [{"role": "user", "content": QUESTION}], "check": {"number": 7},
-    }) + "\n")
-    (tmp_path / "rewards.py").write_text(REWARD_FILE)
+    tasks.write_text("".join(json.dumps({
+        "id": f"bare-json-{n}", "messages": [{"role": "user", "content": prompt}],
+        "check": {"regex": BARE_JSON},
+    }) + "\n" for n, prompt in enumerate(PROMPTS)))
     out = tmp_path / "adapter"
     done = subprocess.run(
         [sys.executable, "-m", "kimi_modes", "train", "run", "--model", str(gguf.parent),
          "--gguf-file", gguf.name, "--cpu", "--targets", LLAMA_TARGETS, "--task", str(tasks),
-         "--reward-file", str(tmp_path / "rewards.py"),
-         "--repeat", "4", "--max-steps", str(STEPS), "--num-generations", "4",
-         "--gradient-accumulation-steps", "1", "--max-completion-length", "12",
-         "--lora-rank", "8", "--lora-alpha", "16", "--learning-rate", "1e-2",
-         "--no-gradient-checkpointing", "--plot-every", "2", "--output", str(out)],
+         "--repeat", str(STEPS), "--max-steps", str(STEPS), "--num-generations", "4",
+         "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1",
+         "--minibatches-per-generation", "2", "--max-completion-length", "6",
+         "--lora-rank", "8", "--lora-alpha", "16", "--learning-rate", "1.5e-3", "--seed", "0",
+         "--no-gradient-checkpointing", "--output", str(out)],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
     # TRL's metrics for every step: the group's rewards on the step that generated, the
-    # sequence-level clip on the off-policy steps after it.
+    # sequence-level clip on the off-policy step after it.
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))
-    assert records[0]["reward"] is not None
-    # no tools in the task: tool_call_validity scored nothing and is left out
-    assert set(records[0]["rewards"]) == {"answer_format", "task_check", "brevity"}
-    assert records[0]["reward_std"] > 0
-    assert all(r["reward"] is None for r in records[1:])  # one generation batch, 4 minibatches
+    generated, reused = records[0::2], records[1::2]
+    assert all(r["reward"] is not None for r in generated)
+    assert all(r["reward"] is None for r in reused)  # one generation batch, 2 minibatches
     assert all(r["kl"] is None for r in records)  # GSPO: β = 0
+    # no tools in the task: tool_call_validity scored nothing and is left out
+    assert set(records[0]["rewards"]) == {"answer_format", "task_check"}
     assert (out / "metrics.png").stat().st_size > 0
     lines = [line for line in done.stdout.splitlines() if line.startswith("step ")]
     assert len(lines) == STEPS
+
+    # The reward rises: the check's mean over the last two generations beats the first's
+    # (the base model's answers).
+    checks = [r["rewards"]["task_check"] for r in generated]
+    first, last = checks[0], sum(checks[-2:]) / 2
+    assert last >= first + MARGIN, f"task_check per generation: {checks}\n{done.stdout}"
 
     # LoRA's B factors start at zero: non-zero ones were trained.
     weights = load_file(str(out / "adapter_model.safetensors"))
@@ -107,4 +115,6 @@ def test_gspo_on_smollm2_trains_an_adapter_the_embedded_engine_serves(
     base.stop()
     adapted = start_gateway(upstream + f"adapter = {json.dumps(str(tmp_path / 'adapter.gguf'))}\n")
     adapted_answer = ask(adapted)
-    assert adapted_answer != base_answer  # the GSPO-trained adapter is applied
+    # the base model writes a fenced block; served with the GSPO-trained adapter, a bare object
+    assert not re.search(BARE_JSON, base_answer), base_answer
+    assert re.search(BARE_JSON, adapted_answer), (base_answer, adapted_answer)

@@ -90,7 +90,15 @@ def run(
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
     learning_rate: Annotated[float | None, typer.Option()] = None,
     num_generations: Annotated[int | None, typer.Option(help="Group size G.")] = None,
+    per_device_train_batch_size: Annotated[
+        int | None, typer.Option(help="Completions per forward/backward pass (preset: 1).")
+    ] = None,
     gradient_accumulation_steps: Annotated[int | None, typer.Option()] = None,
+    minibatches_per_generation: Annotated[
+        int | None,
+        typer.Option(help="Optimizer steps per generation batch (preset: 4; the steps after "
+                          "the first are off-policy, where GSPO's sequence clip acts)."),
+    ] = None,
     max_completion_length: Annotated[int | None, typer.Option()] = None,
     from_runs: Annotated[
         Path | None,
@@ -116,6 +124,7 @@ def run(
         float | None, typer.Option(help="KL penalty to the reference policy (GSPO: 0).")
     ] = None,
     repeat: Annotated[int, typer.Option(help="List each task this many times.")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampling and init (preset: 0).")] = None,
     cpu: Annotated[bool, typer.Option(help="Train on CPU (tiny models, tests).")] = False,
     gguf_file: Annotated[str | None, typer.Option(help=GGUF_HELP)] = None,
     lora_rank: Annotated[int | None, typer.Option(help="LoRA rank r (preset: 64).")] = None,
@@ -178,11 +187,14 @@ def run(
         "max_steps": max_steps,
         "learning_rate": learning_rate,
         "num_generations": num_generations,
+        "per_device_train_batch_size": per_device_train_batch_size,
         "gradient_accumulation_steps": gradient_accumulation_steps,
+        "minibatches_per_generation": minibatches_per_generation,
         "max_completion_length": max_completion_length,
         "beta": kl_beta,
         "lora_rank": lora_rank,
         "lora_alpha": lora_alpha,
+        "seed": seed,
     }
     preset = KIMI.with_(**{k: v for k, v in changes.items() if v is not None})
     rollout = AgenticRollout(tokenizer, family, max_turns=max_turns) if agentic else None
