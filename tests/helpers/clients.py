@@ -24,3 +24,15 @@ def last_upstream_request(sim: Any) -> dict[str, Any]:
     stats = httpx.get(sim.url + "/sim/stats").json()
     body: dict[str, Any] = stats["last_requests"][-1]["body"]
     return body
+
+
+def instant_answer(gateway: Any, question: str, *, max_tokens: int = 16) -> str:
+    """The greedy Instant answer of ``gateway`` to one user ``question`` (its text, stripped)."""
+    answer = httpx.post(
+        f"{gateway.v1}/chat/completions",
+        json={"model": "kimi-k2.5-instant", "temperature": 0, "max_tokens": max_tokens,
+              "messages": [{"role": "user", "content": question}]},
+        timeout=120,
+    )
+    answer.raise_for_status()
+    return str(answer.json()["choices"][0]["message"]["content"]).strip()

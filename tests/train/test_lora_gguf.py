@@ -22,11 +22,11 @@ import pytest
 pytest.importorskip("llama_cpp", reason="the embedded engine needs llama-cpp-python")
 
 import gguf
-import httpx
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from helpers.clients import instant_answer
 from kimi_modes.engines.embedded import default_model_path
 from kimi_modes.train.export import ExportError, export_lora_gguf
 
@@ -69,21 +69,6 @@ def train_fixed_answer(output: Path) -> None:
     peft_model.save_pretrained(str(output))
 
 
-def ask(gateway: Any) -> str:
-    answer = httpx.post(
-        f"{gateway.v1}/chat/completions",
-        json={
-            "model": "kimi-k2.5-instant",
-            "temperature": 0,
-            "max_tokens": 16,
-            "messages": [{"role": "user", "content": QUESTION}],
-        },
-        timeout=120,
-    )
-    answer.raise_for_status()
-    return str(answer.json()["choices"][0]["message"]["content"]).strip()
-
-
 def test_trained_adapter_served_by_the_gateway(
     tmp_path: Path, start_gateway: Callable[..., Any]
 ) -> None:
@@ -100,10 +85,10 @@ def test_trained_adapter_served_by_the_gateway(
 
     upstream = '[[upstreams]]\nname = "smol"\nkind = "embedded"\nn_ctx = 512\n'
     base = start_gateway(upstream)
-    base_answer = ask(base)
+    base_answer = instant_answer(base, QUESTION)
     base.stop()
     adapted = start_gateway(upstream + f"adapter = {json.dumps(str(adapter_gguf))}\n")
-    adapted_answer = ask(adapted)
+    adapted_answer = instant_answer(adapted, QUESTION)
 
     assert adapted_answer == TRAINED
     assert base_answer != TRAINED
@@ -127,7 +112,7 @@ def test_trained_adapter_served_by_the_gateway(
     assert kinds["blk.0.attn_q.weight"] == kinds["blk.29.ffn_down.weight"] == "F16"  # adapted
     assert kinds["token_embd.weight"] == base_kinds["token_embd.weight"] == "Q8_0"  # as it was
     served = start_gateway(upstream + f"model_path = {json.dumps(str(merged_gguf))}\n")
-    assert ask(served) == TRAINED
+    assert instant_answer(served, QUESTION) == TRAINED
 
 
 def test_export_refuses_a_module_the_gguf_lacks(tmp_path: Path) -> None:

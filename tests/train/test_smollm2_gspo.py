@@ -27,9 +27,9 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="the embedded engine needs llama-cpp-python")
 
-import httpx
 from safetensors.torch import load_file
 
+from helpers.clients import instant_answer
 from kimi_modes.engines.embedded import default_model_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.embedded]
@@ -41,17 +41,6 @@ BARE_JSON = r'^\s*\{\s*"name"'
 LLAMA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 STEPS = 10  # 5 generation batches
 MARGIN = 0.3  # the last two generations' mean check reward over the first generation's
-
-
-def ask(gateway: Any) -> str:
-    answer = httpx.post(
-        f"{gateway.v1}/chat/completions",
-        json={"model": "kimi-k2.5-instant", "temperature": 0, "max_tokens": 16,
-              "messages": [{"role": "user", "content": QUESTION}]},
-        timeout=120,
-    )
-    answer.raise_for_status()
-    return str(answer.json()["choices"][0]["message"]["content"]).strip()
 
 
 def test_gspo_on_smollm2_raises_the_reward_and_the_served_adapter_answers_the_task(
@@ -111,10 +100,10 @@ def test_gspo_on_smollm2_raises_the_reward_and_the_served_adapter_answers_the_ta
     assert exported.returncode == 0, exported.stderr
     upstream = '[[upstreams]]\nname = "smol"\nkind = "embedded"\nn_ctx = 512\n'
     base = start_gateway(upstream)
-    base_answer = ask(base)
+    base_answer = instant_answer(base, QUESTION)
     base.stop()
     adapted = start_gateway(upstream + f"adapter = {json.dumps(str(tmp_path / 'adapter.gguf'))}\n")
-    adapted_answer = ask(adapted)
+    adapted_answer = instant_answer(adapted, QUESTION)
     # the base model writes a fenced block; served with the GSPO-trained adapter, a bare object
     assert not re.search(BARE_JSON, base_answer), base_answer
     assert re.search(BARE_JSON, adapted_answer), (base_answer, adapted_answer)
