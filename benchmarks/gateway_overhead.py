@@ -23,6 +23,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,11 +38,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_SCRATCH = tempfile.TemporaryDirectory(prefix="gateway-overhead-")
+
+
 def _start(args: list[str], src: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``python -m kimi_modes ARGS --port P`` (from the source tree ``src`` when given);
     its process and URL once /health is ok."""
     port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Each process gets its own run store in a scratch folder: never the user's default one,
+    # and a baseline of an older schema never meets a file a newer gateway migrated.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "KIMI_MODES_AGENT__RUNS_DB": os.path.join(_SCRATCH.name, f"runs-{port}.sqlite3")}
     if src is not None:
         env["PYTHONPATH"] = os.path.join(src, "src")
     proc = subprocess.Popen(

@@ -28,12 +28,13 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
+import anyio
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from kimi_modes import __version__
 from kimi_modes.assembly import Assembly, assemble
@@ -59,7 +60,7 @@ from kimi_modes.server.openapi import (
     wire_operation,
 )
 from kimi_modes.server.responses_api import ResponsesRoutes, ResponsesWire, StoredResponses
-from kimi_modes.server.run import ClientGone, ClientWatch, EventStream, collect, read_json
+from kimi_modes.server.run import ClientGone, collect, read_json, until_disconnect
 from kimi_modes.server.runs_api import RunsAPI
 from kimi_modes.server.ui import RunsUI
 from kimi_modes.server.wire import Stateful, StreamEncoder, WireFormat
@@ -183,7 +184,7 @@ class Gateway:
         return await self._serve(request, _ANTHROPIC)
 
     async def create_response(self, request: Request) -> Response:
-        return await self._serve(request, self.responses, self.responses)
+        return await self._serve(request, self.responses)
 
     async def count_tokens(self, request: Request) -> Response:
         """``POST /v1/messages/count_tokens``: ``{"input_tokens", "estimated"}``. Exact
@@ -249,12 +250,10 @@ class Gateway:
 
     # -- shared request handling -----------------------------------------------------------
 
-    async def _serve(self, request: Request, api: WireFormat,
-                     stateful: Stateful | None = None) -> Response:
+    async def _serve(self, request: Request, api: WireFormat) -> Response:
         """One chat request on ``api``: authenticate, read and parse the body, route it to its
         mode's engine, then answer whole or streamed. Every failure is an answer in the API's
-        own shape; before the first event a streamed request can still get a real status.
-        ``stateful`` is ``api`` when it keeps state (:class:`Stateful`), else ``None``."""
+        own shape; before the first event a streamed request can still get a real status."""
         started = time.perf_counter()
         metrics = self.metrics
         model_label = "unknown"
@@ -273,8 +272,8 @@ class Gateway:
                 # An Agent/Swarm run is findable from the answer's id and belongs to the caller.
                 wire.request.run_id = "run_" + key
                 wire.request.owner = caller.owner
-                if stateful is not None:
-                    await stateful.prepare(wire, caller)
+                if isinstance(api, Stateful):
+                    await api.prepare(wire, caller)
                 engine, chat = self._router().route(resolved, wire.request, wire.options)
             except ClientGone:
                 return self._client_gone(api, model_label, "while sending the request body")
@@ -285,51 +284,61 @@ class Gateway:
                 return self._error(api, APIError.from_exception(exc), model_label)
             model_label = wire.model
             events = engine.stream(chat)
-            if stateful is not None:
+            if isinstance(api, Stateful):
                 if wire.background:
                     try:
-                        detached = await stateful.detach(answer_id, wire, resolved.mode.value,
-                                                         events)
+                        detached = await api.detach(answer_id, wire, resolved.mode.value, events)
                     except Exception as exc:
-                        return self._failed(api, exc, model_label)
+                        if isinstance(exc, EngineError):
+                            self._upstream_failed(exc)
+                        elif not isinstance(exc, APIError | ModeError):
+                            log.exception("request failed")
+                        return self._error(api, APIError.from_exception(exc), model_label)
                     metrics.requests.labels(api.label, model_label, "200").inc()
                     return _json(detached)
-                events = stateful.track(answer_id, wire, resolved.mode.value, events)
-            watch = ClientWatch(request)
+                events = api.track(answer_id, wire, resolved.mode.value, events)
             if wire.stream:
                 try:
-                    first: Event | None = await anext(events)
+                    first = await until_disconnect(request, anext(events))
                 except StopAsyncIteration:
                     first = None
-                except asyncio.CancelledError:
-                    if not watch.caught():
-                        raise
-                    watch.close()
+                except ClientGone:
                     metrics.disconnects.labels(api.label).inc()
                     await events.aclose()
                     return Response(status_code=499)
-                except Exception as exc:
-                    watch.close()
+                except EngineError as exc:
+                    self._upstream_failed(exc)
                     await events.aclose()
-                    return self._failed(api, exc, model_label)
+                    return self._error(api, APIError.from_exception(exc), model_label)
+                except ModeError as exc:
+                    await events.aclose()
+                    return self._error(api, APIError.from_exception(exc), model_label)
+                except Exception as exc:
+                    log.exception("request failed")
+                    await events.aclose()
+                    return self._error(api, APIError.from_exception(exc), model_label)
                 metrics.ttft.labels(api.label, model_label).observe(time.perf_counter() - started)
                 self._upstream_ok(engine)
                 handed_off = True
-                return EventStream(
+                return StreamingResponse(
                     self._stream_body(api, model_label, api.encoder(answer_id, wire), first,
                                       events, started),
-                    watch, _SSE_HEADERS)
+                    media_type="text/event-stream",
+                    headers=_SSE_HEADERS,
+                )
             try:
-                collected = await collect(events)
-            except asyncio.CancelledError:
-                if not watch.caught():
-                    raise
+                collected = await until_disconnect(request, collect(events))
+            except ClientGone:
                 metrics.disconnects.labels(api.label).inc()
                 return Response(status_code=499)
+            except EngineError as exc:
+                self._upstream_failed(exc)
+                return self._error(api, APIError.from_exception(exc), model_label)
+            except ModeError as exc:  # e.g. the run was cancelled: an answer, not a crash
+                return self._error(api, APIError.from_exception(exc), model_label)
             except Exception as exc:
-                return self._failed(api, exc, model_label)
-            finally:
-                watch.close()
+                log.exception("request failed")
+                return self._error(api, APIError.from_exception(exc), model_label)
             self._upstream_ok(engine)
             self._count_tokens(model_label, collected)
             metrics.requests.labels(api.label, model_label, "200").inc()
@@ -347,7 +356,7 @@ class Gateway:
         first: Event | None,
         events: AsyncGenerator[Event, None],
         started: float,
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncIterator[bytes]:
         metrics = self.metrics
         status = "200"
         usage: Usage | None = None
@@ -371,7 +380,7 @@ class Gateway:
         except ModeError as exc:
             status = str(exc.status)
             yield encoder.error(APIError.from_exception(exc))
-        except (asyncio.CancelledError, GeneratorExit):  # the client left (server/run.py)
+        except asyncio.CancelledError:
             status = "499"
             metrics.disconnects.labels(api.label).inc()
             raise
@@ -380,9 +389,11 @@ class Gateway:
             log.exception("stream failed")
             yield encoder.error(APIError.from_exception(exc))
         finally:
-            # A client that leaves cancels this body once (server/run.py's watch is closed
-            # before the body): the engine's clean-up runs to its end.
-            with contextlib.suppress(Exception):
+            # Starlette cancels this body through an anyio cancel scope when the client
+            # leaves; its cancellation is level-triggered, so every await in the engine's
+            # clean-up would be cancelled again (an Agent/Swarm run left "running"). The
+            # clean-up is shielded: it runs to its end.
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await events.aclose()
             metrics.in_flight.labels(api.label).dec()
             metrics.requests.labels(api.label, model, status).inc()
@@ -403,15 +414,6 @@ class Gateway:
         if isinstance(caller, Caller):
             return caller
         return self._error(api, APIError(401, caller, code="invalid_api_key"), "unknown")
-
-    def _failed(self, api: WireFormat, exc: Exception, model: str) -> Response:
-        """The answer for an engine or mode that failed before the answer began: the API's
-        error shape; an unexpected exception is logged with its traceback."""
-        if isinstance(exc, EngineError):
-            self._upstream_failed(exc)
-        elif not isinstance(exc, APIError | ModeError):
-            log.error("request failed", exc_info=exc)
-        return self._error(api, APIError.from_exception(exc), model)
 
     def _client_gone(self, api: WireFormat, model: str, when: str) -> Response:
         """Count a client that left (status 499, the nginx convention) and log one line."""
